@@ -1,0 +1,47 @@
+"""Experiment registry: ``iwlab run NAME`` looks names up here.
+
+Example:
+    >>> "synthetic" in EXPERIMENTS
+    True
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from types import ModuleType
+
+# name -> module; modules are imported lazily so `iwlab list` stays fast
+EXPERIMENTS: dict[str, str] = {
+    "synthetic": "iwlab.experiments.synthetic",
+}
+
+
+def get_experiment(name: str) -> ModuleType:
+    """Import an experiment module by name; unknown names get an error listing the valid ones.
+
+    Example:
+        >>> get_experiment("synthetic").NAME
+        'synthetic'
+    """
+    if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown experiment '{name}'.{hint} Available: {', '.join(sorted(EXPERIMENTS))}.")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def make_config(name: str, profile: str = "quick", overrides: list[str] | dict | None = None):  # noqa: ANN201
+    """The experiment's config for a profile, with ``key=value`` overrides applied and validated.
+
+    Example:
+        >>> make_config("synthetic", "quick", ["epochs=5"]).epochs
+        5
+    """
+    from iwlab.config import ConfigError, apply_overrides
+
+    exp = get_experiment(name)
+    if profile not in exp.PROFILES:
+        raise ConfigError(f"unknown profile '{profile}' for {name}. Available: {', '.join(exp.PROFILES)}.")
+    cfg = apply_overrides(exp.Config(), exp.PROFILES[profile])
+    return apply_overrides(cfg, overrides or [])

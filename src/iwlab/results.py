@@ -1,0 +1,9 @@
+"""``iwlab.results.load(path)``: a run directory's metrics as a DataFrame (see :mod:`iwlab.store`).
+
+Example:
+    >>> # import iwlab.results; df = iwlab.results.load("runs/synthetic-quick")
+"""
+
+from iwlab.store.frames import export, load
+
+__all__ = ["export", "load"]

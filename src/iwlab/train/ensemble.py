@@ -1,0 +1,599 @@
+"""Train M independent models at once: one step advances every model of a weights x seeds grid.
+
+Each member has its own generator (init, shuffling, dropout), its own class weights, lr and L2. The
+parameters of all members are stacked on a leading model axis ``M``, so one batched kernel does the
+work of M small ones. Two backends sit behind the one API:
+
+* ``"stacked"``, for :class:`~iwlab.models.MLP` (logistic regression and MLPs): batched matmuls with a
+  hand-written backward, optionally under ``torch.compile``. This is the fast path for the synthetic
+  experiments, where each model is tiny and per-call overhead is everything.
+* ``"func"``, for any ``nn.Module`` without buffers (conv nets): ``torch.func.vmap(grad(...))`` over
+  ``functional_call``. Dropout in this backend draws from the global RNG, so only the stacked backend
+  reproduces a single-model run's dropout masks.
+
+The random protocol of one member, shared with :func:`iwlab.train.loop.train_single` (the reference
+that the tests compare against): ``g = Generator().manual_seed(seed)``; the model is built from ``g``;
+then every epoch draws ``randperm(N, generator=g)`` and, if the model has dropout, one epoch of keep
+masks (:func:`~iwlab.models.draw_dropout_masks`).
+
+Loss normalization (see :mod:`iwlab.functional.losses`): ``"batch_size"`` uses (1/B) sum_i w_i l_i,
+``"weight_sum"`` uses sum_i w_i l_i / sum_i w_i; both per model and per batch.
+
+Example:
+    >>> import torch
+    >>> from iwlab.models import MLP
+    >>> x, y = torch.randn(64, 2), (torch.rand(64) > 0.5).long()
+    >>> members = [Member(seed=s, class_weight=(1.0, w), lr=0.1) for s in (0, 1) for w in (1.0, 0.25)]
+    >>> trainer = EnsembleTrainer(lambda g: MLP(2, (8,), 1, generator=g), members, batch_size=8)
+    >>> history = trainer.fit(x, y, epochs=3, progress=False)
+    >>> trainer.logits(x).shape
+    torch.Size([4, 64, 1])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from iwlab.models.mlp import MLP, draw_dropout_masks
+from iwlab.train.schedule import log_epochs
+
+Callback = Callable[["EnsembleTrainer", int], dict[str, Tensor]]
+ModelFn = Callable[[torch.Generator], nn.Module]
+
+
+@dataclass
+class Member:
+    """One model of the ensemble: its seed, importance weights and optimizer settings.
+
+    ``class_weight[c]`` multiplies the loss of every example of class ``c``; ``labels`` travel with
+    the results (e.g. ``{"weight": 0.25, "model": "mlp"}``).
+
+    Example:
+        >>> Member(seed=3, class_weight=(1.0, 1 / 256), lr=0.045, l2=1e-3).l2
+        0.001
+    """
+
+    seed: int
+    class_weight: tuple[float, ...] | None = None
+    lr: float = 0.1
+    l2: float = 0.0
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class History:
+    """Metrics recorded at evaluation epochs, in long form: ``(epoch, member, name, value)``.
+
+    Example:
+        >>> History([(1, 0, "train_loss", 0.5)]).values("train_loss")
+        {1: [0.5]}
+    """
+
+    rows: list[tuple[int, int, str, float]] = field(default_factory=list)
+
+    def values(self, name: str) -> dict[int, list[float]]:
+        """``{epoch: [value of member 0, 1, ...]}`` for one metric.
+
+        Example:
+            >>> History([(2, 1, "a", 1.0), (2, 0, "a", 3.0)]).values("a")
+            {2: [3.0, 1.0]}
+        """
+        out: dict[int, dict[int, float]] = {}
+        for epoch, member, n, v in self.rows:
+            if n == name:
+                out.setdefault(epoch, {})[member] = v
+        return {e: [d[m] for m in sorted(d)] for e, d in sorted(out.items())}
+
+
+class DivergedError(RuntimeError):
+    """Raised by single-model training when the loss becomes NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacked backend: MLPs as batched matmuls with a hand-written backward.
+
+
+def _mlp_forward(params: list[Tensor], x: Tensor, masks: list[Tensor] | None, inv_keep: float):
+    """Forward through stacked layers. x (M, B, in); W (M, in, out); b (M, out)."""
+    n_layers = len(params) // 2
+    inputs, pre = [], []
+    h = x
+    for i in range(n_layers):
+        w, b = params[2 * i], params[2 * i + 1]
+        z = torch.baddbmm(b.unsqueeze(1), h, w)  # (M, B, out)
+        inputs.append(h)
+        if i < n_layers - 1:
+            pre.append(z)
+            h = z.clamp_min(0.0)
+            if masks is not None:
+                h = h * masks[i] * inv_keep
+        else:
+            h = z
+    return h, inputs, pre
+
+
+def _mlp_grads(
+    params: list[Tensor],
+    x: Tensor,
+    y: Tensor,
+    gw: Tensor,
+    masks: list[Tensor] | None,
+    inv_keep: float,
+    binary: bool,
+) -> list[Tensor]:
+    """Gradients of sum_i gw_i * CE_i for every member. gw (M, B) already holds the normalization."""
+    logits, inputs, pre = _mlp_forward(params, x, masks, inv_keep)
+    if binary:
+        g = ((torch.sigmoid(logits.squeeze(-1)) - y) * gw).unsqueeze(-1)  # (M, B, 1)
+    else:
+        p = torch.softmax(logits, dim=-1)  # (M, B, C)
+        p = p - nn.functional.one_hot(y, p.shape[-1]).to(p.dtype)
+        g = p * gw.unsqueeze(-1)
+    n_layers = len(params) // 2
+    grads: list[Tensor] = [torch.empty(0)] * len(params)
+    for i in reversed(range(n_layers)):
+        grads[2 * i] = torch.bmm(inputs[i].transpose(1, 2), g)  # (M, in, out)
+        grads[2 * i + 1] = g.sum(1)  # (M, out)
+        if i > 0:
+            g = torch.bmm(g, params[2 * i].transpose(1, 2))  # (M, B, in)
+            if masks is not None:
+                g = g * masks[i - 1] * inv_keep
+            g = g * (pre[i - 1] > 0)
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimizers over lists of stacked tensors. lr and l2 are (M,) and broadcast over each parameter.
+
+
+def _bcast(v: Tensor, p: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (p.dim() - 1)))
+
+
+def _sgd_update(params, grads, state, lr, l2, momentum: float) -> None:
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        g = g + _bcast(l2, p) * p  # coupled L2, as torch.optim.SGD(weight_decay=l2)
+        if momentum:
+            buf = state["momentum"][i]
+            buf.mul_(momentum).add_(g)
+            g = buf
+        p.sub_(_bcast(lr, p) * g)
+
+
+def _adam_update(params, grads, state, lr, l2, betas, eps: float) -> None:
+    b1, b2 = betas
+    state["step"] += 1
+    t = state["step"]
+    c1, c2 = 1 - b1**t, 1 - b2**t
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        g = g + _bcast(l2, p) * p  # as torch.optim.Adam(weight_decay=l2)
+        m, v = state["exp_avg"][i], state["exp_avg_sq"][i]
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v / c2).sqrt_().add_(eps)
+        p.sub_(_bcast(lr, p) / c1 * m / denom)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class EnsembleTrainer:
+    """Minibatch SGD or Adam on M models at once; see the module docstring.
+
+    Args:
+        model_fn: builds one initialised model from a generator (e.g. ``lambda g: MLP(..., generator=g)``).
+        members: one :class:`Member` per model.
+        batch_size: minibatch size B (the last batch of an epoch may be smaller).
+        optimizer: ``"sgd"`` or ``"adam"``; ``momentum`` and ``betas``/``eps`` configure them.
+        normalization: ``"batch_size"`` (IW-ERM, default) or ``"weight_sum"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        backend: ``"auto"`` (stacked for MLPs, func otherwise), ``"stacked"`` or ``"func"``.
+        compile: run the stacked step under ``torch.compile`` (faster after a one-off compile).
+    """
+
+    def __init__(
+        self,
+        model_fn: ModelFn,
+        members: Sequence[Member],
+        *,
+        batch_size: int,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        momentum: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        normalization: Literal["batch_size", "weight_sum"] = "batch_size",
+        device: str | torch.device = "cpu",
+        backend: Literal["auto", "stacked", "func"] = "auto",
+        compile: bool = False,
+    ) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got '{optimizer}'")
+        if normalization not in ("batch_size", "weight_sum"):
+            raise ValueError(f"normalization must be 'batch_size' or 'weight_sum', got '{normalization}'")
+        self.members = list(members)
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.momentum, self.betas, self.eps = momentum, betas, eps
+        self.normalization = normalization
+        self.device = torch.device(device)
+        self.M = len(self.members)
+        self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        modules = [model_fn(g) for g in self.generators]
+        self.template = modules[0]
+        if backend == "auto":
+            backend = "stacked" if isinstance(self.template, MLP) else "func"
+        if backend == "stacked" and not isinstance(self.template, MLP):
+            raise ValueError("the stacked backend takes iwlab.models.MLP models only; use backend='func'")
+        self.backend = backend
+        self.dropout = float(getattr(self.template, "dropout", 0.0)) if backend == "stacked" else 0.0
+        self.out_dim = self._out_dim(self.template)
+        self.binary = self.out_dim == 1
+        self.params = self._stack(modules)
+        for m in self.members:
+            for name, v in (("lr", m.lr), ("l2", m.l2)):
+                if not (math.isfinite(v) and v >= 0):
+                    raise ValueError(f"member {m}: {name} must be finite and >= 0, got {v}")
+        self.lr = torch.tensor([m.lr for m in self.members], device=self.device)
+        self.l2 = torch.tensor([m.l2 for m in self.members], device=self.device)
+        self.opt_state = self._init_opt_state()
+        self.epoch = 0
+        self.diverged_at = torch.full((self.M,), -1, dtype=torch.long)  # epoch of divergence, -1: never
+        self.history = History()
+        self._step = _mlp_grads
+        if compile and backend == "stacked":
+            self._step = torch.compile(_mlp_grads, dynamic=False)
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def _out_dim(module: nn.Module) -> int:
+        if isinstance(module, MLP):
+            return module.out_dim
+        last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if not last:
+            raise ValueError("cannot infer the output size: the model has no nn.Linear layer")
+        return last[-1].out_features
+
+    def _stack(self, modules: list[nn.Module]) -> list[Tensor] | dict[str, Tensor]:
+        if self.backend == "stacked":
+            out = []
+            for li in range(len(self.template.layers)):
+                w = torch.stack([m.layers[li].weight.detach().t() for m in modules])  # (M, in, out)
+                b = torch.stack([m.layers[li].bias.detach() for m in modules])  # (M, out)
+                out += [w.contiguous().to(self.device), b.to(self.device)]
+            return out
+        if any(True for _ in self.template.buffers()):
+            raise ValueError("the func backend does not support modules with buffers (e.g. BatchNorm)")
+        self.template = self.template.to("meta")
+        return {
+            n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules]).to(self.device)
+            for n, _ in modules[0].named_parameters()
+        }
+
+    def _param_list(self) -> list[Tensor]:
+        return self.params if isinstance(self.params, list) else list(self.params.values())
+
+    def _init_opt_state(self) -> dict[str, Any]:
+        ps = self._param_list()
+        if self.optimizer == "sgd":
+            return {"momentum": [torch.zeros_like(p) for p in ps]} if self.momentum else {}
+        return {
+            "step": 0,
+            "exp_avg": [torch.zeros_like(p) for p in ps],
+            "exp_avg_sq": [torch.zeros_like(p) for p in ps],
+        }
+
+    # -- forward -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, x: Tensor, chunk: int = 8192, per_member: bool = False) -> Tensor:
+        """Evaluation-mode logits of every member: ``(M, N, out)``.
+
+        ``x`` is ``(N, ...)`` shared by all members, or ``(M, N, ...)`` with ``per_member=True``.
+
+        Example:
+            >>> # trainer.logits(x_test).argmax(-1)  -> (M, N) predictions
+        """
+        x = x.to(self.device)
+        parts = []
+        for s in range(0, x.shape[1 if per_member else 0], chunk):
+            if per_member:
+                xc = x[:, s : s + chunk]
+            else:
+                xc = x[s : s + chunk]
+            if self.backend == "stacked":
+                xb = xc if per_member else xc.unsqueeze(0).expand(self.M, *xc.shape)
+                parts.append(_mlp_forward(self.params, xb, None, 1.0)[0])
+            else:
+                parts.append(self._func_forward(self.params, xc, shared=not per_member))
+        return torch.cat(parts, dim=1)
+
+    def predict(self, x: Tensor, chunk: int = 8192, per_member: bool = False) -> Tensor:
+        """Predicted class of every member, ``(M, N)`` int64.
+
+        Example:
+            >>> # (trainer.predict(x) == 1).float().mean(1)  -> fraction predicted as class 1
+        """
+        z = self.logits(x, chunk, per_member)
+        return (z.squeeze(-1) > 0).long() if self.binary else z.argmax(-1)
+
+    def _func_forward(self, params: dict[str, Tensor], x: Tensor, shared: bool) -> Tensor:
+        from torch.func import functional_call, vmap
+
+        def f(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+            return functional_call(self.template, p, (xi,))
+
+        return vmap(f, in_dims=(0, None if shared else 0), randomness="different")(params, x)
+
+    def member_module(self, i: int) -> nn.Module:
+        """A standalone copy of member ``i`` as an ordinary ``nn.Module`` (for inspection or export).
+
+        Example:
+            >>> # trainer.member_module(0)(x)  -> logits of member 0
+        """
+        if self.backend == "stacked":
+            t = self.template
+            mod = MLP(t.in_dim, t.hidden, t.out_dim, t.dropout)
+            with torch.no_grad():
+                for li, layer in enumerate(mod.layers):
+                    layer.weight.copy_(self.params[2 * li][i].t())
+                    layer.bias.copy_(self.params[2 * li + 1][i])
+            return mod
+        raise NotImplementedError("member_module is available for the stacked backend")
+
+    def linear_weights(self) -> tuple[Tensor, Tensor]:
+        """For logistic regression: ``(w (M, d), b (M,))`` of the binary logit.
+
+        Example:
+            >>> # w, b = trainer.linear_weights(); angle(linear_direction(w, b), svm_direction)
+        """
+        if self.backend != "stacked" or len(self.params) != 2 or not self.binary:
+            raise ValueError("linear_weights() needs a binary logistic-regression ensemble")
+        return self.params[0][..., 0], self.params[1][..., 0]
+
+    def param_norm(self) -> Tensor:
+        """L2 norm of all parameters of each member, ``(M,)``.
+
+        Example:
+            >>> # trainer.param_norm()
+        """
+        sq = sum(p.reshape(self.M, -1).pow(2).sum(1) for p in self._param_list())
+        return sq.sqrt()
+
+    # -- training ------------------------------------------------------------------------------
+    def _sample_weights(self, y: Tensor, sample_weight: Tensor | None) -> Tensor:
+        n_classes = 2 if self.binary else self.out_dim
+        if int(y.min()) < 0 or int(y.max()) >= n_classes:
+            raise ValueError(f"labels must lie in [0, {n_classes}), got range [{int(y.min())}, {int(y.max())}]")
+        n = y.shape[-1]
+        w = torch.ones(self.M, n)
+        for i, m in enumerate(self.members):
+            if m.class_weight is not None:
+                cw = torch.as_tensor(m.class_weight, dtype=torch.float32)
+                if cw.shape != (n_classes,):
+                    raise ValueError(f"member {i}: class_weight has {cw.numel()} entries, the model has {n_classes} classes")
+                _check_weights(cw, f"member {i} class_weight")
+                w[i] = cw[y[i] if y.dim() == 2 else y]
+        if sample_weight is not None:
+            sw = torch.as_tensor(sample_weight, dtype=torch.float32)
+            if sw.shape[-1] != n:
+                raise ValueError(f"sample_weight has {sw.shape[-1]} entries for {n} examples")
+            _check_weights(sw, "sample_weight")
+            w = w * sw
+        return w.to(self.device)  # (M, N)
+
+    def fit(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        epochs: int,
+        sample_weight: Tensor | None = None,
+        eval_epochs: Iterable[int] | None = None,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+        stop_diverged: bool = True,
+        per_member: bool = False,
+    ) -> History:
+        """Train every member to ``epochs`` total epochs, resuming from ``checkpoint_path`` if present.
+
+        At each epoch in ``eval_epochs`` (default: log-spaced 1, 2, 3, 5, 10, 20, ... and the last)
+        each callback returns ``{name: (M,) tensor}``; values go to :attr:`history`. A checkpoint
+        (parameters, optimizer state, generator states, history) is written atomically after each
+        evaluation, so a rerun continues where the last one stopped and ends bitwise equal on CPU.
+        Members whose parameters become NaN/inf are frozen and their epoch recorded in
+        :attr:`diverged_at`. With ``per_member=True``, ``x`` is ``(M, N, ...)`` and ``y`` is
+        ``(M, N)``: each member trains on its own dataset of the same size (this packs, e.g., one
+        model on three datasets into one ensemble).
+
+        Example:
+            >>> # trainer.fit(x, y, epochs=100, callbacks=[train_metrics(x, y)])
+        """
+        x, y = x.to(self.device), y.to(self.device)
+        if per_member and (x.shape[0] != self.M or y.dim() != 2 or y.shape[0] != self.M):
+            raise ValueError(f"per_member data need x (M={self.M}, N, ...) and y (M, N); got {tuple(x.shape)}, {tuple(y.shape)}")
+        if x.shape[int(per_member)] != y.shape[-1]:
+            raise ValueError(f"x has {x.shape[int(per_member)]} rows but y has {y.shape[-1]}")
+        w_all = self._sample_weights(y.cpu(), sample_weight)
+        y_loss = y.to(torch.float32) if self.binary else y
+        eval_set = set(log_epochs(epochs) if eval_epochs is None else eval_epochs)
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            self.load_state_dict(torch.load(checkpoint_path, weights_only=False))
+        n, bsz = y.shape[-1], self.batch_size
+        rows = torch.arange(self.M, device=self.device).unsqueeze(1)  # (M, 1) for per-member gathers
+        n_steps = math.ceil(n / bsz)
+        inv_keep = 1.0 / (1.0 - self.dropout) if self.dropout else 1.0
+        decay = 1.0 - self.lr * self.l2  # (M,)
+        self._decay = decay if bool((self.l2 > 0).any()) else None
+        bar = _progress(range(self.epoch + 1, epochs + 1), progress, total=epochs, initial=self.epoch)
+        for epoch in bar:
+            perms, masks = [], []
+            for g in self.generators:  # the per-member random protocol, see module docstring
+                perms.append(torch.randperm(n, generator=g))
+                if self.dropout:
+                    masks.append(draw_dropout_masks(g, n_steps, bsz, self.template.hidden, self.dropout))
+            perm = torch.stack(perms).to(self.device)  # (M, N)
+            stacked_masks = (
+                [torch.stack([mk[li] for mk in masks]).to(self.device) for li in range(len(masks[0]))]
+                if masks
+                else None
+            )  # per hidden layer (M, steps, B, h)
+            w_epoch = w_all.gather(1, perm)  # (M, N)
+            y_epoch = y_loss.gather(1, perm) if per_member else y_loss[perm]  # (M, N)
+            fast = self.backend == "stacked" and self.optimizer == "sgd" and not self.momentum
+            x_epoch = (x[rows, perm] if per_member else x[perm]) if fast else None  # (M, N, ...) one gather per epoch, slices per step
+            if fast and self.normalization == "batch_size":
+                # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
+                w_epoch = w_epoch * self.lr.unsqueeze(1)
+            for s in range(n_steps):
+                sl = slice(s * bsz, (s + 1) * bsz)
+                wb = w_epoch[:, sl]
+                if self.normalization == "batch_size":
+                    gw = wb / wb.shape[1]
+                else:  # a batch of zero total weight contributes nothing rather than NaN
+                    gw = wb / wb.sum(1, keepdim=True).clamp_min(1e-30)
+                    if fast:
+                        gw = gw * self.lr.unsqueeze(1)
+                if fast:
+                    self._fast_sgd_step(x_epoch[:, sl], y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+                else:
+                    xb = x[rows, perm[:, sl]] if per_member else x[perm[:, sl]]  # (M, B, ...)
+                    self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+            self.epoch = epoch
+            self._check_divergence(stop_diverged)
+            if epoch in eval_set:
+                self._evaluate(callbacks)
+                if checkpoint_path is not None:
+                    self.save_checkpoint(checkpoint_path)
+        return self.history
+
+    def _fast_sgd_step(self, xb, yb, gw, stacked_masks, s: int, inv_keep: float) -> None:
+        # plain SGD on the stacked backend: gw already carries lr, so the update is
+        # p <- p * (1 - lr * l2) - grad, the same as torch.optim.SGD(weight_decay=l2)
+        mk = None
+        if stacked_masks is not None:
+            mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
+        grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary)
+        with torch.no_grad():
+            if self._decay is not None:
+                torch._foreach_mul_(self.params, [self._decay.view(-1, *([1] * (p.dim() - 1))) for p in self.params])
+            torch._foreach_sub_(self.params, grads)
+
+    def _train_step(self, xb, yb, gw, stacked_masks, s: int, inv_keep: float) -> None:
+        if self.backend == "stacked":
+            mk = None
+            if stacked_masks is not None:
+                mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
+            grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary)
+        else:
+            grads = list(self._func_grads(xb, yb, gw).values())
+        with torch.no_grad():
+            if self.optimizer == "sgd":
+                _sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.l2, self.momentum)
+            else:
+                _adam_update(self._param_list(), grads, self.opt_state, self.lr, self.l2, self.betas, self.eps)
+
+    def _func_grads(self, xb: Tensor, yb: Tensor, gw: Tensor) -> dict[str, Tensor]:
+        from torch.func import functional_call, grad, vmap
+
+        binary = self.binary
+
+        def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor, wi: Tensor) -> Tensor:
+            z = functional_call(self.template, p, (xi,))
+            if binary:
+                per = nn.functional.binary_cross_entropy_with_logits(z.squeeze(-1), yi, reduction="none")
+            else:
+                per = nn.functional.cross_entropy(z, yi, reduction="none")
+            return (per * wi).sum()
+
+        return vmap(grad(loss), randomness="different")(self.params, xb, yb, gw)
+
+    def _check_divergence(self, freeze: bool) -> None:
+        finite = torch.stack([torch.isfinite(p.reshape(self.M, -1)).all(1) for p in self._param_list()]).all(0)
+        new = (~finite.cpu()) & (self.diverged_at < 0)
+        if new.any():
+            self.diverged_at[new] = self.epoch
+            if freeze:  # a diverged member keeps its NaNs but stops stepping; others go on
+                self.lr[new.to(self.device)] = 0.0
+
+    @torch.no_grad()
+    def _evaluate(self, callbacks: Sequence[Callback]) -> None:
+        for cb in callbacks:
+            for name, values in cb(self, self.epoch).items():
+                vals = values.detach().double().cpu().tolist()
+                if len(vals) != self.M:
+                    raise ValueError(f"callback metric '{name}' returned {len(vals)} values for {self.M} members")
+                # NaN marks "not defined for this member" (e.g. an angle on non-separable data)
+                self.history.rows.extend((self.epoch, i, name, v) for i, v in enumerate(vals) if v == v)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: parameters, optimizer, generators, history.
+
+        Example:
+            >>> # torch.save(trainer.state_dict(), "ckpt.pt")
+        """
+        return {
+            "epoch": self.epoch,
+            "params": self.params,
+            "opt_state": self.opt_state,
+            "lr": self.lr,
+            "generators": [g.get_state() for g in self.generators],
+            "diverged_at": self.diverged_at,
+            "history": list(self.history.rows),
+            "seeds": [m.seed for m in self.members],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; the members' seeds must match.
+
+        Example:
+            >>> # trainer.load_state_dict(torch.load("ckpt.pt", weights_only=False))
+        """
+        if state["seeds"] != [m.seed for m in self.members]:
+            raise ValueError("checkpoint belongs to an ensemble with different members (seeds differ)")
+        self.epoch = state["epoch"]
+        self.params = state["params"]
+        self.opt_state = state["opt_state"]
+        self.lr = state["lr"]
+        for g, s in zip(self.generators, state["generators"], strict=True):
+            g.set_state(s)
+        self.diverged_at = state["diverged_at"]
+        self.history = History(list(state["history"]))
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` atomically (temp file + rename), so a kill never leaves half a file.
+
+        Example:
+            >>> # trainer.save_checkpoint(run_dir / "checkpoints" / "cell.pt")
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+
+def _check_weights(w: Tensor, name: str) -> None:
+    from iwlab.functional.losses import check_weights
+
+    check_weights(w, name=name)
+
+
+def _progress(it: Iterable[int], enabled: bool, total: int, initial: int) -> Iterable[int]:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, initial=initial, desc="epochs", leave=False, mininterval=0.5)

@@ -1,0 +1,173 @@
+"""One check list run over every loss component (functional and module forms).
+
+To cover a new component, append a ``Component`` to ``COMPONENTS``: ``make_inputs`` draws
+``(logits, target, class_weight, sample_weight)`` for a batch with optional leading model axes,
+``build`` returns a callable ``fn(logits, target, sample_weight)`` configured with the class
+weight, normalization and reduction, and ``plain`` is PyTorch's unweighted loss.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from iwlab.functional import weighted_binary_cross_entropy, weighted_cross_entropy
+from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss
+
+B, C = 6, 3
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    make_inputs: Callable  # (lead, dtype, device, seed) -> (logits, target, class_weight, sw)
+    build: Callable  # (class_weight, normalization, reduction, device) -> fn(logits, target, sw)
+    plain: Callable  # (logits, target, reduction) -> unweighted torch loss
+
+
+def _multiclass_inputs(lead, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*lead, B, C, generator=g, dtype=dtype)
+    target = torch.randint(0, C, (*lead, B), generator=g)
+    class_weight = torch.rand(C, generator=g, dtype=dtype) + 0.1
+    sample_weight = torch.rand(*lead, B, generator=g, dtype=dtype) + 0.1
+    return tuple(t.to(device) for t in (logits, target, class_weight, sample_weight))
+
+
+def _binary_inputs(lead, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*lead, B, generator=g, dtype=dtype)
+    target = torch.randint(0, 2, (*lead, B), generator=g)
+    class_weight = torch.rand(2, generator=g, dtype=dtype) + 0.1
+    sample_weight = torch.rand(*lead, B, generator=g, dtype=dtype) + 0.1
+    return tuple(t.to(device) for t in (logits, target, class_weight, sample_weight))
+
+
+def _functional(loss):
+    def build(class_weight, normalization, reduction, device):
+        fn = partial(
+            loss, class_weight=class_weight, normalization=normalization, reduction=reduction
+        )
+        return lambda logits, target, sw: fn(logits, target, sample_weight=sw)
+
+    return build
+
+
+def _module(cls):
+    def build(class_weight, normalization, reduction, device):
+        module = cls(class_weight, normalization, reduction).to(device)
+        return lambda logits, target, sw: module(logits, target, sample_weight=sw)
+
+    return build
+
+
+def _plain_ce(logits, target, reduction):
+    return F.cross_entropy(
+        logits.movedim(-1, 1) if logits.dim() > 2 else logits, target, reduction=reduction
+    )
+
+
+def _plain_bce(logits, target, reduction):
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction=reduction)
+
+
+COMPONENTS = [
+    Component(
+        "weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce
+    ),
+    Component(
+        "weighted_binary_cross_entropy",
+        _binary_inputs,
+        _functional(weighted_binary_cross_entropy),
+        _plain_bce,
+    ),
+    Component(
+        "WeightedCrossEntropyLoss", _multiclass_inputs, _module(WeightedCrossEntropyLoss), _plain_ce
+    ),
+    Component(
+        "WeightedBCEWithLogitsLoss", _binary_inputs, _module(WeightedBCEWithLogitsLoss), _plain_bce
+    ),
+]
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
+    ),
+]
+NORMALIZATIONS = ["batch_size", "weight_sum"]
+REDUCTIONS = ["none", "sum", "mean"]
+
+component = pytest.mark.parametrize("comp", COMPONENTS, ids=lambda c: c.name)
+
+
+@component
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("lead", [(), (4,)], ids=["plain", "models"])
+def test_output_shape(comp, reduction, lead):
+    logits, target, cw, sw = comp.make_inputs(lead, torch.float32, "cpu", 0)
+    out = comp.build(cw, "batch_size", reduction, "cpu")(logits, target, sw)
+    assert out.shape == ((*lead, B) if reduction == "none" else lead)
+
+
+@component
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_dtype_and_device_preserved(comp, device, dtype, normalization):
+    logits, target, cw, sw = comp.make_inputs((2,), dtype, device, 1)
+    # Weights in the other precision must not change the output dtype.
+    other = torch.float64 if dtype == torch.float32 else torch.float32
+    out = comp.build(cw.to(other), normalization, "mean", device)(logits, target, sw.to(other))
+    assert out.dtype == dtype
+    assert out.device.type == device
+    assert torch.isfinite(out).all()
+
+
+@component
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_deterministic(comp, device, normalization):
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float32, device, 2)
+    fn = comp.build(cw, normalization, "mean", device)
+    first = fn(logits, target, sw)
+    second = comp.build(cw.clone(), normalization, "mean", device)(
+        logits.clone(), target.clone(), sw.clone()
+    )
+    assert torch.equal(first, second)
+    assert torch.equal(first, fn(logits, target, sw))
+
+
+@component
+@pytest.mark.parametrize("scaled", ["class_weight", "sample_weight"])
+def test_weight_scaling(comp, scaled):
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float64, "cpu", 3)
+    c = 3.5
+
+    def loss(normalization, scale):
+        cw_ = cw * scale if scaled == "class_weight" else cw
+        sw_ = sw * scale if scaled == "sample_weight" else sw
+        return comp.build(cw_, normalization, "mean", "cpu")(logits, target, sw_)
+
+    torch.testing.assert_close(loss("batch_size", c), c * loss("batch_size", 1.0))
+    torch.testing.assert_close(loss("weight_sum", c), loss("weight_sum", 1.0))
+    # And the two normalizations genuinely differ for non-uniform weights.
+    assert not torch.allclose(loss("batch_size", 1.0), loss("weight_sum", 1.0))
+
+
+@component
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weights", ["ones", "none"])
+def test_unit_weights_give_plain_loss(comp, normalization, reduction, weights):
+    logits, target, cw, sw = comp.make_inputs((), torch.float64, "cpu", 4)
+    if weights == "ones":
+        cw, sw = torch.ones_like(cw), torch.ones_like(sw)
+    else:
+        cw, sw = None, None
+    out = comp.build(cw, normalization, reduction, "cpu")(logits, target, sw)
+    torch.testing.assert_close(out, comp.plain(logits, target, reduction))
