@@ -20,12 +20,20 @@ def git_commit(path: str | Path | None = None) -> dict[str, Any]:
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=cwd, capture_output=True, text=True, timeout=10,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=10,
             ).stdout.strip()
         )
         return {"commit": commit, "dirty": dirty}
@@ -47,7 +55,11 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 
     info = {
         "iwlab": iwlab.__version__,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+        },
         "git": git_commit(),
         "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": _cpus()},
         "device": device,

@@ -38,7 +38,11 @@ def _md_table_to_html(md: str) -> str:
 
 
 def render_report(
-    run_dir: Path, meta: dict[str, Any], runs: Sequence[dict[str, Any]], figures: Sequence[Path], summary: str
+    run_dir: Path,
+    meta: dict[str, Any],
+    runs: Sequence[dict[str, Any]],
+    figures: Sequence[Path],
+    summary: str,
 ) -> Path:
     """Write ``report.md`` and ``report.html`` (figures embedded) into ``run_dir``; returns the HTML path.
 
@@ -60,22 +64,36 @@ def render_report(
     failed = [r for r in runs if r["status"] == "failed"]
     fail_md = "".join(f"\n**Failed cell {r['run_id']}**: see runs.error in results.db\n" for r in failed)
     figs_md = "\n".join(f"![{Path(f).stem}]({Path(f).relative_to(run_dir).as_posix()})" for f in figures)
-    md = f"{head}\n## Results\n\n{summary}\n{fail_md}\n## Figures\n\n{figs_md}\n\n## Config\n\n```json\n" + \
-        json.dumps(meta.get("config"), indent=1) + "\n```\n\n## Provenance\n\n```json\n" + json.dumps(prov, indent=1) + "\n```\n"
+    md = (
+        f"{head}\n## Results\n\n{summary}\n{fail_md}\n## Figures\n\n{figs_md}\n\n## Config\n\n```json\n"
+        + json.dumps(meta.get("config"), indent=1)
+        + "\n```\n\n## Provenance\n\n```json\n"
+        + json.dumps(prov, indent=1)
+        + "\n```\n"
+    )
     (run_dir / "report.md").write_text(md)
     imgs = []
     for f in figures:
         b64 = base64.b64encode(Path(f).read_bytes()).decode()
-        imgs.append(f'<figure><img src="data:image/png;base64,{b64}" style="max-width:100%"><figcaption>{html.escape(Path(f).name)}</figcaption></figure>')
+        cap = html.escape(Path(f).name)
+        imgs.append(
+            f'<figure><img src="data:image/png;base64,{b64}" style="max-width:100%">'
+            f"<figcaption>{cap}</figcaption></figure>"
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>iwlab report</title><style>"
         "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>"
         + _md_table_to_html(head + "\n## Results\n" + summary + fail_md)
-        + "<h2>Figures</h2>" + "\n".join(imgs)
-        + "<h2>Config</h2><pre>" + html.escape(json.dumps(meta.get("config"), indent=1)) + "</pre>"
-        + "<h2>Provenance</h2><pre>" + html.escape(json.dumps(prov, indent=1)) + "</pre></body></html>"
+        + "<h2>Figures</h2>"
+        + "\n".join(imgs)
+        + "<h2>Config</h2><pre>"
+        + html.escape(json.dumps(meta.get("config"), indent=1))
+        + "</pre>"
+        + "<h2>Provenance</h2><pre>"
+        + html.escape(json.dumps(prov, indent=1))
+        + "</pre></body></html>"
     )
     path = run_dir / "report.html"
     path.write_text(page)

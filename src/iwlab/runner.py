@@ -59,12 +59,26 @@ def preflight(out: Path) -> None:
         raise RunError(f"output directory {out} is not writable: {e.strerror or e}") from None
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
-        raise RunError(f"only {free / 2**20:.0f} MiB free on the disk of {out}; need at least {MIN_FREE_BYTES // 2**20} MiB")
+        raise RunError(
+            f"only {free / 2**20:.0f} MiB free on the disk of {out}; need at least {MIN_FREE_BYTES // 2**20} MiB"
+        )
 
 
-def _run_cell_task(name: str, cfg_dict: dict, cell_id: str, params: dict, run_dir: str, device: str,
-                   progress: bool, threads: int | None) -> tuple[str, Any]:
-    """Worker entry point: ('ok', CellResult) or ('failed', traceback text). Never raises."""
+def _run_cell_task(
+    name: str,
+    cfg_dict: dict,
+    cell_id: str,
+    params: dict,
+    run_dir: str,
+    device: str,
+    progress: bool,
+    threads: int | None,
+) -> tuple[str, Any]:
+    """Worker entry point: ('ok', CellResult) or ('failed', traceback text). Never raises.
+
+    ``params`` may carry ``_cell`` (the experiment's own cell id, when ``cell_id`` has a sweep prefix)
+    and ``_grid`` (the sweep point, added to every member's labels by the driver).
+    """
     try:
         if threads:
             import torch
@@ -75,7 +89,8 @@ def _run_cell_task(name: str, cfg_dict: dict, cell_id: str, params: dict, run_di
         exp = get_experiment(name)
         cfg = config_from_dict(exp.Config, cfg_dict)
         ctx = CellContext(run_dir=Path(run_dir), cell_id=cell_id, device=device, progress=progress)
-        return "ok", exp.run_cell(cfg, cell_id, params, ctx)
+        own = {k: v for k, v in params.items() if not k.startswith("_")}
+        return "ok", exp.run_cell(cfg, params.get("_cell", cell_id), own, ctx)
     except KeyboardInterrupt:
         raise
     except Exception:
@@ -122,49 +137,92 @@ def run_experiment(
     cells = cells_override if cells_override is not None else exp.cells(cfg)
     if cells_filter is not None:
         cells = [c for c in cells if cells_filter(c[0])]
-    store.add_runs(name, cells, provenance=prov)
-    todo = [(cid, p) for cid, p in cells if store.status(cid) not in ("done", "diverged")]
-    if todo:
-        _execute(store, name, cfg_dict, todo, run_dir, device, executor, workers, address, progress)
+    tasks = [(cid, cfg_dict, p) for cid, p in cells]
+    _run_tasks(store, name, tasks, prov, run_dir, device, executor, workers, address, progress)
     if report:
         write_report(run_dir)
     store.close()
     return run_dir
 
 
-def _check_same_config(run_dir: Path, name: str, profile: str, cfg_dict: dict) -> None:
+def _run_tasks(
+    store: Store,
+    name: str,
+    tasks: list[tuple[str, dict, dict]],
+    prov: dict,
+    run_dir: Path,
+    device: str,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+) -> None:
+    """Register tasks ``(cell_id, config dict, params)`` and execute those not finished yet."""
+    store.add_runs(name, [(cid, {"config": c, "cell": p}) for cid, c, p in tasks], provenance=prov)
+    todo = [t for t in tasks if store.status(t[0]) not in ("done", "diverged")]
+    if todo:
+        _execute(store, name, todo, run_dir, device, executor, workers, address, progress)
+
+
+def _check_same_config(run_dir: Path, name: str, profile: str, cfg_dict: dict, extra: dict | None = None) -> None:
     path = run_dir / "config.json"
-    record = {"experiment": name, "profile": profile, "config": cfg_dict}
+    record = {"experiment": name, "profile": profile, "config": cfg_dict, **(extra or {})}
     if path.exists():
         old = json.loads(path.read_text())
         if old != record:
             diff = sorted(
-                k for k in set(old.get("config", {})) | set(cfg_dict)
-                if old.get("config", {}).get(k) != cfg_dict.get(k)
+                k for k in set(old.get("config", {})) | set(cfg_dict) if old.get("config", {}).get(k) != cfg_dict.get(k)
             )
-            what = f"keys differ: {', '.join(diff)}" if diff else f"experiment/profile differ ({old.get('experiment')}/{old.get('profile')})"
+            what = (
+                f"keys differ: {', '.join(diff)}"
+                if diff
+                else f"experiment, profile or sweep differ ({old.get('experiment')}/{old.get('profile')})"
+            )
             raise RunError(f"{run_dir} holds a run with a different config ({what}); use another --out to start afresh")
         return
     path.write_text(json.dumps(record, indent=2))
 
 
-def _record(store: Store, cell_id: str, status: str, payload: Any) -> None:
+def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | None = None) -> None:
     if status == "ok":
         res: CellResult = payload
+        if grid:
+            res.members = [{**m, **grid} for m in res.members]
         div = [d for d in res.diverged if d >= 0]
         store.write_result(
-            cell_id, res.members, res.rows, diverged=res.diverged, artifacts=res.artifacts,
+            cell_id,
+            res.members,
+            res.rows,
+            diverged=res.diverged,
+            artifacts=res.artifacts,
             status="diverged" if div else "done",
         )
         if div:
-            store.set_status(cell_id, "diverged", epoch=min(div), error=f"{len(div)} member(s) diverged (NaN/inf)")
+            store.set_status(
+                cell_id,
+                "diverged",
+                epoch=min(div),
+                error=f"{len(div)} member(s) diverged (NaN/inf)",
+            )
     else:
         store.set_status(cell_id, "failed", error=payload)
-        print(f"iwlab: cell {cell_id} failed; traceback stored in results.db (runs.error)", file=sys.stderr)
+        print(
+            f"iwlab: cell {cell_id} failed; traceback stored in results.db (runs.error)",
+            file=sys.stderr,
+        )
 
 
-def _execute(store: Store, name: str, cfg_dict: dict, todo: list[tuple[str, dict]], run_dir: Path, device: str,
-             executor: str, workers: int | None, address: str | None, progress: bool) -> None:
+def _execute(
+    store: Store,
+    name: str,
+    todo: list[tuple[str, dict, dict]],
+    run_dir: Path,
+    device: str,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+) -> None:
     from tqdm.auto import tqdm
 
     n_workers = workers or 1
@@ -172,16 +230,16 @@ def _execute(store: Store, name: str, cfg_dict: dict, todo: list[tuple[str, dict
     if executor == "ray":
         from iwlab.executors import run_ray
 
-        run_ray(store, name, cfg_dict, todo, run_dir, device, n_workers, address, bar, _record)
+        run_ray(store, name, todo, run_dir, device, n_workers, address, bar, _record, _run_cell_task)
         bar.close()
         return
     if executor != "local":
         raise RunError(f"unknown executor '{executor}'; valid: local, ray")
     if n_workers <= 1:
-        for cid, params in todo:
+        for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
             status, payload = _run_cell_task(name, cfg_dict, cid, params, str(run_dir), device, progress, None)
-            _record(store, cid, status, payload)
+            _record(store, cid, status, payload, params.get("_grid"))
             bar.update()
         bar.close()
         return
@@ -195,7 +253,8 @@ def _execute(store: Store, name: str, cfg_dict: dict, todo: list[tuple[str, dict
     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_ignore_sigint)
     pending = {}
     try:
-        for cid, params in todo:
+        grids = {cid: params.get("_grid") for cid, _, params in todo}
+        for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
             fut = pool.submit(_run_cell_task, name, cfg_dict, cid, params, str(run_dir), device, False, threads)
             pending[fut] = cid
@@ -207,7 +266,7 @@ def _execute(store: Store, name: str, cfg_dict: dict, todo: list[tuple[str, dict
                     status, payload = fut.result()
                 except Exception:  # a worker process died (e.g. out of memory)
                     status, payload = "failed", traceback.format_exc()
-                _record(store, cid, status, payload)
+                _record(store, cid, status, payload, grids[cid])
                 bar.update()
     except KeyboardInterrupt:
         # Finished cells are already committed; unfinished ones go back to pending and resume from
@@ -243,6 +302,13 @@ def write_report(run_dir: str | Path) -> Path:
     exp = get_experiment(meta["experiment"])
     cfg = config_from_dict(exp.Config, meta["config"])
     df = load(run_dir)
+    if meta.get("sweep"):
+        from iwlab.sweep import sweep_summary
+
+        summary, figures = sweep_summary(exp, df, meta), []
+        path = render_report(run_dir, meta, store.runs(), figures, summary)
+        store.close()
+        return path
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures = exp.figures(run_dir, df, cfg)

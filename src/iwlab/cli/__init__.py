@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="iwlab", description="Importance weighting and sampling experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, mod in SUBCOMMANDS.items():
+    for mod in SUBCOMMANDS.values():
         mod.add_parser(sub)
     return parser
 
@@ -34,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return SUBCOMMANDS[args.command].main(args) or 0
     except KeyboardInterrupt:
-        print("iwlab: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        print(
+            "iwlab: interrupted; finished work is saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
-        if isinstance(e, ValueError | RuntimeError | FileNotFoundError | ImportError) and not getattr(args, "debug", False):
+        if isinstance(e, ValueError | RuntimeError | FileNotFoundError | ImportError) and not getattr(
+            args, "debug", False
+        ):
             print(f"iwlab: error: {e}", file=sys.stderr)
             return 2
         raise

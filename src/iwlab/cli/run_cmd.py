@@ -9,11 +9,26 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``sweep``."""
     p.add_argument("experiment", help="experiment name (see `iwlab list`)")
     p.add_argument("--profile", default="quick", help="config profile: quick (default) or paper")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value; repeatable")
-    p.add_argument("--out", default=None, help="run directory (default runs/EXPERIMENT-PROFILE); rerun to resume")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value; repeatable",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default runs/EXPERIMENT-PROFILE); rerun to resume",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
-    p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: 1 per 2 cores... see docs)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: 1 per 2 cores... see docs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -49,8 +64,13 @@ def main(args: argparse.Namespace) -> int:
     from iwlab.runner import run_experiment
 
     run_dir = run_experiment(
-        args.experiment, args.profile, args.overrides, args.out, device=resolve_device(args.device),
-        workers=default_workers(args.workers), progress=not args.no_progress,
+        args.experiment,
+        args.profile,
+        args.overrides,
+        args.out,
+        device=resolve_device(args.device),
+        workers=default_workers(args.workers),
+        progress=not args.no_progress,
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0

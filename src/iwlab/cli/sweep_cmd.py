@@ -11,8 +11,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``sweep`` subcommand."""
     p = sub.add_parser("sweep", help="run a grid of configs (resumable; local processes or Ray)")
     add_common(p)
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="a config key and its values; repeatable (the product is swept)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a config key and its values; repeatable (the product is swept)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (packed into each ensemble)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -24,9 +29,17 @@ def main(args: argparse.Namespace) -> int:
     from iwlab.sweep import run_sweep
 
     run_dir = run_sweep(
-        args.experiment, args.profile, args.overrides, args.grid, seeds=args.seeds, out=args.out,
-        device=resolve_device(args.device), executor=args.executor, workers=default_workers(args.workers),
-        address=args.address, progress=not args.no_progress,
+        args.experiment,
+        args.profile,
+        args.overrides,
+        args.grid,
+        seeds=args.seeds,
+        out=args.out,
+        device=resolve_device(args.device),
+        executor=args.executor,
+        workers=default_workers(args.workers),
+        address=args.address,
+        progress=not args.no_progress,
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0

@@ -34,6 +34,8 @@ NAME = "synthetic"
 DESCRIPTION = "Byrd & Lipton synthetic 2D: class weights vs epochs, L2 and dropout (Figs 1-3, A.1, A.2)"
 
 MODELS = ("logreg", "mlp", "mlp_dropout")
+# member-level keys: sweeping them packs their values into one ensemble (see iwlab.sweep)
+PACK_KEYS = ("weights", "l2")
 DATASETS = ("separable", "moons", "gaussians")
 
 
@@ -146,9 +148,24 @@ def _members(cfg: Config, model: str, lrs: dict[str, float]) -> list:
                 for w in cfg.weights:
                     cw = [1.0, 1.0]
                     cw[cfg.down_class] = w
-                    labels = {"dataset": ds, "model": model, "weight": w, "l2": l2, "seed": cfg.seed + s,
-                              "dropout": cfg.dropout if model == "mlp_dropout" else 0.0, "lr": lrs[ds]}
-                    out.append(Member(seed=cfg.seed + s, class_weight=tuple(cw), lr=lrs[ds], l2=l2, labels=labels))
+                    labels = {
+                        "dataset": ds,
+                        "model": model,
+                        "weight": w,
+                        "l2": l2,
+                        "seed": cfg.seed + s,
+                        "dropout": cfg.dropout if model == "mlp_dropout" else 0.0,
+                        "lr": lrs[ds],
+                    }
+                    out.append(
+                        Member(
+                            seed=cfg.seed + s,
+                            class_weight=tuple(cw),
+                            lr=lrs[ds],
+                            l2=l2,
+                            labels=labels,
+                        )
+                    )
     return out
 
 
@@ -170,6 +187,7 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
     members = _members(cfg, model, lrs)
     M = len(members)
     if model == "logreg":
+
         def model_fn(g: torch.Generator) -> MLP:
             return logistic_regression(2, 1, generator=g)
     else:
@@ -179,8 +197,12 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
             return MLP(2, (cfg.hidden,), 1, p, generator=g)
 
     trainer = EnsembleTrainer(
-        model_fn, members, batch_size=cfg.batch_size, normalization=cfg.normalization,
-        device=ctx.device, compile=cfg.compile,
+        model_fn,
+        members,
+        batch_size=cfg.batch_size,
+        normalization=cfg.normalization,
+        device=ctx.device,
+        compile=cfg.compile,
     )
     down = cfg.down_class
     ds_of = [m.labels["dataset"] for m in members]
@@ -222,18 +244,29 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
             # NaN for members on non-separable data; such rows are not stored
             w, b = tr.linear_weights()
             out["angle"] = angle(linear_direction(w, b).cpu(), svm_dirs)
-            out["margin"] = torch.stack([
-                normalized_margin(w[i].cpu(), b[i].cpu(), x[i].cpu(), y[i].cpu()) for i in range(M)
-            ]).where(has_svm, torch.tensor(float("nan")))
+            out["margin"] = torch.stack(
+                [normalized_margin(w[i].cpu(), b[i].cpu(), x[i].cpu(), y[i].cpu()) for i in range(M)]
+            ).where(has_svm, torch.tensor(float("nan")))
         if epoch in snaps:  # decision surfaces for the figures, written before the checkpoint
             prob = torch.sigmoid(zg).reshape(M, cfg.grid_size, cfg.grid_size)
             np.save(surf_dir / f"surface_e{epoch}.npy", prob.cpu().numpy().astype(np.float16))
         return out
 
-    trainer.fit(x, y, epochs=cfg.epochs, callbacks=[metrics], checkpoint_path=ctx.checkpoint_path,
-                progress=ctx.progress, per_member=True)
-    np.savez(surf_dir / "grid.npz", boxes=np.array([grids[d][1] for d in ds_of]), size=cfg.grid_size,
-             epochs=np.array(sorted(snaps)))
+    trainer.fit(
+        x,
+        y,
+        epochs=cfg.epochs,
+        callbacks=[metrics],
+        checkpoint_path=ctx.checkpoint_path,
+        progress=ctx.progress,
+        per_member=True,
+    )
+    np.savez(
+        surf_dir / "grid.npz",
+        boxes=np.array([grids[d][1] for d in ds_of]),
+        size=cfg.grid_size,
+        epochs=np.array(sorted(snaps)),
+    )
     rel = str(surf_dir.relative_to(ctx.run_dir))
     return CellResult(
         members=[m.labels for m in members],
@@ -276,12 +309,19 @@ def spreads(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
     for (ds, model, l2), g in mean.groupby(["dataset", "model", "l2"]):
         first, last = g.epoch.min(), g.epoch.max()
         f, la = g[g.epoch == first], g[g.epoch == last]
-        rows.append({
-            "dataset": ds, "model": model, "l2": l2, "first_epoch": int(first), "last_epoch": int(last),
-            "spread_first": f["mean"].max() - f["mean"].min(), "spread_last": la["mean"].max() - la["mean"].min(),
-            "w1_last": float(la[la.weight == la.weight.max()]["mean"].iloc[0]),
-            "wmin_last": float(la[la.weight == la.weight.min()]["mean"].iloc[0]),
-        })
+        rows.append(
+            {
+                "dataset": ds,
+                "model": model,
+                "l2": l2,
+                "first_epoch": int(first),
+                "last_epoch": int(last),
+                "spread_first": f["mean"].max() - f["mean"].min(),
+                "spread_last": la["mean"].max() - la["mean"].min(),
+                "w1_last": float(la[la.weight == la.weight.max()]["mean"].iloc[0]),
+                "wmin_last": float(la[la.weight == la.weight.min()]["mean"].iloc[0]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -294,19 +334,26 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     lines = [
         f"Down-weighted class: {cfg.down_class}. Weights: {', '.join(_frac(w) for w in cfg.weights)}. "
         f"Seeds: {cfg.seeds}. Epochs: {cfg.epochs}, batch {cfg.batch_size}, lr = {cfg.lr_scale:g} / sigma_max(X)"
-        + (f" (lr given: {cfg.lr})" if cfg.lr else "") + ".",
+        + (f" (lr given: {cfg.lr})" if cfg.lr else "")
+        + ".",
         "",
         "Spread = max - min, across weights, of the fraction of points predicted as the down-weighted class "
         "(mean over seeds). The finding: large early, small late without L2; stays large with L2.",
         "",
     ]
-    for metric, title in (("frac_down_test", "test points"), ("frac_down_grid", "grid over the plane")):
+    for metric, title in (
+        ("frac_down_test", "test points"),
+        ("frac_down_grid", "grid over the plane"),
+    ):
         s = spreads(df, metric)
         if s.empty:
             continue
-        lines += [f"### Spread of the fraction of {title}", "",
-                  "| dataset | model | L2 | spread at first epoch | spread at last epoch | w=1 last | w=min last |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### Spread of the fraction of {title}",
+            "",
+            "| dataset | model | L2 | spread at first epoch | spread at last epoch | w=1 last | w=min last |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in s.itertuples():
             lines.append(
                 f"| {r.dataset} | {r.model} | {r.l2:g} | {r.spread_first:.3f} (epoch {r.first_epoch}) "
@@ -316,9 +363,12 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     a = df[df.name == "angle"]
     if not a.empty:
         last = a[a.epoch == a.epoch.max()].groupby(["dataset", "l2", "weight"]).value.mean().reset_index()
-        lines += ["### Angle (radians) of logistic regression to the max-margin direction, last epoch", "",
-                  "| L2 | " + " | ".join(_frac(w) for w in sorted(last.weight.unique(), reverse=True)) + " |",
-                  "|---|" + "---|" * last.weight.nunique()]
+        lines += [
+            "### Angle (radians) of logistic regression to the max-margin direction, last epoch",
+            "",
+            "| L2 | " + " | ".join(_frac(w) for w in sorted(last.weight.unique(), reverse=True)) + " |",
+            "|---|" + "---|" * last.weight.nunique(),
+        ]
         for l2, g in last.groupby("l2"):
             g = g.sort_values("weight", ascending=False)
             lines.append(f"| {l2:g} | " + " | ".join(f"{v:.3f}" for v in g.value) + " |")

@@ -43,7 +43,12 @@ class MLP(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.in_dim, self.hidden, self.out_dim, self.dropout = in_dim, tuple(hidden), out_dim, dropout
+        self.in_dim, self.hidden, self.out_dim, self.dropout = (
+            in_dim,
+            tuple(hidden),
+            out_dim,
+            dropout,
+        )
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.reset_parameters(generator)

@@ -53,7 +53,14 @@ def _member_index(df: pd.DataFrame, dataset: str, model: str, weight: float, l2:
 
 
 def surface_figure(
-    run_dir: Path, df: pd.DataFrame, cfg: Any, dataset: str, model: str, l2: float, path: Path, title: str
+    run_dir: Path,
+    df: pd.DataFrame,
+    cfg: Any,
+    dataset: str,
+    model: str,
+    l2: float,
+    path: Path,
+    title: str,
 ) -> Path | None:
     """Rows = weights, columns = snapshot epochs: MLP decision surface, logistic-regression boundary
     (red line, when that model ran) and the max-margin separator (dotted, separable data).
@@ -129,11 +136,21 @@ def surface_figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fig_dir: Path) ->
     """
     l2_reg = max(cfg.l2) if cfg.l2 else 0.0
     specs = [
-        ("separable", "mlp", 0.0, "fig1_separable_plain.png",
-         "Fig. 1: MLP decision surface (shading), logistic regression (red), max margin (dotted)"),
+        (
+            "separable",
+            "mlp",
+            0.0,
+            "fig1_separable_plain.png",
+            "Fig. 1: MLP decision surface (shading), logistic regression (red), max margin (dotted)",
+        ),
         ("separable", "mlp", l2_reg, "fig2_separable_l2.png", f"Fig. 2: same with L2 = {l2_reg:g}"),
-        ("separable", "mlp_dropout", 0.0, "fig3_separable_dropout.png",
-         f"Fig. 3: MLP with dropout {cfg.dropout:g}"),
+        (
+            "separable",
+            "mlp_dropout",
+            0.0,
+            "fig3_separable_dropout.png",
+            f"Fig. 3: MLP with dropout {cfg.dropout:g}",
+        ),
         ("moons", "mlp", 0.0, "figA1_moons.png", "Fig. A.1: moons (not separable)"),
         ("gaussians", "mlp", 0.0, "figA2_gaussians.png", "Fig. A.2: overlapping Gaussians"),
     ]
@@ -152,7 +169,13 @@ def _curve_panel(ax: Any, d: pd.DataFrame, logy: bool = False) -> None:
         g = d[d.weight == w].groupby("epoch").value.agg(["mean", "std"]).reset_index()
         ax.plot(g.epoch, g["mean"], color=col, lw=1.2, label=_weight_label(w))
         if g["std"].notna().any():
-            ax.fill_between(g.epoch, g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=col, alpha=0.15)
+            ax.fill_between(
+                g.epoch,
+                g["mean"] - g["std"].fillna(0),
+                g["mean"] + g["std"].fillna(0),
+                color=col,
+                alpha=0.15,
+            )
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
@@ -175,7 +198,10 @@ def fraction_curves(df: pd.DataFrame, cfg: Any, path: Path, metric: str = "frac_
         for k, (m_name, label) in enumerate(((metric, "test points"), ("frac_down_grid", "grid"))):
             for c, (model, l2) in enumerate(variants):
                 ax = axes[2 * r + k][c]
-                _curve_panel(ax, d[(d.dataset == ds) & (d.model == model) & (d.l2 == l2) & (d.name == m_name)])
+                _curve_panel(
+                    ax,
+                    d[(d.dataset == ds) & (d.model == model) & (d.l2 == l2) & (d.name == m_name)],
+                )
                 ax.set_ylim(-0.02, 1.02)
                 ax.set_title(f"{ds}: {model}, L2={l2:g}", fontsize=8)
                 if c == 0:

@@ -99,7 +99,8 @@ class Store:
         """
         with self._tx() as c:
             c.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items.items()]
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in items.items()],
             )
 
     def meta(self) -> dict[str, Any]:
@@ -112,7 +113,10 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------------
     def add_runs(
-        self, experiment: str, cells: Iterable[tuple[str, dict[str, Any]]], provenance: dict | None = None
+        self,
+        experiment: str,
+        cells: Iterable[tuple[str, dict[str, Any]]],
+        provenance: dict | None = None,
     ) -> None:
         """Register cells as pending; cells already present keep their status (this is how resume works).
 
@@ -120,8 +124,7 @@ class Store:
             >>> # store.add_runs("synthetic", [("separable/mlp", {"model": "mlp"})])
         """
         rows = [
-            (rid, experiment, rid, json.dumps(cfg, sort_keys=True), json.dumps(provenance or {}))
-            for rid, cfg in cells
+            (rid, experiment, rid, json.dumps(cfg, sort_keys=True), json.dumps(provenance or {})) for rid, cfg in cells
         ]
         with self._tx() as c:
             c.executemany(
@@ -206,10 +209,12 @@ class Store:
                 ((run_id, int(m), int(e), n, float(v)) for e, m, n, v in rows),
             )
             c.executemany(
-                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)", [(run_id, k, p, now) for k, p in artifacts]
+                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)",
+                [(run_id, k, p, now) for k, p in artifacts],
             )
             c.execute(
-                "UPDATE runs SET status=?, error=NULL, finished=? WHERE run_id=?", (status, now, run_id)
+                "UPDATE runs SET status=?, error=NULL, finished=? WHERE run_id=?",
+                (status, now, run_id),
             )
 
     def write_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, float]]) -> None:
@@ -231,7 +236,10 @@ class Store:
             >>> # store.add_artifact("", "figure", "figures/fig1.png")
         """
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)", (run_id, kind, path, time.time()))
+            c.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)",
+                (run_id, kind, path, time.time()),
+            )
 
     def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Artifacts as dicts, optionally of one kind.
@@ -242,7 +250,10 @@ class Store:
         q, args = "SELECT run_id, kind, path, created FROM artifacts", ()
         if kind is not None:
             q, args = q + " WHERE kind=?", (kind,)
-        return [dict(zip(("run_id", "kind", "path", "created"), r, strict=True)) for r in self._conn.execute(q + " ORDER BY rowid", args)]
+        return [
+            dict(zip(("run_id", "kind", "path", "created"), r, strict=True))
+            for r in self._conn.execute(q + " ORDER BY rowid", args)
+        ]
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         """Read-only SQL escape hatch.

@@ -101,7 +101,9 @@ class DivergedError(RuntimeError):
 # Stacked backend: MLPs as batched matmuls with a hand-written backward.
 
 
-def _mlp_forward(params: list[Tensor], x: Tensor, masks: list[Tensor] | None, inv_keep: float):
+def _mlp_forward(
+    params: list[Tensor], x: Tensor, masks: list[Tensor] | None, inv_keep: float
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Forward through stacked layers. x (M, B, in); W (M, in, out); b (M, out)."""
     n_layers = len(params) // 2
     inputs, pre = [], []
@@ -158,7 +160,9 @@ def _bcast(v: Tensor, p: Tensor) -> Tensor:
     return v.view(-1, *([1] * (p.dim() - 1)))
 
 
-def _sgd_update(params, grads, state, lr, l2, momentum: float) -> None:
+def _sgd_update(
+    params: list[Tensor], grads: list[Tensor], state: dict, lr: Tensor, l2: Tensor, momentum: float
+) -> None:
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         g = g + _bcast(l2, p) * p  # coupled L2, as torch.optim.SGD(weight_decay=l2)
         if momentum:
@@ -168,7 +172,15 @@ def _sgd_update(params, grads, state, lr, l2, momentum: float) -> None:
         p.sub_(_bcast(lr, p) * g)
 
 
-def _adam_update(params, grads, state, lr, l2, betas, eps: float) -> None:
+def _adam_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    state: dict,
+    lr: Tensor,
+    l2: Tensor,
+    betas: tuple[float, float],
+    eps: float,
+) -> None:
     b1, b2 = betas
     state["step"] += 1
     t = state["step"]
@@ -381,7 +393,9 @@ class EnsembleTrainer:
             if m.class_weight is not None:
                 cw = torch.as_tensor(m.class_weight, dtype=torch.float32)
                 if cw.shape != (n_classes,):
-                    raise ValueError(f"member {i}: class_weight has {cw.numel()} entries, the model has {n_classes} classes")
+                    raise ValueError(
+                        f"member {i}: class_weight has {cw.numel()} entries, the model has {n_classes} classes"
+                    )
                 _check_weights(cw, f"member {i} class_weight")
                 w[i] = cw[y[i] if y.dim() == 2 else y]
         if sample_weight is not None:
@@ -422,7 +436,9 @@ class EnsembleTrainer:
         """
         x, y = x.to(self.device), y.to(self.device)
         if per_member and (x.shape[0] != self.M or y.dim() != 2 or y.shape[0] != self.M):
-            raise ValueError(f"per_member data need x (M={self.M}, N, ...) and y (M, N); got {tuple(x.shape)}, {tuple(y.shape)}")
+            raise ValueError(
+                f"per_member data need x (M={self.M}, N, ...) and y (M, N); got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
         if x.shape[int(per_member)] != y.shape[-1]:
             raise ValueError(f"x has {x.shape[int(per_member)]} rows but y has {y.shape[-1]}")
         w_all = self._sample_weights(y.cpu(), sample_weight)
@@ -452,7 +468,9 @@ class EnsembleTrainer:
             w_epoch = w_all.gather(1, perm)  # (M, N)
             y_epoch = y_loss.gather(1, perm) if per_member else y_loss[perm]  # (M, N)
             fast = self.backend == "stacked" and self.optimizer == "sgd" and not self.momentum
-            x_epoch = (x[rows, perm] if per_member else x[perm]) if fast else None  # (M, N, ...) one gather per epoch, slices per step
+            x_epoch = (
+                (x[rows, perm] if per_member else x[perm]) if fast else None
+            )  # (M, N, ...) one gather per epoch, slices per step
             if fast and self.normalization == "batch_size":
                 # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
                 w_epoch = w_epoch * self.lr.unsqueeze(1)
@@ -478,7 +496,9 @@ class EnsembleTrainer:
                     self.save_checkpoint(checkpoint_path)
         return self.history
 
-    def _fast_sgd_step(self, xb, yb, gw, stacked_masks, s: int, inv_keep: float) -> None:
+    def _fast_sgd_step(
+        self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
+    ) -> None:
         # plain SGD on the stacked backend: gw already carries lr, so the update is
         # p <- p * (1 - lr * l2) - grad, the same as torch.optim.SGD(weight_decay=l2)
         mk = None
@@ -490,7 +510,9 @@ class EnsembleTrainer:
                 torch._foreach_mul_(self.params, [self._decay.view(-1, *([1] * (p.dim() - 1))) for p in self.params])
             torch._foreach_sub_(self.params, grads)
 
-    def _train_step(self, xb, yb, gw, stacked_masks, s: int, inv_keep: float) -> None:
+    def _train_step(
+        self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
+    ) -> None:
         if self.backend == "stacked":
             mk = None
             if stacked_masks is not None:
@@ -502,7 +524,15 @@ class EnsembleTrainer:
             if self.optimizer == "sgd":
                 _sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.l2, self.momentum)
             else:
-                _adam_update(self._param_list(), grads, self.opt_state, self.lr, self.l2, self.betas, self.eps)
+                _adam_update(
+                    self._param_list(),
+                    grads,
+                    self.opt_state,
+                    self.lr,
+                    self.l2,
+                    self.betas,
+                    self.eps,
+                )
 
     def _func_grads(self, xb: Tensor, yb: Tensor, gw: Tensor) -> dict[str, Tensor]:
         from torch.func import functional_call, grad, vmap

@@ -68,7 +68,11 @@ def train_single(
             out = model(xb, masks=mk) if isinstance(model, MLP) else model(xb)
             if out.shape[-1] == 1:
                 loss = weighted_binary_cross_entropy(
-                    out.squeeze(-1), yb, class_weight=cw, normalization=normalization, validate=False
+                    out.squeeze(-1),
+                    yb,
+                    class_weight=cw,
+                    normalization=normalization,
+                    validate=False,
                 )
             else:
                 loss = weighted_cross_entropy(out, yb, class_weight=cw, normalization=normalization, validate=False)
