@@ -116,12 +116,28 @@ def _check_type(value: Any, typ: Any, key: str) -> Any:
         if elem is None:
             return tuple(_check_type(v, a, key) for v, a in zip(value, args, strict=True))
         return tuple(_check_type(v, elem, key) for v in value)
-    if typ is float and isinstance(value, int | float) and not isinstance(value, bool):
+    if origin is tuple:
+        raise ConfigError(f"{key}: expected a list of values, got {value!r}.")
+    if origin is typing.Literal:
+        if value not in typing.get_args(typ):
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, typing.get_args(typ)))}; got {value!r}.")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(typ):
+            return None
+        errors = []
+        for a in (t for t in typing.get_args(typ) if t is not type(None)):
+            try:
+                return _check_type(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}.")
+    if isinstance(value, bool) and typ is not bool:  # bool is an int subclass; never a number here
+        raise ConfigError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {value!r}.")
+    if typ is float and isinstance(value, int | float):
         return float(value)
-    if typ in (int, bool, str) and not isinstance(value, typ):
+    if typ in (int, bool, str, float) and not isinstance(value, typ):
         raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}.")
-    if typ is int and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected int, got {value!r}.")
     return value
 
 

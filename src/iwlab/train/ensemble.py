@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -287,11 +288,13 @@ class EnsembleTrainer:
             return out
         if any(True for _ in self.template.buffers()):
             raise ValueError("the func backend does not support modules with buffers (e.g. BatchNorm)")
-        self.template = self.template.to("meta")
-        return {
+        stacked = {
             n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules]).to(self.device)
             for n, _ in modules[0].named_parameters()
         }
+        # the template only supplies the architecture to functional_call; keep no real storage
+        self.template = copy.deepcopy(self.template).to("meta")
+        return stacked
 
     def _param_list(self) -> list[Tensor]:
         return self.params if isinstance(self.params, list) else list(self.params.values())
