@@ -48,9 +48,7 @@ def _binary_inputs(lead, dtype, device, seed):
 
 def _functional(loss):
     def build(class_weight, normalization, reduction, device):
-        fn = partial(
-            loss, class_weight=class_weight, normalization=normalization, reduction=reduction
-        )
+        fn = partial(loss, class_weight=class_weight, normalization=normalization, reduction=reduction)
         return lambda logits, target, sw: fn(logits, target, sample_weight=sw)
 
     return build
@@ -65,9 +63,7 @@ def _module(cls):
 
 
 def _plain_ce(logits, target, reduction):
-    return F.cross_entropy(
-        logits.movedim(-1, 1) if logits.dim() > 2 else logits, target, reduction=reduction
-    )
+    return F.cross_entropy(logits.movedim(-1, 1) if logits.dim() > 2 else logits, target, reduction=reduction)
 
 
 def _plain_bce(logits, target, reduction):
@@ -75,21 +71,15 @@ def _plain_bce(logits, target, reduction):
 
 
 COMPONENTS = [
-    Component(
-        "weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce
-    ),
+    Component("weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce),
     Component(
         "weighted_binary_cross_entropy",
         _binary_inputs,
         _functional(weighted_binary_cross_entropy),
         _plain_bce,
     ),
-    Component(
-        "WeightedCrossEntropyLoss", _multiclass_inputs, _module(WeightedCrossEntropyLoss), _plain_ce
-    ),
-    Component(
-        "WeightedBCEWithLogitsLoss", _binary_inputs, _module(WeightedBCEWithLogitsLoss), _plain_bce
-    ),
+    Component("WeightedCrossEntropyLoss", _multiclass_inputs, _module(WeightedCrossEntropyLoss), _plain_ce),
+    Component("WeightedBCEWithLogitsLoss", _binary_inputs, _module(WeightedBCEWithLogitsLoss), _plain_bce),
 ]
 
 DEVICES = [
@@ -135,9 +125,7 @@ def test_deterministic(comp, device, normalization):
     logits, target, cw, sw = comp.make_inputs((2,), torch.float32, device, 2)
     fn = comp.build(cw, normalization, "mean", device)
     first = fn(logits, target, sw)
-    second = comp.build(cw.clone(), normalization, "mean", device)(
-        logits.clone(), target.clone(), sw.clone()
-    )
+    second = comp.build(cw.clone(), normalization, "mean", device)(logits.clone(), target.clone(), sw.clone())
     assert torch.equal(first, second)
     assert torch.equal(first, fn(logits, target, sw))
 

@@ -176,11 +176,7 @@ def test_kkt(seed, bias):
     active = margins < 1 + 1e-7
     Z = torch.cat([Xt, torch.ones(len(X), 1, dtype=torch.float64)], 1)
     A = (s[:, None] * Z)[active]
-    target = (
-        linear_direction(w, b)
-        if bias == "homogeneous"
-        else torch.cat([w, torch.zeros(1, dtype=torch.float64)])
-    )
+    target = linear_direction(w, b) if bias == "homogeneous" else torch.cat([w, torch.zeros(1, dtype=torch.float64)])
     from scipy.optimize import nnls
 
     alpha, res = nnls(A.T.numpy(), target.numpy())
@@ -285,9 +281,7 @@ def test_angle_batched_shapes_against_loop():
     assert a.shape == (4, 5) and ab.shape == (4, 5)
     for i in range(4):
         for j in range(5):
-            ref = np.arccos(
-                np.clip(float(u[i, j] @ v) / float(u[i, j].norm() * v.norm()), -1.0, 1.0)
-            )
+            ref = np.arccos(np.clip(float(u[i, j] @ v) / float(u[i, j].norm() * v.norm()), -1.0, 1.0))
             assert float(a[i, j]) == pytest.approx(ref, abs=1e-7)
             refb = np.arccos(float(u[i, j] @ vb[i, j]) / float(u[i, j].norm() * vb[i, j].norm()))
             assert float(ab[i, j]) == pytest.approx(refb, abs=1e-7)
@@ -315,9 +309,7 @@ def test_normalized_margin_against_loop():
     assert float(m1) == pytest.approx(float(got[0, 0]), rel=1e-12)
     # the max-margin separator has the largest normalized margin 1/||(w, b)||
     w, b = max_margin_separator(Xt, yt)
-    assert float(normalized_margin(w, b, Xt, yt)) == pytest.approx(
-        1 / float(linear_direction(w, b).norm()), rel=1e-12
-    )
+    assert float(normalized_margin(w, b, Xt, yt)) == pytest.approx(1 / float(linear_direction(w, b).norm()), rel=1e-12)
     assert (got <= normalized_margin(w, b, Xt, yt) + 1e-12).all()
 
 
@@ -327,6 +319,4 @@ def test_linear_direction():
     out = linear_direction(w, b)
     assert out.shape == (3, 3)
     assert torch.equal(out[:, :2], w) and torch.equal(out[:, 2], b)
-    assert torch.equal(
-        linear_direction(torch.tensor([1.0, 2.0]), 3.0), torch.tensor([1.0, 2.0, 3.0])
-    )
+    assert torch.equal(linear_direction(torch.tensor([1.0, 2.0]), 3.0), torch.tensor([1.0, 2.0, 3.0]))

@@ -141,9 +141,7 @@ def max_margin_separator(
     margins = G @ x
     m = float(margins.min())
     if not (m > 0.5 and np.all(np.isfinite(x))):
-        raise ValueError(
-            f"data are not linearly separable (max-margin solve gave min margin {m:.3g})"
-        )
+        raise ValueError(f"data are not linearly separable (max-margin solve gave min margin {m:.3g})")
     x = x / m  # exact normalization min_i s_i (w.x_i + b) = 1
     w, b = x[:d], float(x[d] * c)
     if bias == "free":

@@ -31,9 +31,7 @@ def _as_class_weight(class_weight: Tensor | Sequence[float] | None) -> Tensor | 
     if not isinstance(class_weight, Tensor):
         class_weight = torch.as_tensor(class_weight, dtype=torch.get_default_dtype())
     if class_weight.dim() < 1:
-        raise ValueError(
-            f"class_weight must have shape (C,) or (..., C); got shape {tuple(class_weight.shape)}"
-        )
+        raise ValueError(f"class_weight must have shape (C,) or (..., C); got shape {tuple(class_weight.shape)}")
     check_weights(class_weight, name="class_weight")
     return class_weight
 
@@ -58,10 +56,7 @@ class _WeightedLoss(nn.Module):
 
     def extra_repr(self) -> str:
         cw = None if self.class_weight is None else tuple(self.class_weight.shape)
-        return (
-            f"class_weight_shape={cw}, normalization={self.normalization!r}, "
-            f"reduction={self.reduction!r}"
-        )
+        return f"class_weight_shape={cw}, normalization={self.normalization!r}, reduction={self.reduction!r}"
 
 
 class WeightedCrossEntropyLoss(_WeightedLoss):
@@ -89,9 +84,7 @@ class WeightedCrossEntropyLoss(_WeightedLoss):
     ) -> None:
         super().__init__(class_weight, normalization, reduction, validate)
 
-    def forward(
-        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Loss of ``logits`` ``(..., B, C)`` against labels ``(..., B)``."""
         return weighted_cross_entropy(
             logits,
@@ -134,9 +127,7 @@ class WeightedBCEWithLogitsLoss(_WeightedLoss):
                 f"{tuple(self.class_weight.shape)}"
             )
 
-    def forward(
-        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """Loss of one logit per example ``(..., B)`` against labels in {0, 1} ``(..., B)``."""
         return weighted_binary_cross_entropy(
             logits,

@@ -121,7 +121,7 @@ def run_experiment(
     exp = get_experiment(name)
     if cfg is None:
         cfg = make_config(name, profile, list(overrides or []) if not isinstance(overrides, dict) else overrides)
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and address is None:  # a Ray cluster may have GPUs the driver lacks
         import torch
 
         if not torch.cuda.is_available():
@@ -238,7 +238,11 @@ def _execute(
     if n_workers <= 1:
         for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
-            status, payload = _run_cell_task(name, cfg_dict, cid, params, str(run_dir), device, progress, None)
+            try:
+                status, payload = _run_cell_task(name, cfg_dict, cid, params, str(run_dir), device, progress, None)
+            except KeyboardInterrupt:
+                store.set_status(cid, "pending")  # resumes from its checkpoint on the next run
+                raise
             _record(store, cid, status, payload, params.get("_grid"))
             bar.update()
         bar.close()
@@ -273,8 +277,10 @@ def _execute(
         # their last checkpoint on the next run.
         for cid in pending.values():
             store.set_status(cid, "pending")
+        # shutdown() drops the pool's process table, so take it first
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(pool, "_processes", {}).values()):
+        for p in procs:
             p.terminate()
         raise
     finally:
@@ -285,6 +291,19 @@ def _execute(
 def _ignore_sigint() -> None:
     # Workers leave Ctrl-C to the driver, which checkpoints nothing itself but owns the store.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def failed_cells(run_dir: str | Path) -> list[str]:
+    """Ids of the cells whose status is ``failed`` (their tracebacks are in ``runs.error``).
+
+    Example:
+        >>> # failed_cells("runs/synthetic-quick")
+    """
+    store = Store(Path(run_dir) / "results.db")
+    try:
+        return [r["run_id"] for r in store.runs() if r["status"] == "failed"]
+    finally:
+        store.close()
 
 
 def write_report(run_dir: str | Path) -> Path:

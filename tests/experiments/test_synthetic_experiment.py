@@ -114,6 +114,7 @@ def test_metrics_match_an_independent_single_run(tiny_run, model, ds, l2, w):
     xt, _ = make_dataset(ds, 32, seed=10_007)
     lr = 1.0 / torch.linalg.matrix_norm(x.double(), ord=2).item()  # the paper's 1/sigma_max(X)
     if model == "logreg":
+
         def model_fn(g):
             return logistic_regression(2, 1, generator=g)
     else:

@@ -121,9 +121,7 @@ def test_cross_entropy_matches_hand_formula(kind, normalization, reduction):
         normalization=normalization,
         reduction=reduction,
     )
-    expected = ref_ce(
-        logits.tolist(), target.tolist(), _aslist(cw), _aslist(sw), normalization, reduction
-    )
+    expected = ref_ce(logits.tolist(), target.tolist(), _aslist(cw), _aslist(sw), normalization, reduction)
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 
 
@@ -141,9 +139,7 @@ def test_binary_cross_entropy_matches_hand_formula(kind, normalization, reductio
         normalization=normalization,
         reduction=reduction,
     )
-    expected = ref_bce(
-        logits.tolist(), target.tolist(), _aslist(cw), _aslist(sw), normalization, reduction
-    )
+    expected = ref_bce(logits.tolist(), target.tolist(), _aslist(cw), _aslist(sw), normalization, reduction)
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 
 
@@ -174,18 +170,14 @@ def test_large_logits_are_stable():
 
 def test_weight_sum_matches_torch_weighted_mean():
     logits, target, class_weight, _ = _ce_inputs(seed=3)
-    got = weighted_cross_entropy(
-        logits, target, class_weight=class_weight, normalization="weight_sum"
-    )
+    got = weighted_cross_entropy(logits, target, class_weight=class_weight, normalization="weight_sum")
     expected = F.cross_entropy(logits, target, weight=class_weight, reduction="mean")
     torch.testing.assert_close(got, expected)
 
 
 def test_batch_size_matches_torch_none_times_weight_over_batch():
     logits, target, class_weight, sample_weight = _ce_inputs(seed=4)
-    got = weighted_cross_entropy(
-        logits, target, class_weight=class_weight, sample_weight=sample_weight
-    )
+    got = weighted_cross_entropy(logits, target, class_weight=class_weight, sample_weight=sample_weight)
     per_example = F.cross_entropy(logits, target, reduction="none")
     expected = (per_example * class_weight[target] * sample_weight).sum() / B
     torch.testing.assert_close(got, expected)
@@ -208,9 +200,7 @@ def test_binary_matches_torch(reduction):
     )
     # torch's BCE `weight` is per element and its mean divides by the number of elements:
     # that is the batch_size normalization.
-    expected = F.binary_cross_entropy_with_logits(
-        logits, target.double(), weight=w, reduction=reduction
-    )
+    expected = F.binary_cross_entropy_with_logits(logits, target.double(), weight=w, reduction=reduction)
     torch.testing.assert_close(got, expected)
     got_ws = weighted_binary_cross_entropy(
         logits,
@@ -247,9 +237,7 @@ def test_single_class_batch_pitfall():
 def test_model_axis_equals_stacked_calls_ce(normalization, reduction):
     logits, target, class_weight, sample_weight = _ce_inputs(seed=8, lead=(M,))
     kw = dict(normalization=normalization, reduction=reduction)
-    got = weighted_cross_entropy(
-        logits, target, class_weight=class_weight, sample_weight=sample_weight, **kw
-    )
+    got = weighted_cross_entropy(logits, target, class_weight=class_weight, sample_weight=sample_weight, **kw)
     expected = torch.stack(
         [
             weighted_cross_entropy(
@@ -271,9 +259,7 @@ def test_model_axis_equals_stacked_calls_ce(normalization, reduction):
 def test_model_axis_equals_stacked_calls_bce(normalization, reduction):
     logits, target, class_weight, sample_weight = _bce_inputs(seed=9, lead=(M,))
     kw = dict(normalization=normalization, reduction=reduction)
-    got = weighted_binary_cross_entropy(
-        logits, target, class_weight=class_weight, sample_weight=sample_weight, **kw
-    )
+    got = weighted_binary_cross_entropy(logits, target, class_weight=class_weight, sample_weight=sample_weight, **kw)
     expected = torch.stack(
         [
             weighted_binary_cross_entropy(
@@ -293,14 +279,10 @@ def test_model_axis_with_shared_batch_and_class_weight():
     # M models, one batch: target, sample_weight and class_weight without the model axis.
     logits, _, _, _ = _ce_inputs(seed=10, lead=(M,))
     _, target, class_weight, sample_weight = _ce_inputs(seed=11)
-    got = weighted_cross_entropy(
-        logits, target, class_weight=class_weight, sample_weight=sample_weight
-    )
+    got = weighted_cross_entropy(logits, target, class_weight=class_weight, sample_weight=sample_weight)
     expected = torch.stack(
         [
-            weighted_cross_entropy(
-                logits[m], target, class_weight=class_weight, sample_weight=sample_weight
-            )
+            weighted_cross_entropy(logits[m], target, class_weight=class_weight, sample_weight=sample_weight)
             for m in range(M)
         ]
     )
@@ -309,9 +291,7 @@ def test_model_axis_with_shared_batch_and_class_weight():
 
 def test_two_leading_axes():
     logits, target, class_weight, sample_weight = _ce_inputs(seed=12, lead=(2, M))
-    got = weighted_cross_entropy(
-        logits, target, class_weight=class_weight, sample_weight=sample_weight
-    )
+    got = weighted_cross_entropy(logits, target, class_weight=class_weight, sample_weight=sample_weight)
     assert got.shape == (2, M)
     torch.testing.assert_close(
         got[1, 2],
@@ -355,9 +335,7 @@ def test_class_to_sample_weight_bad_label(bad):
 def test_check_weights_message_example():
     with pytest.raises(ValueError) as info:
         check_weights(torch.tensor([1.0, -0.5]), name="class_weight")
-    assert str(info.value) == (
-        "class_weight has a negative entry (-0.5 at index 1); importance weights must be >= 0"
-    )
+    assert str(info.value) == ("class_weight has a negative entry (-0.5 at index 1); importance weights must be >= 0")
 
 
 @pytest.mark.parametrize(
@@ -474,13 +452,9 @@ def test_float_target_rejected_for_multiclass():
 def test_bad_reduction_and_normalization_strings(loss):
     ce = loss is weighted_cross_entropy
     logits, target, _, _ = (_ce_inputs if ce else _bce_inputs)()
-    with pytest.raises(
-        ValueError, match=r"reduction must be one of 'none', 'sum', 'mean'; got 'avg'"
-    ):
+    with pytest.raises(ValueError, match=r"reduction must be one of 'none', 'sum', 'mean'; got 'avg'"):
         loss(logits, target, reduction="avg")
-    with pytest.raises(
-        ValueError, match=r"normalization must be one of 'batch_size', 'weight_sum'"
-    ):
+    with pytest.raises(ValueError, match=r"normalization must be one of 'batch_size', 'weight_sum'"):
         loss(logits, target, normalization="batch")
 
 
@@ -493,17 +467,13 @@ def test_weight_sum_zero_total_weight():
         weighted_cross_entropy(logits, target, class_weight=cw, normalization="weight_sum")
     # batch_size is well defined (and zero); validate=False skips the check.
     assert weighted_cross_entropy(logits, target, class_weight=cw).item() == 0.0
-    skipped = weighted_cross_entropy(
-        logits, target, class_weight=cw, normalization="weight_sum", validate=False
-    )
+    skipped = weighted_cross_entropy(logits, target, class_weight=cw, normalization="weight_sum", validate=False)
     assert torch.isnan(skipped)
     # With a model axis, the message names the offending model.
     sw = torch.ones(M, 4, dtype=torch.float64)
     sw[1] = 0
     with pytest.raises(ValueError, match=r"zero total weight .*at index 1\b"):
-        weighted_binary_cross_entropy(
-            torch.zeros(M, 4), torch.ones(4), sample_weight=sw, normalization="weight_sum"
-        )
+        weighted_binary_cross_entropy(torch.zeros(M, 4), torch.ones(4), sample_weight=sw, normalization="weight_sum")
 
 
 def test_validate_false_skips_data_checks():
@@ -554,11 +524,7 @@ def test_cross_entropy_gradient_formula():
     logits, target, class_weight, _ = _ce_inputs(seed=16)
     logits.requires_grad_(True)
     weighted_cross_entropy(logits, target, class_weight=class_weight).backward()
-    expected = (
-        class_weight[target][:, None]
-        * (torch.softmax(logits.detach(), -1) - F.one_hot(target, C).double())
-        / B
-    )
+    expected = class_weight[target][:, None] * (torch.softmax(logits.detach(), -1) - F.one_hot(target, C).double()) / B
     torch.testing.assert_close(logits.grad, expected)
 
 
@@ -577,9 +543,7 @@ def test_docstring_examples():
 
 @pytest.mark.parametrize("cls", [WeightedCrossEntropyLoss, WeightedBCEWithLogitsLoss])
 def test_module_rejects_bad_arguments(cls):
-    with pytest.raises(
-        ValueError, match=r"normalization must be one of 'batch_size', 'weight_sum'"
-    ):
+    with pytest.raises(ValueError, match=r"normalization must be one of 'batch_size', 'weight_sum'"):
         cls(normalization="mean")
     with pytest.raises(ValueError, match=r"reduction must be one of 'none', 'sum', 'mean'"):
         cls(reduction="batch_size")
@@ -617,9 +581,7 @@ def test_modules_match_functional():
     torch.testing.assert_close(module(logits, target, sample_weight), expected)
     z, y, cw, sw = _bce_inputs(seed=18)
     module = WeightedBCEWithLogitsLoss(cw, normalization="weight_sum")
-    expected = weighted_binary_cross_entropy(
-        z, y, class_weight=cw, sample_weight=sw, normalization="weight_sum"
-    )
+    expected = weighted_binary_cross_entropy(z, y, class_weight=cw, sample_weight=sw, normalization="weight_sum")
     torch.testing.assert_close(module(z, y, sample_weight=sw), expected)
     with pytest.raises(ValueError, match=rf"label {C + 1} at index \(0, 0\)"):
         WeightedCrossEntropyLoss()(logits, torch.full_like(target, C + 1))

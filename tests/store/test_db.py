@@ -14,22 +14,31 @@ from iwlab.store import STATUSES, Store, export, load
 def _filled(tmp_path):
     store = Store(tmp_path / "results.db")
     store.set_meta(experiment="synthetic", profile="quick", config={"epochs": 3, "weights": [1.0, 0.25]})
-    store.add_runs("synthetic", [("logreg", {"model": "logreg"}), ("mlp", {"model": "mlp"})],
-                   provenance={"git": {"commit": "abc"}})
+    store.add_runs(
+        "synthetic", [("logreg", {"model": "logreg"}), ("mlp", {"model": "mlp"})], provenance={"git": {"commit": "abc"}}
+    )
     members = [
         {"dataset": "separable", "weight": 1.0, "seed": 0, "model": "logreg"},
         {"dataset": "separable", "weight": 0.25, "seed": 0, "model": "logreg"},
     ]
-    rows = [(1, 0, "train_loss", 0.5), (1, 1, "train_loss", 0.25), (2, 0, "train_loss", 0.4),
-            (2, 1, "train_loss", 0.2), (2, 1, "frac_down_test", 0.125)]
+    rows = [
+        (1, 0, "train_loss", 0.5),
+        (1, 1, "train_loss", 0.25),
+        (2, 0, "train_loss", 0.4),
+        (2, 1, "train_loss", 0.2),
+        (2, 1, "frac_down_test", 0.125),
+    ]
     store.write_result("logreg", members, rows, diverged=[-1, 2], artifacts=[("surfaces", "artifacts/logreg")])
     return store
 
 
 def test_round_trip(tmp_path):
     store = _filled(tmp_path)
-    assert store.meta() == {"experiment": "synthetic", "profile": "quick",
-                            "config": {"epochs": 3, "weights": [1.0, 0.25]}}
+    assert store.meta() == {
+        "experiment": "synthetic",
+        "profile": "quick",
+        "config": {"epochs": 3, "weights": [1.0, 0.25]},
+    }
     runs = {r["run_id"]: r for r in store.runs()}
     assert list(runs) == ["logreg", "mlp"]
     assert runs["logreg"]["status"] == "done" and runs["logreg"]["finished"] is not None
@@ -40,7 +49,9 @@ def test_round_trip(tmp_path):
     assert store.status("logreg") == "done" and store.status("nope") is None
     assert store.query("SELECT COUNT(*) FROM metrics") == [(5,)]
     assert store.query("SELECT member, diverged_epoch FROM members WHERE run_id='logreg' ORDER BY member") == [
-        (0, None), (1, 2)]
+        (0, None),
+        (1, 2),
+    ]
     art = store.artifacts()
     assert [(a["run_id"], a["kind"], a["path"]) for a in art] == [("logreg", "surfaces", "artifacts/logreg")]
     store.add_artifact("", "figure", "figures/a.png")
@@ -116,14 +127,32 @@ def test_load_frame(tmp_path):
     _filled(tmp_path).close()
     df = load(tmp_path)
     assert len(df) == 5
-    for col in ("run_id", "member", "epoch", "name", "value", "status", "diverged_epoch",
-                "dataset", "weight", "seed", "model"):
+    for col in (
+        "run_id",
+        "member",
+        "epoch",
+        "name",
+        "value",
+        "status",
+        "diverged_epoch",
+        "dataset",
+        "weight",
+        "seed",
+        "model",
+    ):
         assert col in df.columns, col
     r = df[(df.member == 1) & (df.epoch == 2) & (df.name == "frac_down_test")]
     assert len(r) == 1
     r = r.iloc[0]
     assert (r.value, r.weight, r.dataset, r.seed, r.model, r.status, r.diverged_epoch) == (
-        0.125, 0.25, "separable", 0, "logreg", "done", 2)
+        0.125,
+        0.25,
+        "separable",
+        0,
+        "logreg",
+        "done",
+        2,
+    )
     assert df[df.member == 0].diverged_epoch.isna().all()
     loss = df[df.name == "train_loss"].set_index(["member", "epoch"]).value.to_dict()
     assert loss == {(0, 1): 0.5, (0, 2): 0.4, (1, 1): 0.25, (1, 2): 0.2}

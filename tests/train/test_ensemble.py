@@ -221,8 +221,9 @@ def _conv_fn(out_dim):
     return model_fn
 
 
-@pytest.mark.parametrize("optimizer,momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", 0.0)],
-                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "optimizer,momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", 0.0)], ids=["sgd", "momentum", "adam"]
+)
 @pytest.mark.parametrize("out_dim", [3, 1])
 def test_func_backend_conv_equals_single_runs(optimizer, momentum, out_dim):
     n_classes = 3 if out_dim == 3 else 2
@@ -269,8 +270,13 @@ def _norm_cb(tr, epoch):
 
 @pytest.mark.parametrize(
     "model,optimizer,momentum",
-    [("mlp", "sgd", 0.0), ("mlp_dropout", "sgd", 0.0), ("mlp_dropout", "sgd", 0.9), ("mlp", "adam", 0.0),
-     pytest.param("conv", "adam", 0.0)],
+    [
+        ("mlp", "sgd", 0.0),
+        ("mlp_dropout", "sgd", 0.0),
+        ("mlp_dropout", "sgd", 0.9),
+        ("mlp", "adam", 0.0),
+        pytest.param("conv", "adam", 0.0),
+    ],
 )
 def test_checkpoint_resume_is_bitwise(tmp_path, model, optimizer, momentum):
     if model == "conv":
@@ -314,11 +320,11 @@ def test_checkpoint_with_other_seeds_is_refused(tmp_path):
     model_fn, _ = MODELS["logreg"]
     x, y = _data(16)
     ckpt = tmp_path / "c.pt"
-    EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, epochs=1, checkpoint_path=ckpt,
-                                                                   progress=False)
+    EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, epochs=1, checkpoint_path=ckpt, progress=False)
     with pytest.raises(ValueError, match="seeds differ"):
-        EnsembleTrainer(model_fn, [Member(seed=1)], batch_size=4).fit(x, y, epochs=2, checkpoint_path=ckpt,
-                                                                       progress=False)
+        EnsembleTrainer(model_fn, [Member(seed=1)], batch_size=4).fit(
+            x, y, epochs=2, checkpoint_path=ckpt, progress=False
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,7 +388,8 @@ def test_errors():
         EnsembleTrainer(model_fn, [Member(seed=0, l2=float("nan"))], batch_size=4)
     with pytest.raises(ValueError, match="per_member"):
         EnsembleTrainer(model_fn, [Member(seed=0), Member(seed=1)], batch_size=4).fit(
-            x.expand(3, 16, 2), y.expand(3, 16), per_member=True, **fit)
+            x.expand(3, 16, 2), y.expand(3, 16), per_member=True, **fit
+        )
     with pytest.raises(ValueError, match="sample_weight"):
         EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, sample_weight=torch.ones(15), **fit)
 

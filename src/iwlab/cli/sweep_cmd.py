@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from iwlab.cli.run_cmd import add_common, default_workers, resolve_device
 
@@ -42,4 +43,13 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"report: {run_dir / 'report.html'}")
+    from iwlab.runner import failed_cells
+
+    failed = failed_cells(run_dir)
+    if failed:
+        print(
+            f"iwlab: {len(failed)} cell(s) failed: {', '.join(failed)}; tracebacks in results.db (runs.error)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

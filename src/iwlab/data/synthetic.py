@@ -72,8 +72,7 @@ SEPARABLE_PARAMS: dict[str, Any] = {
     "mean": (0.0, 0.75),  # centre of the positives (before truncation the normal's mean)
     "std": (0.5, 0.2),  # per-axis standard deviation of the positives (elongated along x)
     "truncation": 2.0,  # each coordinate truncated at +- truncation * std
-    "angle": math.pi
-    / 6,  # rotation (radians, counter-clockwise about the origin) positives -> negatives
+    "angle": math.pi / 6,  # rotation (radians, counter-clockwise about the origin) positives -> negatives
     "translation": (0.5, -1.25),  # translation applied after the rotation
 }
 """Constants of :func:`make_separable` (see the module docstring for the geometry)."""
@@ -84,9 +83,7 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def _labels(n_per_class: int) -> Tensor:
-    return torch.cat(
-        [torch.ones(n_per_class, dtype=torch.int64), torch.zeros(n_per_class, dtype=torch.int64)]
-    )
+    return torch.cat([torch.ones(n_per_class, dtype=torch.int64), torch.zeros(n_per_class, dtype=torch.int64)])
 
 
 def _check_n(n_per_class: int) -> None:
@@ -152,9 +149,7 @@ def make_separable(n_per_class: int = 512, seed: int = 0) -> tuple[Tensor, Tenso
     )
     u = torch.rand(n_per_class, 2, generator=g, dtype=torch.float64)
     z = torch.special.ndtri(lo + u * (hi - lo)).clamp(-t, t)  # exact inverse-CDF sampling
-    pos = torch.tensor(p["mean"], dtype=torch.float64) + z * torch.tensor(
-        p["std"], dtype=torch.float64
-    )
+    pos = torch.tensor(p["mean"], dtype=torch.float64) + z * torch.tensor(p["std"], dtype=torch.float64)
     neg = pos @ _rotation(p["angle"]).T + torch.tensor(p["translation"], dtype=torch.float64)
     return torch.cat([pos, neg]).to(torch.float32), _labels(n_per_class)
 
@@ -230,9 +225,7 @@ DATASETS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
 """Name -> generator; every generator accepts ``n_per_class`` and ``seed`` keywords."""
 
 
-def make_dataset(
-    name: str, n_per_class: int = 512, seed: int = 0, **kwargs: Any
-) -> tuple[Tensor, Tensor]:
+def make_dataset(name: str, n_per_class: int = 512, seed: int = 0, **kwargs: Any) -> tuple[Tensor, Tensor]:
     """Build a dataset of :data:`DATASETS` by name.
 
     Args:

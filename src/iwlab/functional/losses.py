@@ -209,29 +209,19 @@ def check_weights(weight: Tensor, *, name: str = "weight") -> None:
     if w.is_floating_point():
         nan = torch.isnan(w)
         if bool(nan.any()):
-            raise ValueError(
-                f"{name} has a NaN entry{_fmt_index(nan)}; importance weights must be finite"
-            )
+            raise ValueError(f"{name} has a NaN entry{_fmt_index(nan)}; importance weights must be finite")
         inf = torch.isinf(w)
         if bool(inf.any()):
             value = float(w[inf][0])
             where = _fmt_index(inf).removeprefix(" ")
-            raise ValueError(
-                f"{name} has an infinite entry ({value:g} {where}); importance weights must be "
-                "finite"
-            )
+            raise ValueError(f"{name} has an infinite entry ({value:g} {where}); importance weights must be finite")
     neg = w < 0
     if bool(neg.any()):
         value = float(w[neg][0])
         where = _fmt_index(neg).removeprefix(" ")
-        raise ValueError(
-            f"{name} has a negative entry ({value:g} {where}); importance weights must be >= 0"
-        )
+        raise ValueError(f"{name} has a negative entry ({value:g} {where}); importance weights must be >= 0")
     if not bool((w != 0).any()):
-        raise ValueError(
-            f"{name} is all zeros (shape {_shape(w)}); at least one importance weight must be "
-            "positive"
-        )
+        raise ValueError(f"{name} is all zeros (shape {_shape(w)}); at least one importance weight must be positive")
 
 
 def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
@@ -253,8 +243,7 @@ def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
     """
     if target.dim() < 1 or target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(
-            f"target must be an integer tensor of shape (..., B); got dtype {target.dtype} and "
-            f"shape {_shape(target)}"
+            f"target must be an integer tensor of shape (..., B); got dtype {target.dtype} and shape {_shape(target)}"
         )
     if class_weight.dim() < 1:
         raise ValueError(f"class_weight must have shape (..., C); got shape {_shape(class_weight)}")
@@ -262,8 +251,7 @@ def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
         torch.broadcast_shapes(target.shape[:-1], class_weight.shape[:-1])
     except RuntimeError:
         raise ValueError(
-            f"leading dims of target {_shape(target)} and class_weight {_shape(class_weight)} "
-            "do not broadcast"
+            f"leading dims of target {_shape(target)} and class_weight {_shape(class_weight)} do not broadcast"
         ) from None
     _check_labels(target, class_weight.shape[-1], "class_weight has")
     return _gather_class_weight(target, class_weight)
@@ -383,9 +371,7 @@ def weighted_binary_cross_entropy(
         bad = (target != 0) & (target != 1)
         if bool(bad.any()):
             label = target[bad][0].item()
-            raise ValueError(
-                f"target contains label {label:g}{_fmt_index(bad)}; binary labels must be 0 or 1"
-            )
+            raise ValueError(f"target contains label {label:g}{_fmt_index(bad)}; binary labels must be 0 or 1")
 
     positive = (target == 1).expand(logits.shape)
     # softplus(-z) = -log sigmoid(z) and softplus(z) = -log sigmoid(-z). logsigmoid is stable

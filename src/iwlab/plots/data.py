@@ -96,8 +96,7 @@ def plot_synthetic_datasets(path: str | Path, seed: int = 0, n_per_class: int = 
     X, y = make_moons(n_per_class=n_per_class, noise=noise, seed=seed)
     _scatter(axes[1], X.numpy(), y.numpy())
     axes[1].set_title(
-        f"moons (n={n_per_class}/class, seed={seed})\n"
-        f"noise={noise:g}, shifted by -(0.5, 0.25)\npositives = lower moon",
+        f"moons (n={n_per_class}/class, seed={seed})\nnoise={noise:g}, shifted by -(0.5, 0.25)\npositives = lower moon",
         fontsize=9,
     )
 
