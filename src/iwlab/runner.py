@@ -64,6 +64,33 @@ def preflight(out: Path) -> None:
         )
 
 
+class _EpochReporter:
+    """Callable handed to ``fit(progress=...)`` in workers: sends (cell, epoch, total), at most 4 a second."""
+
+    def __init__(self, queue: Any, cell_id: str) -> None:
+        self.queue, self.cell_id, self.last = queue, cell_id, 0.0
+
+    def __call__(self, epoch: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last > 0.25 or epoch == total:
+            self.last = now
+            self.queue.put((self.cell_id, epoch, total))
+
+
+def _follow_progress(queue: Any, bar: Any, done: dict[str, float]) -> None:
+    """Driver thread: the bar shows finished cells plus the finished fraction of running ones."""
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        cid, epoch, total = item
+        done[cid] = max(done.get(cid, 0.0), epoch / max(total, 1))
+        bar.n = round(sum(done.values()), 2)
+        bar.refresh()
+
+
 def _run_cell_task(
     name: str,
     cfg_dict: dict,
@@ -88,6 +115,8 @@ def _run_cell_task(
 
         exp = get_experiment(name)
         cfg = config_from_dict(exp.Config, cfg_dict)
+        if hasattr(progress, "put"):  # a queue from the driver: report (cell, epoch, total) instead of a bar
+            progress = _EpochReporter(progress, cell_id)
         ctx = CellContext(run_dir=Path(run_dir), cell_id=cell_id, device=device, progress=progress)
         own = {k: v for k, v in params.items() if not k.startswith("_")}
         return "ok", exp.run_cell(cfg, params.get("_cell", cell_id), own, ctx)
@@ -226,7 +255,7 @@ def _execute(
     from tqdm.auto import tqdm
 
     n_workers = workers or 1
-    bar = tqdm(total=len(todo), desc=f"{name} cells", disable=not progress, leave=True)
+    bar = tqdm(total=len(todo), desc=f"{name} cells", disable=not progress, leave=True, unit="cell")
     if executor == "ray":
         from iwlab.executors import run_ray
 
@@ -248,6 +277,7 @@ def _execute(
         bar.close()
         return
     import multiprocessing as mp
+    import threading
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     import torch
@@ -256,11 +286,18 @@ def _execute(
     ctx = mp.get_context("spawn")  # fork after torch initialised its thread pools is unsafe
     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_ignore_sigint)
     pending = {}
+    queue: Any = False
+    follower = None
+    frac: dict[str, float] = {}
+    if progress:
+        queue = ctx.Manager().Queue()
+        follower = threading.Thread(target=_follow_progress, args=(queue, bar, frac), daemon=True)
+        follower.start()
     try:
         grids = {cid: params.get("_grid") for cid, _, params in todo}
         for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
-            fut = pool.submit(_run_cell_task, name, cfg_dict, cid, params, str(run_dir), device, False, threads)
+            fut = pool.submit(_run_cell_task, name, cfg_dict, cid, params, str(run_dir), device, queue, threads)
             pending[fut] = cid
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -271,7 +308,10 @@ def _execute(
                 except Exception:  # a worker process died (e.g. out of memory)
                     status, payload = "failed", traceback.format_exc()
                 _record(store, cid, status, payload, grids[cid])
-                bar.update()
+                if queue:
+                    queue.put((cid, 1, 1))
+                else:
+                    bar.update()
     except KeyboardInterrupt:
         # Finished cells are already committed; unfinished ones go back to pending and resume from
         # their last checkpoint on the next run.
@@ -284,6 +324,9 @@ def _execute(
             p.terminate()
         raise
     finally:
+        if follower is not None:
+            queue.put(None)
+            follower.join(timeout=5)
         bar.close()
     pool.shutdown()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -73,9 +74,14 @@ def main(args: argparse.Namespace) -> int:
         workers=default_workers(args.workers),
         progress=not args.no_progress,
     )
-    print(f"report: {run_dir / 'report.html'}")
+    return report_and_status(run_dir)
+
+
+def report_and_status(run_dir: Path) -> int:
+    """Print where the report is; exit status 1 when a cell failed (its traceback is in the store)."""
     from iwlab.runner import failed_cells
 
+    print(f"report: {run_dir / 'report.html'}")
     failed = failed_cells(run_dir)
     if failed:
         print(

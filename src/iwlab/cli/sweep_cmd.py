@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from iwlab.cli.run_cmd import add_common, default_workers, resolve_device
+from iwlab.cli.run_cmd import add_common, default_workers, report_and_status, resolve_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,14 +41,4 @@ def main(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.no_progress,
     )
-    print(f"report: {run_dir / 'report.html'}")
-    from iwlab.runner import failed_cells
-
-    failed = failed_cells(run_dir)
-    if failed:
-        print(
-            f"iwlab: {len(failed)} cell(s) failed: {', '.join(failed)}; tracebacks in results.db (runs.error)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return report_and_status(run_dir)

@@ -29,7 +29,7 @@ class CellContext:
     run_dir: Path
     cell_id: str
     device: str = "cpu"
-    progress: bool = True
+    progress: Any = True  # True/False for an epoch bar, or a callable(epoch, total) from the driver
 
     @property
     def slug(self) -> str:

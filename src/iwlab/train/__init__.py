@@ -1,6 +1,25 @@
 """Training: the many-model ensemble trainer, its single-model reference and evaluation schedules."""
 
-from iwlab.train.ensemble import DivergedError, EnsembleTrainer, History, Member
+from iwlab.train.ensemble import (
+    DivergedError,
+    EnsembleTrainer,
+    History,
+    Member,
+    ensemble_rng_seed,
+    fit_in_packs,
+    merge_histories,
+    pack_checkpoint_path,
+)
 from iwlab.train.schedule import log_epochs
 
-__all__ = ["DivergedError", "EnsembleTrainer", "History", "Member", "log_epochs"]
+__all__ = [
+    "DivergedError",
+    "EnsembleTrainer",
+    "History",
+    "Member",
+    "ensemble_rng_seed",
+    "fit_in_packs",
+    "log_epochs",
+    "merge_histories",
+    "pack_checkpoint_path",
+]

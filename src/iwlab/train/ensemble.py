@@ -7,9 +7,26 @@ work of M small ones. Two backends sit behind the one API:
 * ``"stacked"``, for :class:`~iwlab.models.MLP` (logistic regression and MLPs): batched matmuls with a
   hand-written backward, optionally under ``torch.compile``. This is the fast path for the synthetic
   experiments, where each model is tiny and per-call overhead is everything.
-* ``"func"``, for any ``nn.Module`` without buffers (conv nets): ``torch.func.vmap(grad(...))`` over
-  ``functional_call``. Dropout in this backend draws from the global RNG, so only the stacked backend
-  reproduces a single-model run's dropout masks.
+* ``"func"``, for any ``nn.Module`` (conv nets, ResNets with or without BatchNorm):
+  ``torch.func.vmap(grad(...))`` over ``functional_call``. Buffers are stacked per member like the
+  parameters (``(M, ...)`` each, ``num_batches_tracked`` included). A training step runs the module in
+  train mode on each member's own buffers and keeps what its forward wrote into them, so BatchNorm
+  normalizes with batch statistics and updates each member's ``running_mean``/``running_var`` (and
+  ``num_batches_tracked``) exactly as one ``nn.Module`` in train mode does; :meth:`EnsembleTrainer.logits`
+  runs it in eval mode (running statistics, no dropout). BatchNorm with ``momentum=None`` (a cumulative
+  average, which reads ``num_batches_tracked`` as a Python number) cannot run under ``vmap`` and is
+  refused.
+
+Dropout in the func backend (``nn.Dropout``) draws its masks under ``vmap(randomness="different")``
+from the default RNG, so it cannot reproduce a single-model run's masks (only the stacked backend
+does). To keep func-backend runs deterministic and resumable anyway, the trainer owns a private RNG
+stream, seeded at construction from all members' seeds (:func:`ensemble_rng_seed`): training steps
+swap it in for the global RNG and swap the caller's state back afterwards, so the masks depend only
+on the members (not on what else the process draws) and the global RNG is left untouched. Its state
+(``torch.get_rng_state()`` format, plus the CUDA generator's on a GPU) is part of
+:meth:`EnsembleTrainer.state_dict`, so a resumed run is bitwise equal to an uninterrupted one. The
+masks depend on the whole ensemble, so a member's dropout run differs between packs of different
+composition (see :func:`fit_in_packs`).
 
 The random protocol of one member, shared with :func:`iwlab.train.loop.train_single` (the reference
 that the tests compare against): ``g = Generator().manual_seed(seed)``; the model is built from ``g``;
@@ -32,10 +49,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
+import hashlib
+import inspect
+import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +70,8 @@ from iwlab.train.schedule import log_epochs
 
 Callback = Callable[["EnsembleTrainer", int], dict[str, Tensor]]
 ModelFn = Callable[[torch.Generator], nn.Module]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -210,6 +234,25 @@ class EnsembleTrainer:
         device: ``"cpu"`` or ``"cuda"``.
         backend: ``"auto"`` (stacked for MLPs, func otherwise), ``"stacked"`` or ``"func"``.
         compile: run the stacked step under ``torch.compile`` (faster after a one-off compile).
+
+    Attributes:
+        params: stacked parameters (a list for the stacked backend, ``{name: (M, ...)}`` for func).
+        buffers: ``{name: (M, ...)}`` stacked buffers of the func backend (e.g. BatchNorm running
+            statistics); empty for the stacked backend.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from iwlab.models import init_from_generator_
+        >>> def conv_bn(g):
+        ...     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        ...                         nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+        ...     return init_from_generator_(net, g)
+        >>> x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
+        >>> t = EnsembleTrainer(conv_bn, [Member(seed=0), Member(seed=1)], batch_size=8, optimizer="adam")
+        >>> _ = t.fit(x, y, epochs=1, progress=False)
+        >>> t.backend, t.buffers["1.running_mean"].shape, t.logits(x).shape
+        ('func', torch.Size([2, 4]), torch.Size([2, 16, 3]))
     """
 
     def __init__(
@@ -253,6 +296,7 @@ class EnsembleTrainer:
         self.dropout = float(getattr(self.template, "dropout", 0.0)) if backend == "stacked" else 0.0
         self.out_dim = self._out_dim(self.template)
         self.binary = self.out_dim == 1
+        self.buffers: dict[str, Tensor] = {}
         self.params = self._stack(modules)
         for m in self.members:
             for name, v in (("lr", m.lr), ("l2", m.l2)):
@@ -267,6 +311,9 @@ class EnsembleTrainer:
         self._step = _mlp_grads
         if compile and backend == "stacked":
             self._step = torch.compile(_mlp_grads, dynamic=False)
+        self._func_step: Callable | None = None
+        # the func backend's private RNG stream (dropout masks), see the module docstring
+        self._rng = self._initial_rng() if backend == "func" else None
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
@@ -286,15 +333,56 @@ class EnsembleTrainer:
                 b = torch.stack([m.layers[li].bias.detach() for m in modules])  # (M, out)
                 out += [w.contiguous().to(self.device), b.to(self.device)]
             return out
-        if any(True for _ in self.template.buffers()):
-            raise ValueError("the func backend does not support modules with buffers (e.g. BatchNorm)")
+        for name, mod in self.template.named_modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats and mod.momentum is None:
+                raise ValueError(
+                    f"the func backend does not support BatchNorm with momentum=None ('{name}'): its buffers "
+                    "(a cumulative average over num_batches_tracked) cannot be updated under vmap; set a momentum"
+                )
         stacked = {
             n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules]).to(self.device)
             for n, _ in modules[0].named_parameters()
         }
+        self.buffers = {
+            n: torch.stack([dict(m.named_buffers())[n].detach() for m in modules]).to(self.device)
+            for n, _ in modules[0].named_buffers()
+        }
         # the template only supplies the architecture to functional_call; keep no real storage
         self.template = copy.deepcopy(self.template).to("meta")
         return stacked
+
+    # -- the func backend's private RNG stream ---------------------------------------------------
+    def _initial_rng(self) -> dict[str, Tensor]:
+        seed = ensemble_rng_seed([m.seed for m in self.members])
+        state = {"cpu": torch.Generator().manual_seed(seed).get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.Generator(device=self.device).manual_seed(seed).get_state()
+        return state
+
+    def _get_global_rng(self) -> dict[str, Tensor]:
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_global_rng(self, state: dict[str, Tensor]) -> None:
+        torch.set_rng_state(state["cpu"])
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Swap the trainer's RNG stream in for the global one; keep its advance, restore the caller's."""
+        if self._rng is None:
+            yield
+            return
+        outer = self._get_global_rng()
+        self._set_global_rng(self._rng)
+        try:
+            yield
+        finally:
+            self._rng = self._get_global_rng()
+            self._set_global_rng(outer)
 
     def _param_list(self) -> list[Tensor]:
         return self.params if isinstance(self.params, list) else list(self.params.values())
@@ -314,7 +402,9 @@ class EnsembleTrainer:
     def logits(self, x: Tensor, chunk: int = 8192, per_member: bool = False) -> Tensor:
         """Evaluation-mode logits of every member: ``(M, N, out)``.
 
-        ``x`` is ``(N, ...)`` shared by all members, or ``(M, N, ...)`` with ``per_member=True``.
+        ``x`` is ``(N, ...)`` shared by all members, or ``(M, N, ...)`` with ``per_member=True``. The
+        func backend runs the module in eval mode: BatchNorm uses each member's running statistics and
+        dropout is off.
 
         Example:
             >>> # trainer.logits(x_test).argmax(-1)  -> (M, N) predictions
@@ -330,7 +420,7 @@ class EnsembleTrainer:
                 xb = xc if per_member else xc.unsqueeze(0).expand(self.M, *xc.shape)
                 parts.append(_mlp_forward(self.params, xb, None, 1.0)[0])
             else:
-                parts.append(self._func_forward(self.params, xc, shared=not per_member))
+                parts.append(self._func_forward(xc, shared=not per_member))
         return torch.cat(parts, dim=1)
 
     def predict(self, x: Tensor, chunk: int = 8192, per_member: bool = False) -> Tensor:
@@ -342,13 +432,16 @@ class EnsembleTrainer:
         z = self.logits(x, chunk, per_member)
         return (z.squeeze(-1) > 0).long() if self.binary else z.argmax(-1)
 
-    def _func_forward(self, params: dict[str, Tensor], x: Tensor, shared: bool) -> Tensor:
+    def _func_forward(self, x: Tensor, shared: bool) -> Tensor:
         from torch.func import functional_call, vmap
 
-        def f(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-            return functional_call(self.template, p, (xi,))
+        template = self.template
 
-        return vmap(f, in_dims=(0, None if shared else 0), randomness="different")(params, x)
+        def f(p: dict[str, Tensor], b: dict[str, Tensor], xi: Tensor) -> Tensor:
+            return functional_call(template, (p, b), (xi,))
+
+        template.eval()  # running statistics, no dropout; the next training step switches back
+        return vmap(f, in_dims=(0, 0, None if shared else 0), randomness="different")(self.params, self.buffers, x)
 
     def member_module(self, i: int) -> nn.Module:
         """A standalone copy of member ``i`` as an ordinary ``nn.Module`` (for inspection or export).
@@ -364,7 +457,24 @@ class EnsembleTrainer:
                     layer.weight.copy_(self.params[2 * li][i].t())
                     layer.bias.copy_(self.params[2 * li + 1][i])
             return mod
-        raise NotImplementedError("member_module is available for the stacked backend")
+        raise NotImplementedError("member_module is available for the stacked backend; see member_state_dict")
+
+    def member_state_dict(self, i: int) -> dict[str, Tensor]:
+        """Member ``i``'s parameters and buffers as an ``nn.Module`` state dict (copies, on the CPU).
+
+        For the func backend, ``model_fn(g).load_state_dict(trainer.member_state_dict(i))`` rebuilds
+        member ``i`` (BatchNorm running statistics included) as an ordinary module.
+
+        Example:
+            >>> # net = model_fn(torch.Generator()); net.load_state_dict(trainer.member_state_dict(0))
+        """
+        if not 0 <= i < self.M:
+            raise IndexError(f"member {i} out of range for an ensemble of {self.M}")
+        if self.backend == "stacked":
+            return {k: v.detach().clone() for k, v in self.member_module(i).state_dict().items()}
+        out = {k: v[i].detach().cpu().clone() for k, v in self.params.items()}
+        out.update({k: v[i].detach().cpu().clone() for k, v in self.buffers.items()})
+        return out
 
     def linear_weights(self) -> tuple[Tensor, Tensor]:
         """For logistic regression: ``(w (M, d), b (M,))`` of the binary logit.
@@ -419,7 +529,7 @@ class EnsembleTrainer:
         eval_epochs: Iterable[int] | None = None,
         callbacks: Sequence[Callback] = (),
         checkpoint_path: str | Path | None = None,
-        progress: bool = True,
+        progress: bool | Callable[[int, int], None] = True,
         stop_diverged: bool = True,
         per_member: bool = False,
     ) -> History:
@@ -477,20 +587,21 @@ class EnsembleTrainer:
             if fast and self.normalization == "batch_size":
                 # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
                 w_epoch = w_epoch * self.lr.unsqueeze(1)
-            for s in range(n_steps):
-                sl = slice(s * bsz, (s + 1) * bsz)
-                wb = w_epoch[:, sl]
-                if self.normalization == "batch_size":
-                    gw = wb / wb.shape[1]
-                else:  # a batch of zero total weight contributes nothing rather than NaN
-                    gw = wb / wb.sum(1, keepdim=True).clamp_min(1e-30)
+            with self._own_rng():  # func backend: dropout masks from the trainer's own stream
+                for s in range(n_steps):
+                    sl = slice(s * bsz, (s + 1) * bsz)
+                    wb = w_epoch[:, sl]
+                    if self.normalization == "batch_size":
+                        gw = wb / wb.shape[1]
+                    else:  # a batch of zero total weight contributes nothing rather than NaN
+                        gw = wb / wb.sum(1, keepdim=True).clamp_min(1e-30)
+                        if fast:
+                            gw = gw * self.lr.unsqueeze(1)
                     if fast:
-                        gw = gw * self.lr.unsqueeze(1)
-                if fast:
-                    self._fast_sgd_step(x_epoch[:, sl], y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
-                else:
-                    xb = x[rows, perm[:, sl]] if per_member else x[perm[:, sl]]  # (M, B, ...)
-                    self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+                        self._fast_sgd_step(x_epoch[:, sl], y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+                    else:
+                        xb = x[rows, perm[:, sl]] if per_member else x[perm[:, sl]]  # (M, B, ...)
+                        self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
             self.epoch = epoch
             self._check_divergence(stop_diverged)
             if epoch in eval_set:
@@ -522,7 +633,8 @@ class EnsembleTrainer:
                 mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
             grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary)
         else:
-            grads = list(self._func_grads(xb, yb, gw).values())
+            grad_dict, self.buffers = self._func_grads(xb, yb, gw)
+            grads = list(grad_dict.values())
         with torch.no_grad():
             if self.optimizer == "sgd":
                 _sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.l2, self.momentum)
@@ -537,20 +649,29 @@ class EnsembleTrainer:
                     self.eps,
                 )
 
-    def _func_grads(self, xb: Tensor, yb: Tensor, gw: Tensor) -> dict[str, Tensor]:
-        from torch.func import functional_call, grad, vmap
+    def _func_grads(self, xb: Tensor, yb: Tensor, gw: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-member gradients and the buffers after the train-mode forward (new tensors)."""
+        if self._func_step is None:
+            from torch.func import functional_call, grad, vmap
 
-        binary = self.binary
+            template, binary = self.template, self.binary
 
-        def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor, wi: Tensor) -> Tensor:
-            z = functional_call(self.template, p, (xi,))
-            if binary:
-                per = nn.functional.binary_cross_entropy_with_logits(z.squeeze(-1), yi, reduction="none")
-            else:
-                per = nn.functional.cross_entropy(z, yi, reduction="none")
-            return (per * wi).sum()
+            def loss(
+                p: dict[str, Tensor], b: dict[str, Tensor], xi: Tensor, yi: Tensor, wi: Tensor
+            ) -> tuple[Tensor, dict[str, Tensor]]:
+                # clone inside the transforms: the forward writes running statistics into these
+                # (in place, as nn.BatchNorm does); the clones come back as aux, the inputs stay intact
+                b = {k: v.clone() for k, v in b.items()}
+                z = functional_call(template, (p, b), (xi,))
+                if binary:
+                    per = nn.functional.binary_cross_entropy_with_logits(z.squeeze(-1), yi, reduction="none")
+                else:
+                    per = nn.functional.cross_entropy(z, yi, reduction="none")
+                return (per * wi).sum(), b
 
-        return vmap(grad(loss), randomness="different")(self.params, xb, yb, gw)
+            self._func_step = vmap(grad(loss, has_aux=True), randomness="different")
+        self.template.train()  # batch statistics and running-stat updates, dropout on
+        return self._func_step(self.params, self.buffers, xb, yb, gw)
 
     def _check_divergence(self, freeze: bool) -> None:
         finite = torch.stack([torch.isfinite(p.reshape(self.M, -1)).all(1) for p in self._param_list()]).all(0)
@@ -572,7 +693,10 @@ class EnsembleTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: parameters, optimizer, generators, history.
+        """Everything needed to continue bit-for-bit: parameters, buffers, optimizer, generators, RNG, history.
+
+        ``"rng"`` is the func backend's private RNG stream (``torch.get_rng_state()`` format under
+        ``"cpu"``, plus ``"cuda"`` on a GPU; ``None`` for the stacked backend).
 
         Example:
             >>> # torch.save(trainer.state_dict(), "ckpt.pt")
@@ -580,9 +704,11 @@ class EnsembleTrainer:
         return {
             "epoch": self.epoch,
             "params": self.params,
+            "buffers": self.buffers,
             "opt_state": self.opt_state,
             "lr": self.lr,
             "generators": [g.get_state() for g in self.generators],
+            "rng": self._rng,
             "diverged_at": self.diverged_at,
             "history": list(self.history.rows),
             "seeds": [m.seed for m in self.members],
@@ -598,10 +724,15 @@ class EnsembleTrainer:
             raise ValueError("checkpoint belongs to an ensemble with different members (seeds differ)")
         self.epoch = state["epoch"]
         self.params = state["params"]
+        self.buffers = state.get("buffers", self.buffers)  # checkpoints from before buffers were stacked
         self.opt_state = state["opt_state"]
         self.lr = state["lr"]
         for g, s in zip(self.generators, state["generators"], strict=True):
             g.set_state(s)
+        if state.get("rng") is not None and self._rng is not None:
+            self._rng = {k: v for k, v in state["rng"].items() if k == "cpu" or self.device.type == "cuda"}
+            if self.device.type == "cuda" and "cuda" not in self._rng:  # a CPU checkpoint resumed on a GPU
+                self._rng["cuda"] = self._initial_rng()["cuda"]
         self.diverged_at = state["diverged_at"]
         self.history = History(list(state["history"]))
 
@@ -618,15 +749,177 @@ class EnsembleTrainer:
         os.replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------------------------
+# packs: an ensemble too large for the device, trained as several smaller ensembles
+
+
+def ensemble_rng_seed(seeds: Sequence[int]) -> int:
+    """Seed of the func backend's private RNG stream for an ensemble with these members' seeds.
+
+    A stable hash (SHA-256, independent of ``PYTHONHASHSEED``) of the ordered seeds, in ``[0, 2**63)``.
+
+    Example:
+        >>> ensemble_rng_seed([0, 1]) == ensemble_rng_seed([0, 1]) != ensemble_rng_seed([1, 0])
+        True
+    """
+    digest = hashlib.sha256(",".join(str(int(s)) for s in seeds).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+_TRAINER_KWARGS = frozenset(inspect.signature(EnsembleTrainer.__init__).parameters) - {"self", "model_fn", "members"}
+_FIT_KWARGS = frozenset(inspect.signature(EnsembleTrainer.fit).parameters) - {"self", "x", "y"}
+
+
+def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    unknown = sorted(set(kwargs) - _TRAINER_KWARGS - _FIT_KWARGS)
+    if unknown:
+        raise TypeError(f"fit_in_packs got unexpected keyword arguments {unknown}")
+    return (
+        {k: v for k, v in kwargs.items() if k in _TRAINER_KWARGS},
+        {k: v for k, v in kwargs.items() if k in _FIT_KWARGS},
+    )
+
+
+def pack_checkpoint_path(path: str | Path, lo: int, hi: int) -> Path:
+    """Checkpoint file of the pack holding global members ``lo .. hi - 1`` (used by :func:`fit_in_packs`).
+
+    Example:
+        >>> pack_checkpoint_path("ck/cell.pt", 0, 4).as_posix()
+        'ck/cell.members0-3.pt'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.members{lo}-{hi - 1}{path.suffix}")
+
+
+def fit_in_packs(
+    model_fn: ModelFn,
+    members: Sequence[Member],
+    x: Tensor,
+    y: Tensor,
+    *,
+    pack_size: int | None = None,
+    **kwargs: Any,
+) -> list[EnsembleTrainer]:
+    """Train ``members`` as consecutive packs of at most ``pack_size`` members (one trainer per pack).
+
+    ``kwargs`` go to :class:`EnsembleTrainer` (``batch_size``, ``optimizer``, ``device``, ...) and to
+    :meth:`EnsembleTrainer.fit` (``epochs``, ``callbacks``, ``eval_epochs``, ...) by name. With
+    ``pack_size=None`` the first pack holds every member. When a pack runs out of memory
+    (``torch.OutOfMemoryError``, or a ``RuntimeError`` saying "out of memory") it is discarded, the
+    pack size is halved (logged as a warning) and the pack is retrained from scratch; later packs keep
+    the smaller size; a single member that does not fit re-raises the error. Members are independent,
+    so the result equals one big ensemble (up to float rounding of the batched kernels), except for
+    the func backend's dropout masks, which come from one stream per pack (see the module docstring).
+
+    Per-pack data: with ``per_member=True`` the rows of ``x``/``y`` (and a 2-D ``sample_weight``) are
+    split with the members. ``checkpoint_path`` becomes one file per pack, named by the global member
+    range (:func:`pack_checkpoint_path`), so a rerun with the same packs resumes each of them.
+    Member ``j`` of pack ``k`` is global member ``sum(t.M for t in trainers[:k]) + j``;
+    :func:`merge_histories` gives one :class:`History` with the global indices.
+
+    Example:
+        >>> import torch
+        >>> from iwlab.models import MLP
+        >>> x, y = torch.randn(32, 2), (torch.rand(32) > 0.5).long()
+        >>> trainers = fit_in_packs(lambda g: MLP(2, (8,), 1, generator=g), [Member(seed=s) for s in range(5)],
+        ...                         x, y, pack_size=2, batch_size=8, epochs=2, progress=False)
+        >>> [t.M for t in trainers]
+        [2, 2, 1]
+        >>> torch.cat([t.logits(x) for t in trainers]).shape
+        torch.Size([5, 32, 1])
+    """
+    members = list(members)
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    if pack_size is not None and pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1 or None, got {pack_size}")
+    init_kw, fit_kw = _split_kwargs(kwargs)
+    per_member = bool(fit_kw.get("per_member", False))
+    sample_weight = fit_kw.get("sample_weight")
+    checkpoint_path = fit_kw.get("checkpoint_path")
+    size = len(members) if pack_size is None else pack_size
+    trainers: list[EnsembleTrainer] = []
+    lo = 0
+    while lo < len(members):
+        hi = min(lo + size, len(members))
+        kw = dict(fit_kw)
+        if sample_weight is not None and torch.as_tensor(sample_weight).dim() == 2:
+            kw["sample_weight"] = torch.as_tensor(sample_weight)[lo:hi]
+        if checkpoint_path is not None:
+            kw["checkpoint_path"] = pack_checkpoint_path(checkpoint_path, lo, hi)
+        xs, ys = (x[lo:hi], y[lo:hi]) if per_member else (x, y)
+        trainer: EnsembleTrainer | None = None
+        out_of_memory = False
+        try:
+            trainer = EnsembleTrainer(model_fn, members[lo:hi], **init_kw)
+            trainer.fit(xs, ys, **kw)
+        except RuntimeError as err:
+            if not _is_oom(err) or hi - lo == 1:
+                raise
+            out_of_memory = True  # retry outside the handler, so the traceback's tensors are freed
+        if out_of_memory:
+            trainer = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size = max(1, (hi - lo) // 2)
+            logger.warning(
+                "out of memory training members %d-%d as one pack of %d; retrying in packs of %d",
+                lo,
+                hi - 1,
+                hi - lo,
+                size,
+            )
+            continue
+        assert trainer is not None
+        trainers.append(trainer)
+        lo = hi
+    return trainers
+
+
+def merge_histories(trainers: Sequence[EnsembleTrainer]) -> History:
+    """One :class:`History` of consecutive packs, member indices remapped to the global index.
+
+    Pack ``k``'s member ``j`` becomes ``sum(t.M for t in trainers[:k]) + j``. Rows are ordered by epoch,
+    then metric (in order of first appearance), then member: the order a single ensemble of all the
+    members records them in (for callbacks that return the same metrics at every evaluation).
+
+    Example:
+        >>> # history = merge_histories(fit_in_packs(model_fn, members, x, y, pack_size=4, epochs=10, ...))
+    """
+    rows: list[tuple[int, int, str, float]] = []
+    offset = 0
+    for t in trainers:
+        rows.extend((epoch, offset + member, name, value) for epoch, member, name, value in t.history.rows)
+        offset += t.M
+    order: dict[str, int] = {}
+    for _, _, name, _ in rows:
+        order.setdefault(name, len(order))
+    rows.sort(key=lambda r: (r[0], order[r[2]], r[1]))
+    return History(rows)
+
+
 def _check_weights(w: Tensor, name: str) -> None:
     from iwlab.functional.losses import check_weights
 
     check_weights(w, name=name)
 
 
-def _progress(it: Iterable[int], enabled: bool, total: int, initial: int) -> Iterable[int]:
+def _progress(it: Iterable[int], enabled: Any, total: int, initial: int) -> Iterable[int]:
+    if callable(enabled):  # a reporter from the sweep driver: called with (epoch, total) after each epoch
+        return _report_epochs(it, enabled, total)
     if not enabled:
         return it
     from tqdm.auto import tqdm
 
     return tqdm(it, total=total, initial=initial, desc="epochs", leave=False, mininterval=0.5)
+
+
+def _report_epochs(it: Iterable[int], report: Callable[[int, int], None], total: int) -> Iterable[int]:
+    for epoch in it:
+        yield epoch
+        report(epoch, total)

@@ -6,6 +6,10 @@ ordinary way: autograd through the module, :mod:`iwlab.functional` losses and ``
 check that M of these equal one ensemble of M members, so the ensemble's hand-written backward and
 batched optimizers are checked against an independent computation.
 
+Any ``nn.Module`` works, including BatchNorm and ``nn.Dropout``: training steps run the module in
+train mode (batch statistics, running-statistic updates, dropout from the global RNG), ``on_epoch``
+sees it in eval mode (running statistics, no dropout), and the returned module is in eval mode.
+
 Example:
     >>> import torch
     >>> from iwlab.models import MLP
@@ -44,6 +48,9 @@ def train_single(
 ) -> nn.Module:
     """Train one model by minibatch SGD/Adam with the member's seed, weights, lr and L2.
 
+    ``on_epoch(model, epoch)`` runs after every epoch with the model in eval mode (switched back to
+    train mode afterwards); the trained model is returned in eval mode.
+
     Example:
         >>> # model = train_single(make_mlp, Member(seed=1, class_weight=(1, .5)), x, y, epochs=5, batch_size=8)
     """
@@ -80,5 +87,7 @@ def train_single(
             loss.backward()
             opt.step()
         if on_epoch is not None:
+            model.eval()
             on_epoch(model, epoch)
-    return model
+            model.train()
+    return model.eval()
