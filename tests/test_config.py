@@ -172,4 +172,8 @@ def test_synthetic_bad_key_and_values():
 def test_unknown_experiment():
     with pytest.raises(ValueError) as e:
         make_config("synthetc")
-    assert "Did you mean 'synthetic'" in str(e.value) and "Available: synthetic" in str(e.value)
+    assert (
+        "Did you mean 'synthetic'" in str(e.value)
+        and "Available:" in str(e.value)
+        and "synthetic" in str(e.value).split("Available:")[1]
+    )

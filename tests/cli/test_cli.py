@@ -16,7 +16,12 @@ def test_run_unknown_experiment(capsys, tmp_path):
     assert main(["run", "nosuch", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("iwlab: error:")
-    assert "unknown experiment 'nosuch'" in err and "Available: synthetic" in err
+    assert (
+        "unknown experiment 'nosuch'" in err
+        and "Available:" in err
+        and "cifar_binary" in err.split("Available:")[1]
+        and "synthetic" in err.split("Available:")[1]
+    )
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()  # nothing was created
 

@@ -14,6 +14,12 @@ from types import ModuleType
 # name -> module; modules are imported lazily so `iwlab list` stays fast
 EXPERIMENTS: dict[str, str] = {
     "synthetic": "iwlab.experiments.synthetic",
+    "cifar_binary": "iwlab.experiments.cifar_binary",
+    "cifar_resnet": "iwlab.experiments.cifar_resnet",
+    "cifar_imbalanced": "iwlab.experiments.cifar_imbalanced",
+    "cifar_label_noise": "iwlab.experiments.cifar_label_noise",
+    "cifar_cars_trucks": "iwlab.experiments.cifar_cars_trucks",
+    "cifar_multiclass": "iwlab.experiments.cifar_multiclass",
 }
 
 
