@@ -240,3 +240,24 @@ def test_cli_run(tmp_path, capsys):
     assert _statuses(out) == {"plain": "done", "adam": "done"}
     df = load(out)
     assert set(df.weight) == {0.25, 4.0} and df.epoch.max() == 2
+
+
+def test_small_packs_equal_one_pack(binary_run, tmp_path):
+    """pack_size=2 (the out-of-memory fallback's shape) gives the same metrics, agreement included."""
+    out = tmp_path / "packs"
+    run_experiment(
+        "cifar_binary",
+        "ci",
+        [*BINARY_FAST, "seeds=2", "pack_size=2", "variants=plain,l2"],
+        out=out,
+        workers=1,
+        progress=False,
+    )
+    packed = load(out).sort_values(["run_id", "member", "name", "epoch"]).reset_index(drop=True)
+    whole = load(binary_run)
+    whole = whole[whole.run_id.isin(set(packed.run_id))].sort_values(["run_id", "member", "name", "epoch"])
+    whole = whole.reset_index(drop=True)
+    assert len(packed) == len(whole) and any(n.startswith("agree_") for n in packed.name)
+    assert (packed[["run_id", "member", "epoch", "name"]] == whole[["run_id", "member", "epoch", "name"]]).all().all()
+    assert packed.value.to_numpy() == pytest.approx(whole.value.to_numpy(), abs=1e-6)
+    assert len(list((out / "checkpoints").glob("*.members*.pt"))) >= 2

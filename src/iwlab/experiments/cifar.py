@@ -103,14 +103,15 @@ class _DataConfig:
     epochs: int = 300
     batch_size: int = 16
     eval_every: int = 0  # 0: log-spaced epochs 1, 2, 3, 5, 10, ...; k: every k epochs (and the last)
+    pack_size: int = 0  # models trained together; 0: all of a cell at once, halved on out-of-memory
 
     def _validate_common(self) -> None:
         if self.size < 4 or 32 % self.size:
             raise ValueError(f"size must divide 32 and be >= 4, got {self.size}")
         if self.seeds < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("seeds, epochs and batch_size must be >= 1")
-        if min(self.n_train_per_class, self.n_test_per_class, self.eval_every) < 0:
-            raise ValueError("n_train_per_class, n_test_per_class and eval_every must be >= 0")
+        if min(self.n_train_per_class, self.n_test_per_class, self.eval_every, self.pack_size) < 0:
+            raise ValueError("n_train_per_class, n_test_per_class, eval_every and pack_size must be >= 0")
 
     def eval_epochs(self) -> list[int]:
         """The epochs at which metrics are recorded.
@@ -681,35 +682,32 @@ def run_cell(cfg: Any, cell_id: str, params: dict, ctx: CellContext) -> CellResu
 def _run_binary(cfg: BinaryConfig, params: dict, ctx: CellContext) -> CellResult:
     from iwlab.functional.losses import weighted_binary_cross_entropy
     from iwlab.train import EnsembleTrainer
+    from iwlab.train.ensemble import fit_in_packs, merge_histories
 
     variant = params["variant"]
     task = binary_data(cfg, params)
     members = _binary_members(cfg, params)
     M = len(members)
-    trainer = EnsembleTrainer(
-        model_fn_for(cfg, variant),
-        members,
-        batch_size=cfg.batch_size,
-        optimizer="adam" if variant == "adam" else "sgd",
-        normalization=cfg.normalization,
-        device=ctx.device,
-    )
+    index = {id(m): i for i, m in enumerate(members)}  # pack member -> global member
+    final_preds: dict[int, dict[str, Tensor]] = {}  # global member -> last-epoch predictions per set
     dev = ctx.device
     x, y = task.x_train.to(dev), task.y_train.to(dev)
     sets = {"test": task.x_test.to(dev), "other": task.x_other.to(dev), "noise": task.x_noise.to(dev)}
     y_test = task.y_test.to(dev)
     flipped = task.flipped.to(dev)
-    cw = torch.tensor([m.class_weight for m in members], dtype=torch.float32, device=dev)  # (M, 2)
-    chunk = _chunk(M, 64 * cfg.size * cfg.size, dev)
     pos = cfg.classes[1]
     pred_path = ctx.artifact_path("_predictions.npz")
 
-    def logits(inp: Tensor) -> Tensor:
-        if inp.shape[0] == 0:
-            return torch.zeros(M, 0, device=dev)
-        return trainer.logits(inp, chunk=chunk).squeeze(-1)  # (M, N)
-
     def metrics(tr: EnsembleTrainer, epoch: int) -> dict[str, Tensor]:
+        # called once per pack: ``tr`` holds a consecutive slice of the members
+        cw = torch.tensor([m.class_weight for m in tr.members], dtype=torch.float32, device=dev)  # (m, 2)
+        chunk = _chunk(tr.M, 64 * cfg.size * cfg.size, dev)
+
+        def logits(inp: Tensor) -> Tensor:
+            if inp.shape[0] == 0:
+                return torch.zeros(tr.M, 0, device=dev)
+            return tr.logits(inp, chunk=chunk).squeeze(-1)  # (m, N)
+
         z = logits(x)
         out = {
             "train_loss": weighted_binary_cross_entropy(
@@ -727,22 +725,38 @@ def _run_binary(cfg: BinaryConfig, params: dict, ctx: CellContext) -> CellResult
         out["test_acc"] = (preds["test"] == y_test).float().mean(1)
         dead = (tr.diverged_at >= 0).numpy()
         if epoch == cfg.epochs:
-            out.update(_save_predictions(pred_path, members, preds, task.y_test, dead, cfg.KIND == "binary"))
+            for j, m in enumerate(tr.members):
+                final_preds[index[id(m)]] = {k: v[j].cpu() for k, v in preds.items()}
         return _drop_diverged(out, dead)
 
-    trainer.fit(
+    trainers = fit_in_packs(
+        model_fn_for(cfg, variant),
+        members,
         x,
         y,
+        pack_size=cfg.pack_size or None,
+        batch_size=cfg.batch_size,
+        optimizer="adam" if variant == "adam" else "sgd",
+        normalization=cfg.normalization,
+        device=dev,
         epochs=cfg.epochs,
         eval_epochs=cfg.eval_epochs(),
         callbacks=[metrics],
         checkpoint_path=ctx.checkpoint_path,
         progress=ctx.progress,
     )
+    history = merge_histories(trainers)
+    diverged = torch.cat([t.diverged_at for t in trainers])
+    if len(final_preds) != M:  # every pack was resumed past its last epoch: recompute the predictions
+        for t in trainers:
+            metrics(t, cfg.epochs)
+    preds = {k: torch.stack([final_preds[i][k] for i in range(M)]) for k in final_preds[0]}  # (M, N) per set
+    agree = _save_predictions(pred_path, members, preds, task.y_test, (diverged >= 0).numpy(), cfg.KIND == "binary")
+    history.rows.extend((cfg.epochs, i, name, float(v)) for name, vals in agree.items() for i, v in enumerate(vals))
     return CellResult(
         members=[m.labels for m in members],
-        rows=trainer.history.rows,
-        diverged=trainer.diverged_at.tolist(),
+        rows=history.rows,
+        diverged=diverged.tolist(),
         artifacts=[("predictions", str(pred_path.relative_to(ctx.run_dir)))],
     )
 
