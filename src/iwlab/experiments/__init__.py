@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 # name -> module; modules are imported lazily so `iwlab list` stays fast
 EXPERIMENTS: dict[str, str] = {
     "synthetic": "iwlab.experiments.synthetic",
-    "cifar_binary": "iwlab.experiments.cifar_binary",
-    "cifar_resnet": "iwlab.experiments.cifar_resnet",
-    "cifar_imbalanced": "iwlab.experiments.cifar_imbalanced",
-    "cifar_label_noise": "iwlab.experiments.cifar_label_noise",
-    "cifar_cars_trucks": "iwlab.experiments.cifar_cars_trucks",
-    "cifar_multiclass": "iwlab.experiments.cifar_multiclass",
+    "cifar_binary": "iwlab.experiments.cifar:cifar_binary",
+    "cifar_resnet": "iwlab.experiments.cifar:cifar_resnet",
+    "cifar_imbalanced": "iwlab.experiments.cifar:cifar_imbalanced",
+    "cifar_label_noise": "iwlab.experiments.cifar:cifar_label_noise",
+    "cifar_cars_trucks": "iwlab.experiments.cifar:cifar_cars_trucks",
+    "cifar_multiclass": "iwlab.experiments.cifar:cifar_multiclass",
 }
 
 
-def get_experiment(name: str) -> ModuleType:
-    """Import an experiment module by name; unknown names get an error listing the valid ones.
+def get_experiment(name: str) -> ModuleType | SimpleNamespace:
+    """The experiment's module (or namespace) by name; unknown names get an error listing the valid ones.
 
     Example:
         >>> get_experiment("synthetic").NAME
@@ -34,7 +34,9 @@ def get_experiment(name: str) -> ModuleType:
         close = difflib.get_close_matches(name, EXPERIMENTS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"unknown experiment '{name}'.{hint} Available: {', '.join(sorted(EXPERIMENTS))}.")
-    return importlib.import_module(EXPERIMENTS[name])
+    module, _, attr = EXPERIMENTS[name].partition(":")  # "pkg.module" or "pkg.module:namespace"
+    mod = importlib.import_module(module)
+    return getattr(mod, attr) if attr else mod
 
 
 def make_config(name: str, profile: str = "quick", overrides: list[str] | dict | None = None):  # noqa: ANN201

@@ -1,8 +1,8 @@
 """Byrd & Lipton (2019) section 3 on CIFAR-10: Figures 4, 5 and A.3-A.9, six experiments on one code path.
 
-The registry names are small modules (``iwlab.experiments.cifar_binary`` etc.) that pick a ``Config``
-class and ``PROFILES`` from here; ``cells``, ``run_cell``, ``figures`` and ``summary`` are shared and
-dispatch on the config's ``KIND``:
+The registry names point at namespaces defined at the end of this module (``cifar:cifar_binary`` etc.),
+each picking a ``Config`` class and ``PROFILES``; ``cells``, ``run_cell``, ``figures`` and ``summary``
+are shared and dispatch on the config's ``KIND``:
 
 * ``cifar_binary``: cats (label 0) vs dogs (label 1), the paper's CNN; variants ``plain``, ``l2``
   (L2 0.001 as weight decay), ``dropout`` (0.5 on the hidden dense units; lr 0.05 for the unweighted
@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -1137,3 +1138,66 @@ def _diverged(df: pd.DataFrame) -> list[str]:
         f"have no agreement rows): {shown}.",
         "",
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry entries (``iwlab.experiments.EXPERIMENTS`` names "iwlab.experiments.cifar:<name>"):
+# one namespace per experiment, all sharing the code above.
+
+
+def _experiment(name: str, description: str, config: type, profiles: dict, pack_keys: tuple) -> SimpleNamespace:
+    return SimpleNamespace(
+        NAME=name,
+        DESCRIPTION=description,
+        Config=config,
+        PROFILES=profiles,
+        PACK_KEYS=pack_keys,
+        cells=cells,
+        run_cell=run_cell,
+        figures=figures,
+        summary=summary,
+    )
+
+
+cifar_binary = _experiment(
+    "cifar_binary",
+    "CIFAR-10 cats vs dogs, CNN: class weights vs epochs; plain, L2, dropout, Adam (Figs 4, A.3, A.4, A.9)",
+    BinaryConfig,
+    PROFILES_BINARY,
+    PACK_KEYS_BINARY,
+)
+cifar_cars_trucks = _experiment(
+    "cifar_cars_trucks",
+    "CIFAR-10 automobile vs truck, CNN: class weights vs epochs (Fig A.8)",
+    CarsTrucksConfig,
+    PROFILES_CARS_TRUCKS,
+    PACK_KEYS_BINARY,
+)
+cifar_imbalanced = _experiment(
+    "cifar_imbalanced",
+    "CIFAR-10 cats vs dogs, one class sub-sampled: weighting vs sub-sampling alone (Fig A.6)",
+    ImbalancedConfig,
+    PROFILES_IMBALANCED,
+    PACK_KEYS_IMBALANCED,
+)
+cifar_label_noise = _experiment(
+    "cifar_label_noise",
+    "CIFAR-10 cats vs dogs with 5% label noise per class: class weights vs epochs (Fig A.7)",
+    LabelNoiseConfig,
+    PROFILES_LABEL_NOISE,
+    PACK_KEYS_BINARY,
+)
+cifar_multiclass = _experiment(
+    "cifar_multiclass",
+    "CIFAR-10 10 classes, MLP: one class weighted by rho, weighted test accuracy vs epochs (Fig 5)",
+    MulticlassConfig,
+    PROFILES_MULTICLASS,
+    PACK_KEYS_MULTICLASS,
+)
+cifar_resnet = _experiment(
+    "cifar_resnet",
+    "CIFAR-10 cats vs dogs, ResNet with and without batch norm: class weights vs epochs (Fig A.5)",
+    ResNetConfig,
+    PROFILES_RESNET,
+    PACK_KEYS_BINARY,
+)
