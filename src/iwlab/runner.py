@@ -174,25 +174,6 @@ def run_experiment(
     return run_dir
 
 
-def _run_tasks(
-    store: Store,
-    name: str,
-    tasks: list[tuple[str, dict, dict]],
-    prov: dict,
-    run_dir: Path,
-    device: str,
-    executor: str,
-    workers: int | None,
-    address: str | None,
-    progress: bool,
-) -> None:
-    """Register tasks ``(cell_id, config dict, params)`` and execute those not finished yet."""
-    store.add_runs(name, [(cid, {"config": c, "cell": p}) for cid, c, p in tasks], provenance=prov)
-    todo = [t for t in tasks if store.status(t[0]) not in ("done", "diverged")]
-    if todo:
-        _execute(store, name, todo, run_dir, device, executor, workers, address, progress)
-
-
 def _check_same_config(run_dir: Path, name: str, profile: str, cfg_dict: dict, extra: dict | None = None) -> None:
     path = run_dir / "config.json"
     record = {"experiment": name, "profile": profile, "config": cfg_dict, **(extra or {})}
@@ -225,14 +206,9 @@ def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | 
             diverged=res.diverged,
             artifacts=res.artifacts,
             status="diverged" if div else "done",
+            epoch=min(div) if div else None,
+            error=f"{len(div)} member(s) diverged (NaN/inf)" if div else None,
         )
-        if div:
-            store.set_status(
-                cell_id,
-                "diverged",
-                epoch=min(div),
-                error=f"{len(div)} member(s) diverged (NaN/inf)",
-            )
     else:
         store.set_status(cell_id, "failed", error=payload)
         print(
@@ -241,10 +217,11 @@ def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | 
         )
 
 
-def _execute(
+def _run_tasks(
     store: Store,
     name: str,
-    todo: list[tuple[str, dict, dict]],
+    tasks: list[tuple[str, dict, dict]],
+    prov: dict,
     run_dir: Path,
     device: str,
     executor: str,
@@ -252,7 +229,13 @@ def _execute(
     address: str | None,
     progress: bool,
 ) -> None:
+    """Register tasks ``(cell_id, config dict, params)`` and execute those not finished yet."""
     from tqdm.auto import tqdm
+
+    store.add_runs(name, [(cid, {"config": c, "cell": p}) for cid, c, p in tasks], provenance=prov)
+    todo = [t for t in tasks if store.status(t[0]) not in ("done", "diverged")]
+    if not todo:
+        return
 
     n_workers = workers or 1
     bar = tqdm(total=len(todo), desc=f"{name} cells", disable=not progress, leave=True, unit="cell")

@@ -185,9 +185,12 @@ class Store:
         diverged: Sequence[int] | None = None,
         artifacts: Iterable[tuple[str, str]] = (),
         status: str = "done",
+        epoch: int | None = None,
+        error: str | None = None,
     ) -> None:
         """Write a finished cell in ONE transaction: members, metrics, artifacts and status.
 
+        ``epoch`` and ``error`` note why a cell is not plainly done (e.g. the first divergence).
         A kill mid-write leaves the cell as it was (not done), so a rerun redoes it; metrics are
         upserted, so a redo writes the same rows again without duplicates.
 
@@ -213,8 +216,8 @@ class Store:
                 [(run_id, k, p, now) for k, p in artifacts],
             )
             c.execute(
-                "UPDATE runs SET status=?, error=NULL, finished=? WHERE run_id=?",
-                (status, now, run_id),
+                "UPDATE runs SET status=?, error=?, epoch=COALESCE(?, epoch), finished=? WHERE run_id=?",
+                (status, error, epoch, now, run_id),
             )
 
     def write_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, float]]) -> None:

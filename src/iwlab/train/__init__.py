@@ -1,7 +1,6 @@
 """Training: the many-model ensemble trainer, its single-model reference and evaluation schedules."""
 
 from iwlab.train.ensemble import (
-    DivergedError,
     EnsembleTrainer,
     History,
     Member,
@@ -13,7 +12,6 @@ from iwlab.train.ensemble import (
 from iwlab.train.schedule import log_epochs
 
 __all__ = [
-    "DivergedError",
     "EnsembleTrainer",
     "History",
     "Member",

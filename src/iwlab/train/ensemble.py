@@ -65,6 +65,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from iwlab.functional.losses import check_weights
 from iwlab.models.mlp import MLP, draw_dropout_masks
 from iwlab.train.schedule import log_epochs
 
@@ -116,10 +117,6 @@ class History:
             if n == name:
                 out.setdefault(epoch, {})[member] = v
         return {e: [d[m] for m in sorted(d)] for e, d in sorted(out.items())}
-
-
-class DivergedError(RuntimeError):
-    """Raised by single-model training when the loss becomes NaN or infinite."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,13 +506,13 @@ class EnsembleTrainer:
                     raise ValueError(
                         f"member {i}: class_weight has {cw.numel()} entries, the model has {n_classes} classes"
                     )
-                _check_weights(cw, f"member {i} class_weight")
+                check_weights(cw, name=f"member {i} class_weight")
                 w[i] = cw[y[i] if y.dim() == 2 else y]
         if sample_weight is not None:
             sw = torch.as_tensor(sample_weight, dtype=torch.float32)
             if sw.shape[-1] != n:
                 raise ValueError(f"sample_weight has {sw.shape[-1]} entries for {n} examples")
-            _check_weights(sw, "sample_weight")
+            check_weights(sw, name="sample_weight")
             w = w * sw
         return w.to(self.device)  # (M, N)
 
@@ -901,12 +898,6 @@ def merge_histories(trainers: Sequence[EnsembleTrainer]) -> History:
         order.setdefault(name, len(order))
     rows.sort(key=lambda r: (r[0], order[r[2]], r[1]))
     return History(rows)
-
-
-def _check_weights(w: Tensor, name: str) -> None:
-    from iwlab.functional.losses import check_weights
-
-    check_weights(w, name=name)
 
 
 def _progress(it: Iterable[int], enabled: Any, total: int, initial: int) -> Iterable[int]:
