@@ -7,7 +7,10 @@ import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _md_table_to_html(md: str) -> str:
@@ -98,3 +101,25 @@ def render_report(
     path = run_dir / "report.html"
     path.write_text(page)
     return path
+
+
+def markdown_table(df: pd.DataFrame, *, index: bool = True, floatfmt: str = ".3g") -> str:
+    """A DataFrame as a GitHub Markdown table (no ``tabulate`` dependency).
+
+    Example:
+        >>> import pandas as pd
+        >>> print(markdown_table(pd.DataFrame({"a": [1.23456]}), index=False))
+        | a |
+        |---|
+        | 1.23 |
+    """
+
+    def cell(v: object) -> str:
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for key, row in df.iterrows():
+        vals = ([cell(key)] if index else []) + [cell(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)

@@ -20,6 +20,10 @@ EXPERIMENTS: dict[str, str] = {
     "cifar_label_noise": "iwlab.experiments.cifar:cifar_label_noise",
     "cifar_cars_trucks": "iwlab.experiments.cifar:cifar_cars_trucks",
     "cifar_multiclass": "iwlab.experiments.cifar:cifar_multiclass",
+    "mrpc": "iwlab.experiments.mrpc",
+    "is_mnist": "iwlab.experiments.importance:is_mnist",
+    "is_cifar10": "iwlab.experiments.importance:is_cifar10",
+    "is_ptb": "iwlab.experiments.importance:is_ptb",
 }
 
 

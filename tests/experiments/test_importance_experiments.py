@@ -1,0 +1,126 @@
+"""is_mnist / is_cifar10 / is_ptb end to end on generated data, and the Table 1 / time-to-accuracy maths."""
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iwlab.cli import main as cli_main
+from iwlab.data.mnist import make_fixture, write_mnist_idx
+from iwlab.experiments import make_config
+from iwlab.experiments.importance import ISConfig, cells, method_label, parse_method, table1, time_to_accuracy
+from iwlab.results import export
+from iwlab.runner import run_experiment
+from iwlab.store import load
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _statuses(run_dir):
+    con = sqlite3.connect(run_dir / "results.db")
+    try:
+        return dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("name", ["is_mnist", "is_cifar10", "is_ptb"])
+def test_end_to_end_every_method_recorded(name, tmp_path):
+    out = run_experiment(name, "ci", ["seeds=2"], out=tmp_path / name, workers=1, progress=False)
+    cfg = make_config(name, "ci", ["seeds=2"])
+    assert set(_statuses(out).values()) == {"done"}
+    df = load(out)
+    metric = "perplexity" if name == "is_ptb" else "test_error"
+    for m in cfg.methods:
+        d = df[df.method == m]
+        assert sorted(d.seed.unique()) == [0, 1]
+        for name_ in (metric, "train_loss", "train_loss_std", "time_scoring", "time_training", "time_total"):
+            got = d[d.name == name_]
+            assert sorted(got.epoch.unique()) == [1, 2, 3], (m, name_)
+        t = d.pivot_table(index=["seed", "epoch"], columns="name", values="value")
+        assert np.allclose(t.time_total, t.time_scoring + t.time_training)
+        assert (t.time_total.groupby("seed").diff().dropna() >= 0).all()  # cumulative
+        assert "loss_gradnorm_spearman" in set(d.name)
+    if name != "is_ptb":
+        assert df[df.name == "test_error"].value.between(0, 1).all()
+    else:
+        assert (df[df.name == "perplexity"].value > 1).all()
+    md = (out / "report.md").read_text()
+    assert "Table 1 format" in md and "Time to reach uniform" in md
+    for m in cfg.methods:
+        assert method_label(m) in md
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) == 5 and all(p.read_bytes()[:8] == PNG for p in pngs)
+    arts = list((out / "artifacts").glob("*_losses.npz"))
+    assert len(arts) == 2 * len(cfg.methods)
+    z = np.load(arts[0])
+    assert np.all(np.diff(z["sorted_losses"]) >= 0)
+
+
+def test_cli_quick_reads_mnist_from_iwlab_data_and_exports_every_method(tmp_path, monkeypatch):
+    """`iwlab run is_mnist` reads IDX files from IWLAB_DATA (fixture-sized here), resumes, exports."""
+    write_mnist_idx(tmp_path / "data" / "mnist", make_fixture(120, 40, seed=1))
+    monkeypatch.setenv("IWLAB_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    sets = ["--set", "fixture=false", "--set", "verify_checksums=false"]
+    args = ["run", "is_mnist", "--profile", "ci", *sets, "--workers", "1", "--out", str(out), "--no-progress"]
+    assert cli_main(args) == 0
+    cfg = make_config("is_mnist", "ci")
+    df = load(out)
+    assert set(df.method.unique()) == set(cfg.methods)
+    before = (out / "results.db").stat().st_mtime_ns
+    assert cli_main(args) == 0  # finished cells are not run again
+    assert len(load(out)) == len(df)
+    assert (out / "results.db").stat().st_mtime_ns >= before
+    export(out, "csv", tmp_path / "r.csv")
+    exported = pd.read_csv(tmp_path / "r.csv")
+    assert set(exported.method.unique()) == set(cfg.methods)
+
+
+def test_parse_method():
+    assert parse_method("uniform") == ("uniform", 1.0)
+    assert parse_method("oracle_k0.5") == ("oracle", 0.5)
+    assert parse_method("pcg_k-1") == ("pcg", -1.0)
+    for bad in ("oracle", "uniform_k1", "approx_k2", "loss_k1", "oracle_k"):
+        with pytest.raises(ValueError):
+            parse_method(bad)
+    with pytest.raises(ValueError):
+        cells(ISConfig(methods=("approx",)))
+
+
+def _df(values):
+    """Long frame like results.load: values[method] = list over seeds of list over epochs."""
+    rows = []
+    for m, per_seed in values.items():
+        for s, series in enumerate(per_seed):
+            for e, (err, t) in enumerate(series, start=1):
+                rows += [(m, s, e, "test_error", err), (m, s, e, "time_total", t), (m, s, e, "time_scoring", t / 2)]
+    return pd.DataFrame(rows, columns=["method", "seed", "epoch", "name", "value"])
+
+
+def test_table1_mean_and_std_by_hand():
+    cfg = ISConfig(methods=("uniform", "oracle_k0.5"), table_epochs=(1, 2, 7))
+    df = _df({"uniform": [[(0.02, 1), (0.010, 2)], [(0.04, 1), (0.012, 2)]], "oracle_k0.5": [[(0.01, 2), (0.005, 4)]]})
+    t = table1(df, cfg)
+    assert list(t.index) == [1, 2]  # epoch 7 is not in the run
+    assert t.loc[1, "Uniform"] == f"3.00% ± {np.std([2.0, 4.0], ddof=1):.2f}"
+    assert t.loc[2, "Oracle k=0.5"] == "0.50% ± 0.00"
+
+
+def test_time_to_accuracy_by_hand():
+    cfg = ISConfig(methods=("uniform", "oracle_k0.5", "approx_k1"))
+    df = _df(
+        {
+            "uniform": [[(0.05, 10), (0.03, 20), (0.02, 30)], [(0.05, 12), (0.03, 22), (0.02, 32)]],  # target 2%
+            "oracle_k0.5": [[(0.02, 15), (0.01, 30), (0.01, 45)], [(0.03, 15), (0.02, 30), (0.01, 45)]],
+            "approx_k1": [[(0.05, 11), (0.04, 21), (0.03, 31)], [(0.05, 11), (0.04, 21), (0.03, 31)]],
+        }
+    )
+    t = time_to_accuracy(df, cfg).set_index("method")
+    assert t.attrs["target"] == pytest.approx(0.02)
+    assert t.loc["uniform", "seconds"] == pytest.approx(31)
+    assert t.loc["oracle_k0.5", "seconds"] == pytest.approx(22.5)  # 15 and 30
+    assert t.loc["oracle_k0.5", "ratio"] == pytest.approx(22.5 / 31)
+    assert t.loc["approx_k1", "reached"] == "0/2" and np.isnan(t.loc["approx_k1", "seconds"])
+    assert t.loc["uniform", "scoring_share"] == pytest.approx(0.5)
