@@ -6,15 +6,6 @@ from torch import nn
 from iwlab.models import CifarVGG, MnistVGG
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # with the 2 cores shared, 2 OpenMP threads can run 10-40x slower than 1 (spin-waiting); keep tests steady
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _g(s=0):
     return torch.Generator().manual_seed(s)
 

@@ -54,7 +54,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,7 @@ import pandas as pd
 import torch
 
 from iwlab.experiments.base import CellContext, CellResult
+from iwlab.train.checkpoint import atomic_save
 
 NAME = "mrpc"
 DESCRIPTION = "Byrd & Lipton MRPC: fine-tuning a pretrained transformer with class weights vs epochs (Fig 6)"
@@ -267,13 +267,6 @@ def predict_logits(model: Any, pairs: Any, batch_size: int, device: str, pad_id:
     return out
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
     """Fine-tune one model with one class weighting and record its metrics after every epoch.
 
@@ -379,7 +372,7 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
             "rows": rows,
             "diverged": diverged,
         }
-        _atomic_save(state, ckpt)
+        atomic_save(state, ckpt)
         if bar is not None:
             bar.update(1)
         elif callable(ctx.progress):

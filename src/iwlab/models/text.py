@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from iwlab.train.checkpoint import atomic_save
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -199,11 +200,7 @@ def tokenize_pairs_cached(
         except Exception:  # a damaged cache file is rebuilt, not fatal
             pass
     out = tokenize_pairs(tokenizer, s1, s2, labels, max_length)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    os.close(fd)
-    torch.save(out.state(), tmp)
-    os.replace(tmp, path)
+    atomic_save(out.state(), path)
     return out
 
 

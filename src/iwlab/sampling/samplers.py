@@ -343,7 +343,24 @@ class OracleSampler(ImportanceSampler):
         return s
 
 
-class PCGSampler(ImportanceSampler):
+class _ClassAwareSampler(ImportanceSampler):
+    """Base of the samplers that score by class: resolves ``labels`` (N,) and ``num_classes``."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        labels: Tensor | Sequence[int] | None = None,
+        num_classes: int | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(dataset, batch_size, **kw)
+        self.labels = _dataset_labels(dataset, labels)
+        self.num_classes = int(num_classes or int(self.labels.max()) + 1)
+
+
+class PCGSampler(_ClassAwareSampler):
     """Per-class Gaussian: an example's score is the running mean loss of its class (paper §4.3).
 
     ``class_mean_`` and ``class_var_`` are exponential moving statistics (decay ``class_decay``) of
@@ -360,19 +377,8 @@ class PCGSampler(ImportanceSampler):
 
     method = "pcg"
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        batch_size: int,
-        *,
-        labels: Tensor | Sequence[int] | None = None,
-        num_classes: int | None = None,
-        class_decay: float = 0.99,
-        **kw: Any,
-    ) -> None:
+    def __init__(self, dataset: Dataset, batch_size: int, *, class_decay: float = 0.99, **kw: Any) -> None:
         super().__init__(dataset, batch_size, **kw)
-        self.labels = _dataset_labels(dataset, labels)
-        self.num_classes = int(num_classes or int(self.labels.max()) + 1)
         self.class_decay = class_decay
         self.class_mean_ = torch.zeros(self.num_classes)
         self.class_var_ = torch.zeros(self.num_classes)
@@ -412,7 +418,7 @@ class PCGSampler(ImportanceSampler):
         self.class_seen_ = state["class_seen_"].clone()
 
 
-class ApproxSampler(ImportanceSampler):
+class ApproxSampler(_ClassAwareSampler):
     """Scores from the paper's :class:`LossPredictor`, trained online alongside the model (§3.3).
 
     ``history_`` (N, H) keeps each example's last ``history`` observed losses (oldest first, left
@@ -437,16 +443,12 @@ class ApproxSampler(ImportanceSampler):
         dataset: Dataset,
         batch_size: int,
         *,
-        labels: Tensor | Sequence[int] | None = None,
-        num_classes: int | None = None,
         history: int = 10,
         hidden: int = 32,
         predictor_lr: float = 1e-3,
         **kw: Any,
     ) -> None:
         super().__init__(dataset, batch_size, **kw)
-        self.labels = _dataset_labels(dataset, labels)
-        self.num_classes = int(num_classes or int(self.labels.max()) + 1)
         self.history = history
         self.hidden = hidden
         self.predictor_lr = predictor_lr

@@ -56,7 +56,6 @@ import hashlib
 import inspect
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -739,11 +738,9 @@ class EnsembleTrainer:
         Example:
             >>> # trainer.save_checkpoint(run_dir / "checkpoints" / "cell.pt")
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        from iwlab.train.checkpoint import atomic_save
+
+        atomic_save(self.state_dict(), path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +45,7 @@ from torch import Tensor, nn
 
 from iwlab.functional.losses import weighted_cross_entropy
 from iwlab.sampling.samplers import ImportanceSampler
+from iwlab.train.checkpoint import atomic_save
 
 __all__ = ["per_example_loss", "train_sampled"]
 
@@ -81,13 +81,6 @@ class _Clock:
         if self.cuda:
             torch.cuda.synchronize()
         self.totals[phase] += time.perf_counter() - self._t
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_sampled(
@@ -206,7 +199,7 @@ def train_sampled(
             model.train()
         records.append(rec)
         if ckpt is not None:
-            _atomic_save(
+            atomic_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
