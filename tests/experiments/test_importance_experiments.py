@@ -1,7 +1,5 @@
 """is_mnist / is_cifar10 / is_ptb end to end on generated data, and the Table 1 / time-to-accuracy maths."""
 
-import sqlite3
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,17 +10,17 @@ from iwlab.experiments import make_config
 from iwlab.experiments.importance import ISConfig, cells, method_label, parse_method, table1, time_to_accuracy
 from iwlab.results import export
 from iwlab.runner import run_experiment
-from iwlab.store import load
+from iwlab.store import Store, load
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _statuses(run_dir):
-    con = sqlite3.connect(run_dir / "results.db")
+    store = Store(run_dir / "results.db")  # the store's own reader, not a second SQL query
     try:
-        return dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+        return {r["run_id"]: r["status"] for r in store.runs()}
     finally:
-        con.close()
+        store.close()
 
 
 @pytest.mark.parametrize("name", ["is_mnist", "is_cifar10", "is_ptb"])
