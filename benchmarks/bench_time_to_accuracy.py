@@ -51,8 +51,10 @@ def main() -> None:
     metric = "perplexity" if cfg.dataset == "ptb" else "test error (%)"
     target = table.attrs["target"] * (1 if cfg.dataset == "ptb" else 100)
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\n{args.experiment} {args.profile}: {cfg.iterations} iterations of batch {cfg.batch_size}, "
-          f"{args.seeds} seed(s), on {dev}; target = uniform's final {metric} = {target:.3g}")
+    print(
+        f"\n{args.experiment} {args.profile}: {cfg.iterations} iterations of batch {cfg.batch_size}, "
+        f"{args.seeds} seed(s), on {dev}; target = uniform's final {metric} = {target:.3g}"
+    )
     print(markdown_table(table, index=False))
     print(f"(benchmark wall time {wall:.0f} s, evaluation included)")
     rec = {

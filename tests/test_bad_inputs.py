@@ -96,7 +96,8 @@ def test_invalid_weights_via_cli(capsys, tmp_path, no_training, weights, how):
     out = tmp_path / "run"
     cmd = "run" if how == "--set" else "sweep"
     err = _cli_error(capsys, [cmd, "synthetic", how, f"weights={weights}", "--out", str(out)])
-    assert "weights must be positive and finite" in err
+    # one line naming the key and the allowed range (nan/inf: "must be a finite number")
+    assert err.startswith("iwlab: error: weights: must be ")
     assert not out.exists() and not no_training
 
 
@@ -117,7 +118,16 @@ BAD_WEIGHTS = [
 ]
 
 
-@pytest.mark.parametrize("w, msg", BAD_WEIGHTS)
+def test_all_zero_weights_are_a_fully_masked_batch_in_the_losses():
+    """Issue 10 item 13: all-zero weights give 0 under "batch_size"; "weight_sum" has no value then."""
+    logits, target, w = torch.zeros(4, 2), torch.tensor([0, 1, 1, 0]), torch.zeros(2)
+    assert weighted_cross_entropy(logits, target, class_weight=w).item() == 0.0
+    assert weighted_binary_cross_entropy(torch.zeros(4), target, class_weight=w).item() == 0.0
+    with pytest.raises(ValueError, match="zero total weight"):
+        weighted_cross_entropy(logits, target, class_weight=w, normalization="weight_sum")
+
+
+@pytest.mark.parametrize("w, msg", BAD_WEIGHTS[:3])  # all-zero weights are valid in a loss (issue 10 item 13)
 def test_invalid_weights_via_losses(w, msg):
     logits, target = torch.zeros(4, 2), torch.tensor([0, 1, 1, 0])
     with pytest.raises(ValueError) as e:
@@ -292,7 +302,7 @@ def test_worker_exception_is_recorded(capsys, tmp_path, monkeypatch):
     args = ["run", "synthetic", *TINY, "--set", "models=logreg,mlp,mlp_dropout"]
     main([*args, "--out", str(out), "--workers", "1", "--no-progress"])
     err = capsys.readouterr().err
-    assert "cell mlp failed; traceback stored in results.db (runs.error)" in err
+    assert "iwlab: cell mlp failed: RuntimeError: simulated worker bug" in err
     runs = {r["run_id"]: r for r in Store(out / "results.db").runs()}
     assert runs["logreg"]["status"] == runs["mlp_dropout"]["status"] == "done"
     assert runs["mlp"]["status"] == "failed"

@@ -48,6 +48,7 @@ def _binary_inputs(lead, dtype, device, seed):
 
 def _functional(loss):
     def build(class_weight, normalization, reduction, device):
+        class_weight = None if class_weight is None else class_weight.to(device)  # as module.to(device) does
         fn = partial(loss, class_weight=class_weight, normalization=normalization, reduction=reduction)
         return lambda logits, target, sw: fn(logits, target, sample_weight=sw)
 
@@ -159,3 +160,73 @@ def test_unit_weights_give_plain_loss(comp, normalization, reduction, weights):
         cw, sw = None, None
     out = comp.build(cw, normalization, reduction, "cpu")(logits, target, sw)
     torch.testing.assert_close(out, comp.plain(logits, target, reduction))
+
+
+# ---- invariants from issue 10 (every loss, functional and module) -----------------------------
+
+
+@component
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_empty_batch_mean_raises_sum_is_zero_none_is_empty(comp, normalization):
+    logits, target, cw, sw = comp.make_inputs((4,), torch.float32, "cpu", 5)
+    logits, target, sw = logits[:, :0], target[:, :0], sw[:, :0]  # B = 0
+    with pytest.raises(ValueError, match=r"^the batch is empty \(B=0\): the mean is undefined"):
+        comp.build(cw, normalization, "mean", "cpu")(logits, target, sw)
+    assert torch.equal(comp.build(cw, normalization, "sum", "cpu")(logits, target, sw), torch.zeros(4))
+    assert comp.build(cw, normalization, "none", "cpu")(logits, target, sw).shape == (4, 0)
+
+
+@component
+@pytest.mark.parametrize("zeroed", ["class_weight", "sample_weight"])
+def test_all_zero_weights_give_exactly_zero_under_batch_size(comp, zeroed):
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float64, "cpu", 6)
+    if zeroed == "class_weight":
+        cw = torch.zeros_like(cw)
+    else:
+        sw = torch.zeros_like(sw)
+    logits.requires_grad_(True)
+    out = comp.build(cw, "batch_size", "mean", "cpu")(logits, target, sw)
+    assert torch.equal(out, torch.zeros(2, dtype=torch.float64))
+    out.sum().backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+    with pytest.raises(ValueError, match="zero total weight"):
+        comp.build(cw, "weight_sum", "mean", "cpu")(logits, target, sw)
+
+
+@component
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.int8, torch.uint8, torch.int16, torch.int32, torch.uint16, torch.uint32, torch.uint64],
+    ids=str,
+)
+def test_integer_label_dtypes_match_int64(comp, dtype):
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float64, "cpu", 7)
+    fn = comp.build(cw, "weight_sum", "none", "cpu")
+    assert torch.equal(fn(logits, target.to(dtype), sw), fn(logits, target, sw))
+
+
+@component
+def test_other_device_is_named(comp):
+    # "meta" stands in for a second device on CPU-only machines.
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float32, "cpu", 8)
+    fn = comp.build(cw, "batch_size", "mean", "meta")
+    meta = logits.to("meta")
+    with pytest.raises(ValueError, match=r"^target is on cpu but logits are on meta; move it with"):
+        fn(meta, target, sw.to("meta"))
+    with pytest.raises(ValueError, match=r"^sample_weight is on cpu but logits are on meta; move it with"):
+        fn(meta, target.to("meta"), sw)
+    with pytest.raises(ValueError, match=r"class_weight is on cpu but logits are on meta; move"):
+        comp.build(cw, "batch_size", "mean", "cpu")(meta, target.to("meta"), sw.to("meta"))
+
+
+@component
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_half_logits_give_the_float32_loss_of_the_upcast_logits(comp, half, normalization):
+    logits, target, cw, sw = comp.make_inputs((2,), torch.float32, "cpu", 9)
+    logits = logits.to(half).requires_grad_(True)
+    out = comp.build(cw, normalization, "mean", "cpu")(logits, target, sw)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, comp.build(cw, normalization, "mean", "cpu")(logits.detach().float(), target, sw))
+    out.sum().backward()
+    assert logits.grad.dtype == half and torch.isfinite(logits.grad).all()

@@ -1,5 +1,7 @@
 """Typed configs: ``--set key=value`` parsing, errors that name the valid choices, experiment profiles."""
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -159,7 +161,7 @@ def test_synthetic_bad_key_and_values():
     with pytest.raises(ValueError) as e:
         make_config("synthetic", "quick", ["models=resnet"])
     assert all(m in str(e.value) for m in ("logreg", "mlp", "mlp_dropout"))
-    with pytest.raises(ValueError, match="weights must be positive"):
+    with pytest.raises(ValueError, match=r"weights: must be in \[1e-30, 1e\+30\], got 0"):
         make_config("synthetic", "quick", ["weights=1,0"])
     with pytest.raises(ValueError, match="down_class"):
         make_config("synthetic", "quick", ["down_class=2"])
@@ -177,3 +179,121 @@ def test_unknown_experiment():
         and "Available:" in str(e.value)
         and "synthetic" in str(e.value).split("Available:")[1]
     )
+
+
+# -- values no run could use are rejected before anything runs (issue 10, items 8 and 15) ---------------
+
+
+def _experiment_configs():
+    from iwlab.experiments import EXPERIMENTS, get_experiment
+
+    for name in sorted(EXPERIMENTS):
+        exp = get_experiment(name)
+        for profile in exp.PROFILES:
+            yield name, profile, make_config(name, profile)
+
+
+def _numeric_keys(cfg):
+    """Keys whose value is a number or a tuple of numbers (bools excluded)."""
+    hints = typing.get_type_hints(type(cfg))
+    out = []
+    for f in dataclasses.fields(cfg):
+        typ = hints[f.name]
+        args = [typ, *typing.get_args(typ)]
+        if any(a in (int, float) for a in args) and typ is not bool:
+            out.append(f.name)
+    return out
+
+
+def test_every_numeric_key_of_every_experiment_has_a_bound():
+    """The check list: a new numeric config key without a declared range fails here."""
+    from iwlab.config import _bounds
+
+    missing = []
+    for name, _, cfg in _experiment_configs():
+        bounds = _bounds(cfg)
+        missing += [f"{name}.{k}" for k in _numeric_keys(cfg) if k not in bounds]
+    assert not missing, f"numeric config keys without a Bound in BOUNDS: {sorted(set(missing))}"
+
+
+def _just_outside(bound, integer):
+    out = []
+    if bound.lo is not None:
+        out.append(bound.lo if bound.lo_open else (bound.lo - 1 if integer else bound.lo - abs(bound.lo) * 0.5 - 1e-3))
+    if bound.hi is not None:
+        out.append(bound.hi if bound.hi_open else (bound.hi + 1 if integer else bound.hi * 2))
+    return out
+
+
+def _cases():
+    from iwlab.config import _bounds
+
+    seen = set()
+    for name, _, cfg in _experiment_configs():
+        hints = typing.get_type_hints(type(cfg))
+        for key, bound in _bounds(cfg).items():
+            if (name, key) in seen:
+                continue
+            seen.add((name, key))
+            typ = hints[key]
+            elem = typing.get_args(typ)[0] if typing.get_origin(typ) is tuple else typ
+            integer = elem is int
+            for v in _just_outside(bound, integer):
+                yield name, key, int(v) if integer else v
+            if not integer:
+                yield name, key, float("nan")
+                yield name, key, float("inf")
+
+
+@pytest.mark.parametrize("name,key,value", list(_cases()))
+def test_out_of_range_values_are_rejected_naming_the_key(name, key, value):
+    with pytest.raises(ConfigError) as e:
+        make_config(name, "quick", [f"{key}={value}"])
+    msg = str(e.value)
+    assert msg.startswith(f"{key}: ") and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize(
+    "name,setting,pattern",
+    [
+        ("synthetic", "lr=-1", r"^lr: must be > 0 \(or 'auto'\), got -1\.$"),
+        ("synthetic", "lr=0", r"^lr: must be > 0"),
+        ("synthetic", "dropout=1", r"^dropout: must be in \[0, 1\), got 1\.$"),
+        ("synthetic", "lr_scale=nan", r"^lr_scale: must be a finite number, got nan\.$"),
+        ("synthetic", "grid_size=100000", r"^grid_size: must be in \[2, 1,000\], got 100000\.$"),
+        ("synthetic", "hidden=0", r"^hidden: must be in \[1, 65,536\]"),
+        ("synthetic", "weights=", r"^weights: needs at least one value"),
+        ("synthetic", "datasets=", r"^datasets: needs at least one value"),
+        ("cifar_binary", "lr=-0.1", r"^lr: must be > 0"),
+        ("cifar_binary", "dropout=1.5", r"^dropout: must be in \[0, 1\)"),
+        ("cifar_binary", "n_noise=1000000000", r"^n_noise: must be in \[0, 100,000\]"),
+        ("cifar_multiclass", "rhos=0.1,1", r"^rhos: must be in \(0, 1\)"),
+        ("is_mnist", "presample=inf", r"^presample: must be a finite number"),
+        ("is_mnist", "batch_size=0", r"^batch_size: must be in \[1, 65,536\]"),
+        ("is_ptb", "augment=true", r"^augment: flips and shifts apply to CIFAR-10 images, not to ptb$"),
+        ("is_mnist", "methods=oracle", r"method 'oracle' needs its k"),
+        ("is_mnist", "smooth_strategies=uniform", r"smooth_strategies: unknown 'uniform'"),
+        ("mrpc", "momentum=1", r"^momentum: must be in \[0, 1\)"),
+        ("mrpc", "max_length=1000000", r"^max_length: must be in \[8, 8,192\]"),
+    ],
+)
+def test_invalid_values_one_line_error(name, setting, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        make_config(name, "quick", [setting])
+
+
+def test_empty_lists_allowed_only_where_declared():
+    c = make_config("is_mnist", "quick", ["smooth_strategies=", "table_epochs="])
+    assert c.smooth_strategies == () and c.table_epochs == ()
+    with pytest.raises(ConfigError, match="^methods: needs at least one value"):
+        make_config("is_mnist", "quick", ["methods="])
+
+
+def test_lr_auto_is_a_word_not_zero():
+    """Issue 10 item 18: ``lr: 0.0`` meant "automatic"; now it is ``"auto"``, and 0 is an error."""
+    c = make_config("synthetic", "quick")
+    assert c.lr == "auto" and config_to_dict(c)["lr"] == "auto"
+    assert make_config("synthetic", "quick", ["lr=0.25"]).lr == 0.25
+    assert config_from_dict(type(c), config_to_dict(c)).lr == "auto"
+    with pytest.raises(ConfigError, match="lr: must be > 0"):
+        make_config("synthetic", "quick", ["lr=0"])

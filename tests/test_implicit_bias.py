@@ -320,3 +320,135 @@ def test_linear_direction():
     assert out.shape == (3, 3)
     assert torch.equal(out[:, :2], w) and torch.equal(out[:, 2], b)
     assert torch.equal(linear_direction(torch.tensor([1.0, 2.0]), 3.0), torch.tensor([1.0, 2.0, 3.0]))
+
+
+# ---------------------------------------------------------------- scale (issue 10, item 7)
+
+
+def test_angle_of_subnormal_and_huge_vectors_is_scale_invariant():
+    # angle((1, 1, 1), (1, 1, 2)) = acos(4 / sqrt(3 * 6)), by hand
+    expected = math.acos(4 / math.sqrt(18))
+    for scale in [1e-40, 1e-30, 1.0, 1e20, 1e38]:
+        u = torch.tensor([1.0, 1.0, 1.0]) * scale
+        v = torch.tensor([1.0, 1.0, 2.0]) * scale
+        assert float(angle(u, v)) == pytest.approx(expected, rel=1e-6), scale
+    # float64: subnormal (1e-310) and near-overflow (1e300) norms
+    for scale in [1e-310, 1e300]:
+        u = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64) * scale
+        v = torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64) * scale
+        assert float(angle(u, v)) == pytest.approx(expected, rel=1e-12), scale
+    # mixed scales in one batch, and a zero vector still gives pi/2
+    u = torch.tensor([[1e-40, 0.0], [1e30, 1e30], [0.0, 0.0]])
+    got = angle(u, torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(got, torch.tensor([0.0, math.pi / 4, math.pi / 2]))
+    assert float(angle(torch.zeros(2, 0), torch.zeros(0))[0]) == pytest.approx(math.pi / 2)
+
+
+def test_angle_bitwise_unchanged_for_normal_vectors():
+    def old_angle(u, v):
+        a = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+        b = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        return 2.0 * torch.atan2(torch.linalg.vector_norm(a - b, dim=-1), torch.linalg.vector_norm(a + b, dim=-1))
+
+    g = torch.Generator().manual_seed(5)
+    for dtype in [torch.float32, torch.float64]:
+        for scale in [1e-8, 1.0, 1e8]:
+            u = torch.randn(20, 5, generator=g, dtype=dtype) * scale
+            v = torch.randn(20, 5, generator=g, dtype=dtype)
+            assert torch.equal(angle(u, v), old_angle(u, v))
+
+
+def test_normalized_margin_is_invariant_to_parameter_scale():
+    X, y = random_separable(3, n=30)
+    Xt, yt = torch.from_numpy(X).float(), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(2)
+    W = torch.randn(4, 2, generator=g)
+    B = torch.randn(4, generator=g)
+    ref = normalized_margin(W.double(), B.double(), Xt.double(), yt)
+    for scale in [1e-30, 1e-20, 1.0, 1e20, 1e30]:
+        got = normalized_margin(W * scale, B * scale, Xt, yt)  # float32 throughout
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=0), scale
+
+
+def test_normalized_margin_scales_linearly_with_the_data_through_the_origin():
+    # With b = 0 the normalized margin of data c X is c times that of X.
+    X, y = random_separable(4, n=30)
+    Xt, yt = torch.from_numpy(X).float(), torch.from_numpy(y)
+    W = torch.tensor([[1.0, 0.5], [-0.3, 2.0]])
+    ref = normalized_margin(W.double(), 0.0, Xt.double(), yt)
+    for c in [1e-20, 1e-6, 1e6, 1e20]:
+        got = normalized_margin(W, torch.zeros(2), Xt * c, yt)
+        torch.testing.assert_close(got.double() / c, ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("c", [1e-6, 1e6])
+def test_free_separator_of_scaled_data_is_the_scaled_unit_solution(seed, c):
+    from sklearn.svm import SVC
+
+    X, y = random_separable(seed, n=60, d=2 + seed % 2)
+    w1, b1 = max_margin_separator(torch.from_numpy(X), torch.from_numpy(y), bias="free")
+    w, b = max_margin_separator(torch.from_numpy(X * c), torch.from_numpy(y), bias="free")
+    # exact equivariance: (w, b) for c X is (w1 / c, b1); the geometric margin 1/||w|| scales by c
+    torch.testing.assert_close(w * c, w1, rtol=1e-10, atol=1e-12)
+    assert b == pytest.approx(b1, rel=1e-10, abs=1e-12)
+    assert 1 / float(w.norm()) == pytest.approx(c / float(w1.norm()), rel=1e-10)
+    assert float(angle(w, w1)) < 1e-12
+    # and against an independent solver on the unit-scale data
+    svc = SVC(kernel="linear", C=1e7, tol=1e-10).fit(X, y)
+    assert torch.allclose(w * c, torch.tensor(svc.coef_[0]), rtol=1e-4, atol=1e-5)
+    assert b == pytest.approx(float(svc.intercept_[0]), rel=1e-4, abs=1e-5)
+    margins = torch.from_numpy(2.0 * y - 1) * (torch.from_numpy(X * c) @ w + b)
+    assert float(margins.min()) == pytest.approx(1.0, abs=1e-12)
+
+
+def _kkt_residuals_scaled(X, y, c, w, b):
+    """Optimality certificate of the homogeneous SVM of the data c X, in well-scaled units.
+
+    min ||w||^2 + b^2 s.t. s_i (w.(c x_i) + b) >= 1 is, with u = c w, the convex QP
+    min ||u||^2 + c^2 b^2 s.t. s_i (u.x_i + b) >= 1, and (u, b) is its optimum iff it is feasible
+    and (u, c^2 b) = sum_i a_i s_i (x_i, 1) with a >= 0 on the active constraints (KKT; checked by
+    an independent NNLS). Returns (min margin - 1, relative stationarity residual).
+    """
+    from scipy.optimize import nnls
+
+    s = 2.0 * y - 1
+    u = c * np.asarray(w)
+    margins = s * (X @ u + b)
+    active = margins < margins.min() + 1e-9
+    A = (s[:, None] * np.c_[X, np.ones(len(X))])[active]
+    g = np.r_[u, c * c * b]
+    _, res = nnls(A.T, g)
+    return margins.min() - 1, res / np.linalg.norm(g)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("c", [1e-10, 1e-6, 1e6, 1e8])
+def test_homogeneous_separator_of_scaled_data_is_kkt_optimal(seed, c):
+    # Seed 301 needs a bias even at large scale (the data are not separable through the origin);
+    # before the fix it was declared not separable at 1e8.
+    X, y = random_separable(300 + seed, n=50, d=2 + seed % 2)
+    w, b = max_margin_separator(torch.from_numpy(X * c), torch.from_numpy(y))
+    feasibility, stationarity = _kkt_residuals_scaled(X, y, c, w.numpy(), b)
+    assert abs(feasibility) < 1e-12
+    assert stationarity < 1e-9  # the pre-fix solver: ~1 at 1e-6 (wrong support), and for seed 301 at 1e6
+    Xc, yt = torch.from_numpy(X * c), torch.from_numpy(y)
+    theta = linear_direction(w, b)
+    assert float(normalized_margin(w, b, Xc, yt)) == pytest.approx(1 / float(theta.norm()), rel=1e-12)
+
+
+def test_homogeneous_separator_of_tiny_data_tends_to_the_free_one():
+    # For data c X with c -> 0 the bias costs b^2 against ||w||^2 ~ 1/c^2, so the homogeneous
+    # separator tends to the free-bias one, (c w, b) -> (w_free, b_free) with an O(c^2) gap;
+    # the free-bias SVM of the unit data comes from an independent solver (sklearn's SVC).
+    from sklearn.svm import SVC
+
+    X, y = random_separable(9, n=50)
+    w_free, b_free = max_margin_separator(torch.from_numpy(X), torch.from_numpy(y), bias="free")
+    svc = SVC(kernel="linear", C=1e7, tol=1e-10).fit(X, y)
+    assert torch.allclose(w_free, torch.tensor(svc.coef_[0]), rtol=1e-4, atol=1e-5)
+    for c in [1e-6, 1e-8, 1e-10]:
+        w, b = max_margin_separator(torch.from_numpy(X * c), torch.from_numpy(y))
+        torch.testing.assert_close(w * c, w_free, rtol=1e-9, atol=1e-9)
+        assert b == pytest.approx(b_free, rel=1e-9, abs=1e-9)

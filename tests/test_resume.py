@@ -81,10 +81,33 @@ EVENTS = {
 }
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
+# The driver records a finished cell, touches MARKER and then sleeps until a signal arrives: a run
+# that is interrupted "right after a cell" cannot finish first however busy the machine is.
+_BLOCK_AFTER_FIRST_CELL = """
+import pathlib, sys, time
+import iwlab.runner as runner
+from iwlab.cli import main
+marker = pathlib.Path(sys.argv.pop(1))
+record = runner._record
+def blocking_record(*args, **kwargs):
+    record(*args, **kwargs)
+    marker.touch()
+    runner._record = record
+    time.sleep(3600)
+runner._record = blocking_record
+sys.exit(main())
+"""
+
+
+def _start(args: list[str], log: Path, block_marker: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = (
+        _iwlab(*args)
+        if block_marker is None
+        else [sys.executable, "-c", _BLOCK_AFTER_FIRST_CELL, str(block_marker), *args]
+    )
     with open(log, "ab") as f:
-        return subprocess.Popen(_iwlab(*args), stdout=f, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
 def _interrupt_after(args: list[str], d: Path, event: str, sig: int, log: Path):
@@ -158,12 +181,28 @@ def test_sweep_survives_sigkill(tmp_path, reference):
 
 
 def test_run_sigint_exits_130_and_resumes(tmp_path, reference):
-    """Ctrl-C on `iwlab run` (worker pool): exit code 130, a rerun hint, and a clean resume."""
+    """Ctrl-C on `iwlab run` (worker pool): exit code 130, a rerun hint, and a clean resume.
+
+    The run blocks after its first cell until it is signalled (see _BLOCK_AFTER_FIRST_CELL), so the
+    signal always lands mid-run, however slow or busy the machine.
+    """
     d = tmp_path / "run"
     log = tmp_path / "log.txt"
+    marker = tmp_path / "blocked"
     args = [*RUN, "--out", str(d), "--workers", "2", "--no-progress"]
-    fired, rc = _interrupt_after(args, d, "checkpoint", signal.SIGINT, log)
-    assert fired, log.read_text()
+    proc = _start(args, log, block_marker=marker)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists():
+            assert proc.poll() is None, f"the run ended before it blocked:\n{log.read_text()}"
+            assert time.monotonic() - t0 < TIMEOUT, f"no cell finished within {TIMEOUT} s:\n{log.read_text()}"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     text = log.read_text()
     assert rc == 130, text
     assert "interrupted" in text and "rerun the same command to resume" in text

@@ -5,6 +5,12 @@ to its ``quick`` profile and a ``PROFILES`` dict mapping profile names to overri
 ``get_config`` pattern). ``--set key=value`` goes through :func:`apply_overrides`, which rejects unknown
 keys (suggesting the closest valid one) and values that do not parse as the field's type.
 
+Values are checked before anything runs (:func:`check_config`): every float must be finite, every
+tuple non-empty (unless the Config lists the key in ``ALLOW_EMPTY``) and at most :data:`MAX_ITEMS`
+long, and every number must lie in the :class:`Bound` that the Config declares for its key in
+``BOUNDS`` (merged along the class hierarchy). Sizes that allocate memory get an upper bound there, so a
+typo such as ``grid_size=100000`` is a one-line error instead of an out-of-memory crash minutes later.
+
 Example:
     >>> from dataclasses import dataclass
     >>> @dataclass
@@ -20,16 +26,150 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 C = TypeVar("C")
 
+MAX_ITEMS = 10_000  # longest tuple a config value may hold (each entry usually becomes a model or a cell)
+
 
 class ConfigError(ValueError):
     """A bad config key or value; the message is one line and names the valid choices."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of a numeric config value (of every entry, for a tuple of numbers).
+
+    ``lo``/``hi`` are inclusive unless ``lo_open``/``hi_open``; ``None`` means unbounded on that side.
+    Non-numeric values (e.g. ``lr="auto"``) are not range-checked; their type is.
+
+    Example:
+        >>> Bound(0, 1, hi_open=True).describe()
+        'in [0, 1)'
+        >>> Bound(0, lo_open=True).contains(0.0)
+        False
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        """Whether ``v`` lies in the range."""
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``'in [1, 1,000]'``, ``'> 0'`` or ``'in (0, 1)'``."""
+        lo, hi = _num(self.lo), _num(self.hi)
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {lo}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {hi}"
+        return "any finite number"
+
+
+def _num(v: float | None) -> str:
+    """``1000000`` -> ``'1,000,000'``; other numbers as ``:g``."""
+    if v is None:
+        return ""
+    if float(v).is_integer() and abs(v) < 1e15:
+        return f"{int(v):,}"
+    return f"{v:g}"
+
+
+def count(hi: float, lo: float = 1) -> Bound:
+    """A size or count: an integer in ``[lo, hi]`` (``lo=0`` where 0 means "all" or "off")."""
+    return Bound(lo, hi)
+
+
+# shared ranges, named in the field's terms
+RATE = Bound(0, lo_open=True)  # learning rates: > 0 and finite
+NONNEG = Bound(0)  # weight decay, smoothing: >= 0 and finite
+MOMENTUM = Bound(0, 1, hi_open=True)
+PROBABILITY = Bound(0, 1, hi_open=True)  # dropout: a rate of 1 would drop everything
+SEED = Bound(0, 2**63 - 1)
+# class weights: positive and representable as a normal float32 (the trainer's dtype), so a weight
+# never silently becomes 0 or inf there
+WEIGHT = Bound(1e-30, 1e30)
+
+
+def _bounds(cfg: Any) -> dict[str, Bound]:
+    out: dict[str, Bound] = {}
+    for klass in reversed(type(cfg).__mro__):  # subclasses override their bases' entries
+        out.update(vars(klass).get("BOUNDS", {}))
+    return out
+
+
+def _allow_empty(cfg: Any) -> set[str]:
+    return {k for klass in type(cfg).__mro__ for k in vars(klass).get("ALLOW_EMPTY", ())}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _literal_words(typ: Any) -> str:
+    """`` (or 'auto')`` for a number that may also be a word, e.g. ``float | Literal["auto"]``."""
+    if typing.get_origin(typ) not in (typing.Union, types.UnionType):
+        return ""
+    words = [
+        repr(a) for t in typing.get_args(typ) if typing.get_origin(t) is typing.Literal for a in typing.get_args(t)
+    ]
+    return f" (or {' / '.join(words)})" if words else ""
+
+
+def check_config(cfg: Any) -> None:
+    """Raise :class:`ConfigError` (one line, naming the key) for a value no run could use.
+
+    Every float must be finite; every tuple non-empty (unless its key is in the Config's
+    ``ALLOW_EMPTY``) and at most :data:`MAX_ITEMS` long; every number inside its key's :class:`Bound`
+    in the Config's ``BOUNDS``.
+
+    Raises:
+        ConfigError: the first offending key, with the allowed range and the value given.
+
+    Example:
+        >>> import typing
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class C:
+        ...     epochs: int = 0
+        ...     BOUNDS: typing.ClassVar = {"epochs": count(1000)}
+        >>> check_config(C())
+        Traceback (most recent call last):
+        ...
+        iwlab.config.ConfigError: epochs: must be in [1, 1,000], got 0.
+    """
+    bounds, allow_empty = _bounds(cfg), _allow_empty(cfg)
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        key, value = f.name, getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple):
+            if not value and key not in allow_empty:
+                raise ConfigError(f"{key}: needs at least one value, got an empty list.")
+            if len(value) > MAX_ITEMS:
+                raise ConfigError(f"{key}: at most {MAX_ITEMS} values, got {len(value)}.")
+        for v in items:
+            if not _is_number(v):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key}: must be a finite number, got {v}.")
+            bound = bounds.get(key)
+            if bound is not None and not bound.contains(v):
+                words = _literal_words(hints.get(key))
+                raise ConfigError(f"{key}: must be {bound.describe()}{words}, got {v:g}.")
 
 
 def _closest(key: str, valid: Iterable[str]) -> str:
@@ -173,9 +313,15 @@ def apply_overrides(cfg: C, overrides: Iterable[str] | Mapping[str, Any]) -> C:
             raise ConfigError(f"unknown config key '{key}'.{_closest(key, types_)}")
         changes[key] = _check_type(value, types_[key], key)
     new = dataclasses.replace(cfg, **changes)
+    check_config(new)
     validate = getattr(new, "validate", None)
     if callable(validate):
-        validate()
+        try:
+            validate()
+        except ConfigError:
+            raise
+        except ValueError as e:  # an experiment's own check: same one-line error type as the rest
+            raise ConfigError(str(e)) from None
     return new
 
 

@@ -30,11 +30,19 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
+from iwlab.functional.losses import _mul_pow2
+
 __all__ = ["angle", "linear_direction", "max_margin_separator", "normalized_margin"]
 
 #: The constant feature of ``bias="free"`` is ``FREE_BIAS_SCALE * max|x_ij|`` (see
 #: :func:`max_margin_separator`).
 FREE_BIAS_SCALE = 1e4
+
+#: Data whose largest ``|x_ij|`` has a binary exponent outside this range (``frexp``: ``|x| = m 2**e``
+#: with ``m`` in [0.5, 1)), i.e. lies outside ``[2**-5, 2**4)``, are rescaled by ``2**-e`` before
+#: the solve (see :func:`max_margin_separator`). Inside it the solver runs on the data as given, so
+#: results there are bitwise those of earlier versions.
+DATA_EXPONENT_RANGE = (-4, 4)
 
 
 def _signs(y: Tensor) -> Tensor:
@@ -80,6 +88,24 @@ def max_margin_separator(
       In the tests the free-bias answer agrees with by-hand solutions to ~1e-12 and with
       ``sklearn.svm.SVC`` to the latter's own tolerance.
 
+    Scale: the free-bias separator is equivariant, ``(w, b)`` for data ``c X`` is ``(w / c, b)``;
+    the homogeneous one is not (the bias feature stays 1 while the data scale), but it is the
+    LDP with constant feature ``1 / c`` on ``X``. The solver's tolerances (the separability test,
+    the polish's dual-feasibility and margin tests) are for data of unit scale, so data whose
+    largest ``|x_ij|`` lies outside ``[2**-5, 2**4)`` are first divided by a power of two ``2**e``
+    (exact) that brings it into ``[0.5, 1)``, solved there (the constant feature becomes
+    ``2**-e``, resp. ``FREE_BIAS_SCALE * max|x| / 2**e``) and mapped back (``w / 2**e``, ``b``).
+    Data scaled by ``1e-6`` or ``1e6`` thus give the same free-bias direction as at scale 1 and a
+    geometric margin ``1 / ||w||`` that scales linearly. For the homogeneous separator of such
+    data the constant feature ``2**-e`` is far from 1 (the bias is nearly free for tiny data and
+    nearly forbidden for large data); the LDP then runs with the feature clipped to
+    ``[1e-4, 1e4] * max|x|`` (in rescaled units) to decide separability and find the support, and
+    the KKT polish (with active-set corrections) solves the exact problem. If that polish fails for
+    large data, an error is raised rather than the answer of the clipped problem. In the tests the
+    homogeneous answer satisfies the KKT conditions to ~1e-13 for data scaled by ``2**-40`` to
+    ``2**40``. The separability test is relative: data whose margin is below ~``3e-7`` times their
+    largest ``|x_ij|`` count as not separable.
+
     Solver: least-distance programming (LDP) ``min ||x|| s.t. G x >= h`` with rows
     ``G_i = s_i (x_i, c)`` and ``h = 1`` (``c = 1`` or ``S``), solved exactly by the Lawson-Hanson
     reduction to NNLS (:func:`scipy.optimize.nnls`): with ``E = [G^T; h^T]`` of shape
@@ -98,7 +124,9 @@ def max_margin_separator(
         ``(w, b)``: ``w`` a float64 tensor of shape ``(d,)``, ``b`` a Python float.
 
     Raises:
-        ValueError: the data are not linearly separable (or bad arguments).
+        ValueError: the data are not linearly separable; ``X`` has a NaN or infinite entry, is
+            empty or not 2-d; ``y`` has the wrong shape or labels; ``bias`` is unknown; or the
+            homogeneous problem of very large data could not be solved accurately (see Scale).
 
     Example:
         >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0]]); y = torch.tensor([1, 0])
@@ -119,13 +147,30 @@ def max_margin_separator(
         raise ValueError(f"y must have shape ({Xn.shape[0]},), got {tuple(s.shape)}")
     if Xn.shape[0] == 0:
         raise ValueError("X is empty")
+    if not np.all(np.isfinite(Xn)):
+        raise ValueError("X has a NaN or infinite entry")
     n, d = Xn.shape
 
+    amax = float(np.abs(Xn).max()) if Xn.size else 0.0
+    e = int(np.frexp(amax)[1])  # amax = m 2**e, m in [0.5, 1)
+    if amax == 0 or DATA_EXPONENT_RANGE[0] <= e <= DATA_EXPONENT_RANGE[1]:
+        e = 0
+    unit = np.ldexp(1.0, e)  # exact power of two: dividing by it only moves exponents
+    Xn = Xn / unit  # (N, d), max |x| in [0.5, 1) when rescaled
+    # In these units the problem is min ||w'||^2 + gamma b^2 s.t. s_i (w'.x'_i + b) >= 1, solved as
+    # the LDP with constant feature c = gamma**-0.5 (w = w' / unit afterwards).
+    c_free = FREE_BIAS_SCALE * (amax / unit if amax > 0 else 1.0)
     if bias == "homogeneous":
-        c = 1.0
+        gamma = unit * unit
+        # The true feature 1 / unit is huge for tiny data (the bias is nearly free) and tiny for
+        # large data (the bias is nearly forbidden). Beyond [c_free / FREE_BIAS_SCALE**2, c_free]
+        # it would only ruin the NNLS's conditioning (and, when tiny, its separability test), so the
+        # LDP runs with the clipped feature: it decides separability (which does not depend on
+        # gamma) and finds a support, and the KKT polish below restores the exact gamma.
+        c = min(max(1.0 / unit, c_free / FREE_BIAS_SCALE**2), c_free)
     else:
-        scale = float(np.abs(Xn).max()) if Xn.size else 1.0
-        c = FREE_BIAS_SCALE * (scale if scale > 0 else 1.0)
+        gamma = 0.0
+        c = c_free
 
     Z = np.concatenate([Xn, np.full((n, 1), c)], axis=1)  # augmented inputs (N, d + 1)
     G = s[:, None] * Z  # constraints G x >= 1
@@ -144,44 +189,99 @@ def max_margin_separator(
         raise ValueError(f"data are not linearly separable (max-margin solve gave min margin {m:.3g})")
     x = x / m  # exact normalization min_i s_i (w.x_i + b) = 1
     w, b = x[:d], float(x[d] * c)
-    if bias == "free":
-        polished = _polish_free(Xn, s, u > 0, w)
+    if bias == "free" or e != 0:
+        # (homogeneous data of unit scale keep the plain LDP answer, bitwise as before)
+        polished = _polish_free(Xn, s, u > 0, w, b, gamma)
         if polished is not None:
             w, b = polished
+        elif bias == "homogeneous" and c > 1.0 / unit:
+            # The LDP answer is for a far cheaper bias than the data's; returning it would be a
+            # wrong separator. (Clipping from above only makes an almost free bias freer: that
+            # answer is within ~1e-6 of the exact one, like the free-bias fallback.)
+            raise ValueError(
+                f"could not solve the homogeneous max-margin problem accurately for data of scale {amax:.3g}; "
+                "rescale X towards unit scale, or use bias='free'"
+            )
+    w = w / unit  # back to the caller's scale; b is scale-free: w.x + b = (w unit).(x / unit) + b
     w = torch.from_numpy(np.ascontiguousarray(w) + 0.0)  # "+ 0.0" turns -0.0 into 0.0
     return w, b + 0.0
 
 
 def _polish_free(
-    X: np.ndarray, s: np.ndarray, support: np.ndarray, w_ref: np.ndarray
+    X: np.ndarray,
+    s: np.ndarray,
+    support: np.ndarray,
+    w_ref: np.ndarray,
+    b_ref: float = 0.0,
+    gamma: float = 0.0,
 ) -> tuple[np.ndarray, float] | None:
-    """Exact free-bias SVM on the support set found by the emulated solve, or ``None``.
+    """Exact SVM ``min ||w||^2 + gamma b^2`` from the support set found by the LDP solve, or ``None``.
 
-    Solves the KKT equations ``w = sum_A a_i s_i x_i``, ``sum_A a_i s_i = 0``,
-    ``s_i (w.x_i + b) = 1`` (``i in A``) by least squares and accepts the result only if it is
-    primal feasible, dual feasible (``a >= 0``) and not longer than the emulated ``w_ref``.
+    ``gamma = 0`` is the free-bias SVM, ``gamma > 0`` the homogeneous one in rescaled units (see
+    :func:`max_margin_separator`). Solves the KKT equations ``w = sum_A a_i s_i x_i``,
+    ``sum_A a_i s_i = gamma b``, ``s_i (w.x_i + b) = 1`` (``i in A``) by least squares. If the
+    LDP's support ``A`` is not exactly the active set (its solve is inexact when the problem is
+    badly scaled, e.g. ``gamma`` ~ 1e12), ``A`` is corrected by active-set steps: drop the most
+    negative multiplier, or add the most violated constraint, and solve again. The result is
+    accepted only if it is primal feasible, dual feasible (``a >= 0``) and its objective is not
+    above that of the LDP answer ``(w_ref, b_ref)``. When the LDP's support is right (the usual
+    case) the first solve is taken, as in earlier versions.
+
+    ``X`` is of unit scale here (rescaled by :func:`max_margin_separator` when it is not): the
+    multipliers ``a`` scale like ``1 / scale**2``, so the dual-feasibility tolerance
+    ``-1e-8 * max(a.max(), 1)`` and ``lstsq``'s cutoff on the ``[[K, s], [s^T, -gamma]]`` matrix
+    are only meaningful for such data. For ``gamma > 1`` (homogeneous, large data) the multipliers
+    grow like ``gamma``; the primal least-norm form is solved instead.
     """
-    if not support.any():
-        return None
-    XA, sA = X[support], s[support]
-    k = len(sA)
-    K = (sA[:, None] * sA[None, :]) * (XA @ XA.T)
-    M = np.zeros((k + 1, k + 1))
-    M[:k, :k] = K
-    M[:k, k] = sA
-    M[k, :k] = sA
-    rhs = np.concatenate([np.ones(k), [0.0]])
-    sol = np.linalg.lstsq(M, rhs, rcond=None)[0]
-    alpha, b = sol[:k], float(sol[k])
-    if not np.all(np.isfinite(sol)) or alpha.min() < -1e-8 * max(alpha.max(), 1.0):
-        return None
-    w = (alpha * sA) @ XA
-    margins = s * (X @ w + b)
-    m = float(margins.min())
-    if not (abs(m - 1.0) < 1e-6 and np.abs(margins[support] - 1.0).max() < 1e-6):
+    active = support.copy()
+    for _ in range(2 * len(s) + 2):  # active-set steps; a cycle ends in None
+        if not active.any():
+            return None
+        XA, sA = X[active], s[active]
+        k = len(sA)
+        if gamma <= 1:
+            # KKT saddle system [[K, s], [s^T, -gamma]] (a, b) = (1, 0): entries of order 1.
+            K = (sA[:, None] * sA[None, :]) * (XA @ XA.T)
+            M = np.zeros((k + 1, k + 1))
+            M[:k, :k] = K
+            M[:k, k] = sA
+            M[k, :k] = sA
+            if gamma > 0:
+                M[k, k] = -gamma
+            rhs = np.concatenate([np.ones(k), [0.0]])
+            sol = np.linalg.lstsq(M, rhs, rcond=None)[0]
+            alpha, b = sol[:k], float(sol[k])
+            w = (alpha * sA) @ XA
+        else:
+            # The bias is expensive (large data): the multipliers grow like gamma and w = sum a s x
+            # would cancel, so solve the primal instead: the least-norm v = (w, sqrt(gamma) b) with
+            # s_i (w.x_i + b) = 1 on the active set, and the multipliers from A^T a = v.
+            A = sA[:, None] * np.concatenate([XA, np.full((k, 1), gamma**-0.5)], axis=1)  # (k, d + 1)
+            v = np.linalg.lstsq(A, np.ones(k), rcond=None)[0]
+            alpha = np.linalg.lstsq(A.T, v, rcond=None)[0]
+            sol = np.concatenate([v, alpha])
+            w, b = v[:-1], float(v[-1]) * gamma**-0.5
+        if not np.all(np.isfinite(sol)):
+            return None
+        if alpha.min() < -1e-8 * max(alpha.max(), 1.0):
+            active[np.flatnonzero(active)[np.argmin(alpha)]] = False
+            continue
+        margins = s * (X @ w + b)
+        m = float(margins.min())
+        if m < 1.0 - 1e-6:
+            active[np.argmin(margins)] = True
+            continue
+        if not (abs(m - 1.0) < 1e-6 and np.abs(margins[active] - 1.0).max() < 1e-6):
+            return None
+        break
+    else:
         return None
     w, b = w / m, b / m
-    if np.linalg.norm(w) > np.linalg.norm(w_ref) * (1 + 1e-6):
+    if gamma == 0:
+        longer = np.linalg.norm(w) > np.linalg.norm(w_ref) * (1 + 1e-6)
+    else:
+        longer = w @ w + gamma * b * b > (w_ref @ w_ref + gamma * b_ref * b_ref) * (1 + 1e-6) ** 2
+    if longer:
         return None
     return w, b
 
@@ -192,15 +292,20 @@ def angle(u: Tensor, v: Tensor) -> Tensor:
     Uses Kahan's formula ``2 atan2(||a - b||, ||a + b||)`` on the unit vectors ``a = u/||u||`` and
     ``b = v/||v||``, which is accurate for tiny and near-``pi`` angles (unlike ``acos``, whose
     error near 0 is ``sqrt(eps)``) and needs no clamping; identical directions give exactly 0.
-    A zero vector is treated as having an arbitrary direction orthogonal to everything
-    (``pi / 2``) rather than producing NaN.
+    Each vector is first scaled by the power of two that brings its largest ``|entry|`` into
+    ``[0.5, 1)`` (exact), so the angle is scale-invariant: the norm can neither overflow
+    (entries of 1e20 in float32) nor underflow (1e-40). A zero vector (or ``d = 0``) is treated as
+    having an arbitrary direction orthogonal to everything (``pi / 2``) rather than producing NaN.
 
     Args:
         u: ``(..., d)``.
         v: ``(d,)`` or ``(..., d)``, broadcastable against ``u``.
 
     Returns:
-        Tensor of the broadcast leading shape (in the promoted floating dtype).
+        Tensor of the broadcast leading shape (in the promoted floating dtype: at least float32).
+
+    Raises:
+        TypeError: complex inputs.
 
     Example:
         >>> angle(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]))  # orthogonal
@@ -211,15 +316,35 @@ def angle(u: Tensor, v: Tensor) -> Tensor:
     u = torch.as_tensor(u)
     v = torch.as_tensor(v)
     dtype = torch.promote_types(torch.promote_types(u.dtype, v.dtype), torch.float32)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"angle needs real vectors; got dtypes {u.dtype} and {v.dtype}")
     u, v = u.to(dtype), v.to(dtype)
-    tiny = torch.finfo(dtype).tiny
-    a = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(tiny)
-    b = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(tiny)
+    if u.shape[-1] == 0 or v.shape[-1] == 0:
+        shape = torch.broadcast_shapes(u.shape, v.shape)[:-1]
+        return torch.full(shape, torch.pi / 2, dtype=dtype, device=u.device)
+    a, b = _unit(u), _unit(v)
     num = torch.linalg.vector_norm(a - b, dim=-1)
     den = torch.linalg.vector_norm(a + b, dim=-1)
     zero = (torch.linalg.vector_norm(a, dim=-1) == 0) | (torch.linalg.vector_norm(b, dim=-1) == 0)
     out = 2.0 * torch.atan2(num, den)
     return torch.where(zero, torch.full_like(out, torch.pi / 2), out)
+
+
+def _pow2_normalize(x: Tensor) -> Tensor:
+    """``x`` (..., d) times the power of two that brings ``max |x_j|`` into [0.5, 1) (exact).
+
+    Norms of the result can neither overflow nor underflow, and ``x / ||x||`` computed from it is
+    bitwise the same as from ``x`` whenever that did not over- or underflow. Zero vectors stay 0.
+    """
+    e = torch.frexp(x.abs().amax(-1, keepdim=True)).exponent  # (..., 1); 0 for a zero vector
+    return _mul_pow2(x, -e)
+
+
+def _unit(x: Tensor) -> Tensor:
+    """``x / ||x||`` along the last axis, scale-invariant; 0 for a zero vector."""
+    x = _pow2_normalize(x)
+    # ||x|| >= 0.5 for a nonzero x after the rescaling, so the floor only turns 0/0 into 0.
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
 def linear_direction(w: Tensor, b: Tensor | float) -> Tensor:
@@ -248,7 +373,10 @@ def normalized_margin(w: Tensor, b: Tensor | float, X: Tensor, y: Tensor) -> Ten
 
     Negative when some training point is misclassified. For the ``"homogeneous"`` max-margin
     separator ``(w*, b*)`` this equals ``1 / ||(w*, b*)||``, the largest value any linear model
-    with a bias can reach.
+    with a bias can reach. It is invariant to the scale of ``(w, b)``: ``(w, b)`` is first scaled
+    by the power of two that brings its largest ``|entry|`` into [0.5, 1) (exact), so parameters
+    of 1e20 or 1e-30 in float32 neither overflow nor underflow the norm. Units: those of ``X``.
+    ``(w, b) = 0`` gives NaN.
 
     Args:
         w: weights ``(..., d)``.
@@ -257,7 +385,11 @@ def normalized_margin(w: Tensor, b: Tensor | float, X: Tensor, y: Tensor) -> Ten
         y: labels ``(N,)`` in ``{0, 1}`` or ``{-1, +1}``.
 
     Returns:
-        Tensor of shape ``w.shape[:-1]``.
+        Tensor of shape ``w.shape[:-1]``, in the promoted dtype of ``w``, ``b`` and ``X`` (at
+        least float32).
+
+    Raises:
+        ValueError: ``X`` is empty, or labels not in ``{0, 1}`` / ``{-1, +1}``.
 
     Example:
         >>> X = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]); y = torch.tensor([1, 0])
@@ -267,8 +399,10 @@ def normalized_margin(w: Tensor, b: Tensor | float, X: Tensor, y: Tensor) -> Ten
     """
     theta = linear_direction(w, b)
     X = torch.as_tensor(X)
+    if X.dim() != 2 or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (N, d) with N >= 1; got {tuple(X.shape)}")
     dtype = torch.promote_types(torch.promote_types(theta.dtype, X.dtype), torch.float32)
-    theta = theta.to(dtype)
+    theta = _pow2_normalize(theta.to(dtype))  # (..., d + 1)
     s = _signs(y).to(device=X.device, dtype=dtype)
     Z = torch.cat([X.to(dtype), torch.ones(X.shape[0], 1, dtype=dtype, device=X.device)], dim=1)
     scores = theta @ Z.T  # (..., N)

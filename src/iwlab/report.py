@@ -5,12 +5,21 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iwlab.store import failure_reason
+
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def _bold(text: str) -> str:
+    """``**x**`` -> ``<b>x</b>`` in already escaped text (the findings and notes are bold in Markdown)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
 
 
 def _md_table_to_html(md: str) -> str:
@@ -35,9 +44,22 @@ def _md_table_to_html(md: str) -> str:
             level = min(len(line) - len(line.lstrip("#")) + 1, 6)
             out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_bold(html.escape(line))}</p>")
     flush()
     return "\n".join(out)
+
+
+_EMBED = {".png": "image/png", ".svg": "image/svg+xml"}  # browsers do not embed pdf reliably: it is linked
+
+
+def _figure_captions(figures: Sequence[Path]) -> dict[str, str]:
+    """Captions recorded by :func:`iwlab.plots.style.save` next to the figures, by file name."""
+    from iwlab.plots.style import read_captions
+
+    caps: dict[str, str] = {}
+    for folder in dict.fromkeys(Path(f).parent for f in figures):
+        caps.update(read_captions(folder))
+    return caps
 
 
 def render_report(
@@ -46,13 +68,35 @@ def render_report(
     runs: Sequence[dict[str, Any]],
     figures: Sequence[Path],
     summary: str,
+    captions: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``report.md`` and ``report.html`` (figures embedded) into ``run_dir``; returns the HTML path.
+    """Write ``report.md`` and ``report.html`` into ``run_dir``; returns the HTML path.
+
+    Each figure is shown with its caption (what it shows and what to look for): in report.md as an image
+    (png, svg) or a link (pdf) with the caption under it; in report.html as a ``<figure>`` whose
+    ``<figcaption>`` is the caption, png and svg embedded as base64 data URIs (the page stands alone), pdf
+    linked relative to the run folder (browsers do not embed pdf reliably).
+
+    Args:
+        run_dir: the run folder; the figures lie under it.
+        meta: the store's meta (experiment, profile, config, provenance).
+        runs: the store's run rows (status, error).
+        figures: figure files (.png, .svg or .pdf) under ``run_dir``, in report order.
+        summary: Markdown of the experiment's results.
+        captions: file name -> caption; None: the ``captions.json`` files that
+            :func:`iwlab.plots.style.save` wrote next to the figures.
+
+    Raises:
+        ValueError: a figure is not a .png, .svg or .pdf file, or is not under ``run_dir``.
 
     Example:
         >>> # render_report(run_dir, store.meta(), store.runs(), figure_paths, "## numbers")
     """
     run_dir = Path(run_dir)
+    for f in figures:
+        if Path(f).suffix.lower() not in (*_EMBED, ".pdf"):
+            raise ValueError(f"figures: {f} is not a .png, .svg or .pdf file")
+    caps = dict(_figure_captions(figures) if captions is None else captions)
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -65,10 +109,22 @@ def render_report(
         f"device {prov.get('device')}.\n"
     )
     failed = [r for r in runs if r["status"] == "failed"]
-    fail_md = "".join(f"\n**Failed cell {r['run_id']}**: see runs.error in results.db\n" for r in failed)
-    figs_md = "\n".join(f"![{Path(f).stem}]({Path(f).relative_to(run_dir).as_posix()})" for f in figures)
+    fail_md = ""
+    if failed:
+        fail_md = (
+            f"\n## Failed cells ({len(failed)} of {len(runs)})\n\n"
+            "Their metrics are missing from the figures and tables. Full tracebacks: results.db, table runs, "
+            "column error.\n\n| cell | reason |\n|---|---|\n"
+            + "".join(f"| {r['run_id']} | {failure_reason(r['error']).replace('|', '/')} |\n" for r in failed)
+        )
+    figs_md = []
+    for i, f in enumerate(figures, 1):
+        rel = Path(f).relative_to(run_dir).as_posix()
+        shown = f"[{Path(f).name} (PDF)]({rel})" if Path(f).suffix.lower() == ".pdf" else f"![{Path(f).stem}]({rel})"
+        cap = caps.get(Path(f).name, "")
+        figs_md.append(f"{shown}\n\n**Figure {i}** ({Path(f).name}). {cap}".rstrip() + "\n")
     md = (
-        f"{head}\n## Results\n\n{summary}\n{fail_md}\n## Figures\n\n{figs_md}\n\n## Config\n\n```json\n"
+        f"{head}\n## Results\n\n{summary}\n{fail_md}\n## Figures\n\n{chr(10).join(figs_md)}\n## Config\n\n```json\n"
         + json.dumps(meta.get("config"), indent=1)
         + "\n```\n\n## Provenance\n\n```json\n"
         + json.dumps(prov, indent=1)
@@ -76,18 +132,23 @@ def render_report(
     )
     (run_dir / "report.md").write_text(md)
     imgs = []
-    for f in figures:
-        b64 = base64.b64encode(Path(f).read_bytes()).decode()
-        cap = html.escape(Path(f).name)
-        imgs.append(
-            f'<figure><img src="data:image/png;base64,{b64}" style="max-width:100%">'
-            f"<figcaption>{cap}</figcaption></figure>"
-        )
+    for i, f in enumerate(figures, 1):
+        f = Path(f)
+        name = html.escape(f.name)
+        if f.suffix.lower() == ".pdf":
+            rel = html.escape(f.relative_to(run_dir).as_posix(), quote=True)
+            shown = f'<p><a href="{rel}">{name} (PDF)</a></p>'
+        else:
+            b64 = base64.b64encode(f.read_bytes()).decode()
+            shown = f'<img src="data:{_EMBED[f.suffix.lower()]};base64,{b64}" alt="{name}" style="max-width:100%">'
+        cap = html.escape(caps.get(f.name, ""))
+        imgs.append(f"<figure>{shown}<figcaption><b>Figure {i}</b> ({name}). {cap}</figcaption></figure>")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>iwlab report</title><style>"
         "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>"
+        "pre{background:#f4f4f4;padding:1em;overflow:auto}"
+        "figure{margin:1.5em 0}figcaption{font-size:0.9em;max-width:60em}</style></head><body>"
         + _md_table_to_html(head + "\n## Results\n" + summary + fail_md)
         + "<h2>Figures</h2>"
         + "\n".join(imgs)
@@ -123,3 +184,114 @@ def markdown_table(df: pd.DataFrame, *, index: bool = True, floatfmt: str = ".3g
         vals = ([cell(key)] if index else []) + [cell(v) for v in row.tolist()]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
+
+
+# ---- verdicts computed from the numbers (the summaries' one-line findings) ------------------------------
+
+TREND_RATIO = 1.5
+TREND_FLOOR = 0.02
+TREND_RULE = (
+    f"Verdict rule (first vs last recorded epoch): 'shrinks' if the last value is below the first / {TREND_RATIO:g}, "
+    f"'grows' if above {TREND_RATIO:g} x the first, else 'stays'; a change smaller than {TREND_FLOOR:g} counts as "
+    f"'stays', and values below {TREND_FLOOR:g} at both epochs read 'none' (no effect to speak of)."
+)
+
+
+def trend(first: float, last: float, *, ratio: float = TREND_RATIO, floor: float = TREND_FLOOR) -> str:
+    """How a non-negative effect size (e.g. the spread of a fraction across weights) changed from the first to
+    the last recorded epoch: ``"none"``, ``"stays"``, ``"shrinks"`` or ``"grows"`` (rule: :data:`TREND_RULE`).
+
+    Args:
+        first: the size at the first epoch, >= 0 (same units as ``last``, e.g. a fraction in [0, 1]).
+        last: the size at the last epoch, >= 0.
+        ratio: factor (> 1) beyond which a change is a shrink or growth.
+        floor: absolute change (>= 0) below which nothing changed, and size below which there is no effect.
+
+    Raises:
+        ValueError: ``first`` or ``last`` is negative or not finite, ``ratio <= 1`` or ``floor < 0``.
+
+    Example:
+        >>> trend(0.41, 0.03), trend(0.40, 0.38), trend(0.10, 0.35), trend(0.01, 0.0)
+        ('shrinks', 'stays', 'grows', 'none')
+    """
+    for name, v in (("first", first), ("last", last)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}: an effect size must be finite and >= 0, got {v}")
+    if not ratio > 1 or not floor >= 0:
+        raise ValueError(f"ratio must be > 1 and floor >= 0, got ratio={ratio}, floor={floor}")
+    if first < floor and last < floor:
+        return "none"
+    if abs(last - first) < floor:
+        return "stays"
+    if last * ratio < first:
+        return "shrinks"
+    if last > first * ratio:
+        return "grows"
+    return "stays"
+
+
+def trend_text(first: float, last: float) -> str:
+    """``trend`` with its numbers, e.g. ``"shrinks (0.410 -> 0.030)"``; ``"n/a (missing)"`` when either is NaN.
+
+    Raises:
+        ValueError: as :func:`trend` for negative or infinite values.
+
+    Example:
+        >>> trend_text(0.41, 0.03)
+        'shrinks (0.410 -> 0.030)'
+    """
+    if math.isnan(first) or math.isnan(last):
+        return "n/a (missing)"
+    return f"{trend(first, last)} ({first:.3f} -> {last:.3f})"
+
+
+def claim_match(first: float, last: float, expected: tuple[str, ...] | None) -> str:
+    """Whether the :func:`trend` of an effect from ``first`` to ``last`` is one of the paper's ``expected`` words:
+    ``"yes"``, ``"no"``, or ``"n/a"`` with the reason (no claim; a value missing; no effect at the first epoch
+    where the claim is that it fades).
+
+    Raises:
+        ValueError: as :func:`trend` for negative or infinite values.
+
+    Example:
+        >>> claim_match(0.4, 0.05, ("shrinks",)), claim_match(0.4, 0.38, ("shrinks",)), claim_match(0.4, 0.4, None)
+        ('yes', 'no', 'n/a')
+    """
+    if math.isnan(first) or math.isnan(last):
+        return "n/a (missing)"
+    if expected is None:
+        return "n/a"
+    word = trend(first, last)
+    if word == "none" and "shrinks" in expected:
+        return "n/a (no effect at the first epoch)"
+    return "yes" if word in expected else "no"
+
+
+def finding_line(rows: Sequence[tuple[str, str, str, str]], what: str, source: str = "Byrd & Lipton") -> str:
+    """The summary's one-line finding, computed from per-row verdicts: how many rows with a claim match
+    ``source``, and which rows contradict it.
+
+    Args:
+        rows: ``(row label, verdict, claim, matches)`` per table row, ``matches`` from :func:`claim_match`.
+        what: what the rows measure, e.g. ``"test points"``.
+        source: whose claim.
+
+    Example:
+        >>> finding_line([("a", "shrinks (0.4 -> 0.1)", "shrinks", "yes")], "test set")
+        '**Finding** (test set, computed from the table below): matches Byrd & Lipton in 1 of 1 rows.'
+    """
+    text = f"**Finding** ({what}, computed from the table below): "
+    if not rows:
+        return text + "no rows."
+    claimed = [r for r in rows if r[3] in ("yes", "no")]
+    bad = [r for r in rows if r[3] == "no"]
+    if claimed:
+        text += f"matches {source} in {sum(r[3] == 'yes' for r in claimed)} of {len(claimed)} rows"
+    else:
+        text += f"{source} make no claim that applies to any row here"
+    if bad:
+        text += "; contradicts them in " + "; ".join(f"{lab}: {v}, expected {c}" for lab, v, c, _ in bad)
+    rest = len(rows) - len(claimed)
+    if rest:
+        text += f"; no verdict for {rest} row{'s' if rest > 1 else ''} (see the last column)"
+    return text + "."

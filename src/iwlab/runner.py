@@ -16,6 +16,7 @@ import json
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from iwlab.config import config_to_dict
 from iwlab.experiments import get_experiment, make_config
 from iwlab.experiments.base import CellContext, CellResult
 from iwlab.provenance import provenance
-from iwlab.store import Store, load
+from iwlab.store import Store, failure_reason, load
 
 MIN_FREE_BYTES = 50 * 2**20
 
@@ -80,15 +81,40 @@ class _EpochReporter:
 
 
 def _follow_progress(queue: Any, bar: Any, done: dict[str, float]) -> None:
-    """Driver thread: the bar shows finished cells plus the finished fraction of running ones."""
+    """Driver thread: the bar shows finished cells plus the finished fraction of running ones.
+
+    The ETA is measured from the first epoch report on, not from the start: worker start-up (process
+    spawn, imports, data loading) would otherwise count as training time and open the bar with an
+    ETA many times too long.
+    """
+    first: tuple[float, float] | None = None  # (time, cells done) at the first report
     while True:
         item = queue.get()
         if item is None:
             return
         cid, epoch, total = item
         done[cid] = max(done.get(cid, 0.0), epoch / max(total, 1))
-        bar.n = round(sum(done.values()), 2)
+        n = sum(done.values())
+        now = time.monotonic()
+        if first is None:
+            first = (now, n)
+        bar.n = round(n, 2)
+        bar.set_postfix_str(eta_text(now - first[0], n - first[1], bar.total - n), refresh=False)
         bar.refresh()
+
+
+def eta_text(elapsed: float, progressed: float, remaining: float) -> str:
+    """``"ETA 2:05"`` from the progress made in ``elapsed`` seconds; ``"ETA ..."`` until it is measurable.
+
+    Example:
+        >>> eta_text(10.0, 0.5, 1.0), eta_text(0.0, 0.0, 3.0)
+        ('ETA 0:20', 'ETA ...')
+    """
+    if progressed <= 0 or elapsed < 1.0:
+        return "ETA ..."
+    secs = int(round(remaining * elapsed / progressed))
+    h, rest = divmod(secs, 3600)
+    return f"ETA {h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"ETA {rest // 60}:{rest % 60:02d}"
 
 
 def _run_cell_task(
@@ -141,6 +167,8 @@ def run_experiment(
     report: bool = True,
     cells_override: list[tuple[str, dict]] | None = None,
     cfg: Any = None,
+    debug: bool = False,
+    figure_format: str = "png",
 ) -> Path:
     """Run (or resume) an experiment and write its report; returns the run directory.
 
@@ -148,6 +176,8 @@ def run_experiment(
         >>> # run_experiment("synthetic", "quick", ["epochs=20"], out="runs/x", workers=2)
     """
     exp = get_experiment(name)
+    if figure_format not in FIGURE_FORMATS:
+        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}; got '{figure_format}'")
     if cfg is None:
         cfg = make_config(name, profile, list(overrides or []) if not isinstance(overrides, dict) else overrides)
     if device.startswith("cuda") and address is None:  # a Ray cluster may have GPUs the driver lacks
@@ -158,37 +188,73 @@ def run_experiment(
     run_dir = Path(out) if out is not None else default_out(name, profile)
     preflight(run_dir)
     cfg_dict = config_to_dict(cfg)
-    _check_same_config(run_dir, name, profile, cfg_dict)
-    prov = provenance(device)
-    (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
     store = Store(run_dir / "results.db")
-    store.set_meta(experiment=name, profile=profile, config=cfg_dict, provenance=prov)
-    cells = cells_override if cells_override is not None else exp.cells(cfg)
-    if cells_filter is not None:
-        cells = [c for c in cells if cells_filter(c[0])]
-    tasks = [(cid, cfg_dict, p) for cid, p in cells]
-    _run_tasks(store, name, tasks, prov, run_dir, device, executor, workers, address, progress)
+    try:
+        check_same_config(run_dir, store, name, profile, cfg_dict)
+        prov = provenance(device, run_dir)
+        (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2))
+        store.set_meta(experiment=name, profile=profile, config=cfg_dict, provenance=prov)
+        cells = cells_override if cells_override is not None else exp.cells(cfg)
+        if cells_filter is not None:
+            cells = [c for c in cells if cells_filter(c[0])]
+        tasks = [(cid, cfg_dict, p) for cid, p in cells]
+        run_tasks(store, name, tasks, prov, run_dir, device, executor, workers, address, progress)
+    finally:
+        store.close()
     if report:
-        write_report(run_dir)
-    store.close()
+        write_report(run_dir, progress=progress, debug=debug, figure_format=figure_format)
     return run_dir
 
 
-def _check_same_config(run_dir: Path, name: str, profile: str, cfg_dict: dict, extra: dict | None = None) -> None:
+def _config_diff(old: dict, new: dict) -> str:
+    """What differs between two run records, in words (the config keys, else the experiment/profile/sweep)."""
+    oc, nc = old.get("config") or {}, new.get("config") or {}
+    keys = sorted(k for k in set(oc) | set(nc) if oc.get(k) != nc.get(k))
+    if keys:
+        return "keys differ: " + ", ".join(f"{k} ({oc.get(k)!r} there, {nc.get(k)!r} here)" for k in keys[:5])
+    return (
+        f"experiment, profile or sweep differ: {old.get('experiment')}/{old.get('profile')} there, "
+        f"{new.get('experiment')}/{new.get('profile')} here"
+    )
+
+
+def check_same_config(
+    run_dir: Path, store: Store, name: str, profile: str, cfg_dict: dict, extra: dict | None = None
+) -> None:
+    """Refuse to mix runs: ``config.json`` and the store's own record must both match this run's config.
+
+    The store's copy is checked too, so a results.db copied into a fresh directory (or a run
+    directory whose config.json was deleted) cannot take a new config while keeping the old metrics.
+    A missing config.json is rewritten from the run's record.
+
+    Raises:
+        RunError: either record differs (the message names the differing keys and both values).
+
+    Example:
+        >>> # check_same_config(Path("runs/x"), Store("runs/x/results.db"), "synthetic", "quick", cfg_dict)
+    """
     path = run_dir / "config.json"
     record = {"experiment": name, "profile": profile, "config": cfg_dict, **(extra or {})}
+    meta = store.meta()
+    if "config" in meta or "experiment" in meta:
+        stored = {k: meta.get(k) for k in ("experiment", "profile", "config")}
+        if "sweep" in meta or "sweep" in record:
+            stored["sweep"] = meta.get("sweep")
+        if stored != {k: record.get(k) for k in stored}:
+            raise RunError(
+                f"{store.path} holds results of a different config ({_config_diff(stored, record)}); "
+                "use another --out to start afresh"
+            )
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path} is not valid JSON ({e}); move it aside or use another --out") from None
         if old != record:
-            diff = sorted(
-                k for k in set(old.get("config", {})) | set(cfg_dict) if old.get("config", {}).get(k) != cfg_dict.get(k)
+            raise RunError(
+                f"{run_dir} holds a run with a different config ({_config_diff(old, record)}); "
+                "use another --out to start afresh"
             )
-            what = (
-                f"keys differ: {', '.join(diff)}"
-                if diff
-                else f"experiment, profile or sweep differ ({old.get('experiment')}/{old.get('profile')})"
-            )
-            raise RunError(f"{run_dir} holds a run with a different config ({what}); use another --out to start afresh")
         return
     path.write_text(json.dumps(record, indent=2))
 
@@ -211,13 +277,10 @@ def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | 
         )
     else:
         store.set_status(cell_id, "failed", error=payload)
-        print(
-            f"iwlab: cell {cell_id} failed; traceback stored in results.db (runs.error)",
-            file=sys.stderr,
-        )
+        print(f"iwlab: cell {cell_id} failed: {failure_reason(payload)}", file=sys.stderr)
 
 
-def _run_tasks(
+def run_tasks(
     store: Store,
     name: str,
     tasks: list[tuple[str, dict, dict]],
@@ -229,16 +292,35 @@ def _run_tasks(
     address: str | None,
     progress: bool,
 ) -> None:
-    """Register tasks ``(cell_id, config dict, params)`` and execute those not finished yet."""
+    """Register tasks ``(cell_id, config dict, params)`` and execute those not finished yet.
+
+    Used by :func:`run_experiment` and :func:`iwlab.sweep.run_sweep` (a run is a sweep with an empty
+    grid). Prints how many cells a resumed run finds already done.
+
+    Example:
+        >>> # run_tasks(store, "synthetic", [("mlp", cfg_dict, {"model": "mlp"})], prov, run_dir, "cpu", ...)
+    """
     from tqdm.auto import tqdm
 
     store.add_runs(name, [(cid, {"config": c, "cell": p}) for cid, c, p in tasks], provenance=prov)
     todo = [t for t in tasks if store.status(t[0]) not in ("done", "diverged")]
+    already = len(tasks) - len(todo)
+    if already:
+        rest = f"running the other {len(todo)}" if todo else "nothing left to train, rewriting the report"
+        print(f"iwlab: {already} of {len(tasks)} cells already done; {rest}", file=sys.stderr)
     if not todo:
         return
 
-    n_workers = workers or 1
-    bar = tqdm(total=len(todo), desc=f"{name} cells", disable=not progress, leave=True, unit="cell")
+    n_workers = min(workers or 1, len(todo))  # a process per cell at most
+    bar = tqdm(
+        total=len(todo),
+        desc=f"{name} cells",
+        disable=not progress,
+        leave=True,
+        unit="cell",
+        # our own ETA (see _follow_progress): tqdm's would count worker start-up as progress time
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.4g}/{total_fmt} cells [{elapsed}{postfix}]",
+    )
     if executor == "ray":
         from iwlab.executors import run_ray
 
@@ -248,6 +330,7 @@ def _run_tasks(
     if executor != "local":
         raise RunError(f"unknown executor '{executor}'; valid: local, ray")
     if n_workers <= 1:
+        t0 = time.monotonic()
         for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
             try:
@@ -257,6 +340,7 @@ def _run_tasks(
                 raise
             _record(store, cid, status, payload, params.get("_grid"))
             bar.update()
+            bar.set_postfix_str(eta_text(time.monotonic() - t0, bar.n, bar.total - bar.n))
         bar.close()
         return
     import multiprocessing as mp
@@ -319,21 +403,30 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def failed_cells(run_dir: str | Path) -> list[str]:
-    """Ids of the cells whose status is ``failed`` (their tracebacks are in ``runs.error``).
+def failed_cells(run_dir: str | Path) -> list[tuple[str, str]]:
+    """``(cell id, one-line reason)`` of every cell whose status is ``failed`` (tracebacks in ``runs.error``).
 
     Example:
-        >>> # failed_cells("runs/synthetic-quick")
+        >>> # failed_cells("runs/synthetic-quick")  -> [("logreg", "ValueError: ...")]
     """
     store = Store(Path(run_dir) / "results.db")
     try:
-        return [r["run_id"] for r in store.runs() if r["status"] == "failed"]
+        return [(r["run_id"], failure_reason(r["error"])) for r in store.runs() if r["status"] == "failed"]
     finally:
         store.close()
 
 
-def write_report(run_dir: str | Path) -> Path:
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def write_report(
+    run_dir: str | Path, *, progress: bool = True, debug: bool = False, figure_format: str = "png"
+) -> Path:
     """Figures (from the store) plus the experiment's summary, as report.md and report.html.
+
+    With no metrics at all (every cell failed) there are no figures: the report lists the failed
+    cells and their reasons. If drawing the figures fails, the report says so (one line, also
+    printed) instead of the run ending in a traceback; ``debug=True`` re-raises instead.
 
     Example:
         >>> # write_report("runs/synthetic-quick")
@@ -341,25 +434,44 @@ def write_report(run_dir: str | Path) -> Path:
     from iwlab.config import config_from_dict
     from iwlab.report import render_report
 
+    if figure_format not in FIGURE_FORMATS:
+        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}; got '{figure_format}'")
     run_dir = Path(run_dir)
     store = Store(run_dir / "results.db")
-    meta = store.meta()
-    exp = get_experiment(meta["experiment"])
-    cfg = config_from_dict(exp.Config, meta["config"])
-    df = load(run_dir)
-    if meta.get("sweep"):
-        from iwlab.sweep import sweep_summary
+    try:
+        meta = store.meta()
+        runs = store.runs()
+        exp = get_experiment(meta["experiment"])
+        cfg = config_from_dict(exp.Config, meta["config"])
+        df = load(run_dir)
+        notes: list[str] = []
+        figures: list[Path] = []
+        if df.empty:
+            summary = "No metrics were recorded: every cell failed (reasons below)."
+        elif meta.get("sweep"):
+            from iwlab.sweep import sweep_summary
 
-        summary, figures = sweep_summary(exp, df, meta), []
-        path = render_report(run_dir, meta, store.runs(), figures, summary)
+            summary = sweep_summary(exp, df, meta)
+        else:
+            (run_dir / "figures").mkdir(exist_ok=True)
+            t0 = time.monotonic()
+            if progress:
+                print("iwlab: drawing figures ...", file=sys.stderr)
+            try:
+                figures = list(exp.figures(run_dir, df, cfg, fmt=figure_format))
+            except Exception as e:
+                if debug:
+                    raise
+                note = f"figures could not be drawn: {type(e).__name__}: {e}"
+                print(f"iwlab: {note} (rerun with --debug for the traceback)", file=sys.stderr)
+                notes.append(note)
+            for f in figures:
+                store.add_artifact("", "figure", str(Path(f).relative_to(run_dir)))
+            if progress:
+                print(f"iwlab: {len(figures)} figures in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+            summary = exp.summary(df, cfg)
+        if notes:
+            summary += "\n\n" + "\n".join(f"**Note:** {n}" for n in notes)
+        return render_report(run_dir, meta, runs, figures, summary)
+    finally:
         store.close()
-        return path
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    figures = exp.figures(run_dir, df, cfg)
-    for f in figures:
-        store.add_artifact("", "figure", str(Path(f).relative_to(run_dir)))
-    summary = exp.summary(df, cfg)
-    path = render_report(run_dir, meta, store.runs(), figures, summary)
-    store.close()
-    return path

@@ -31,7 +31,10 @@ def parse_grid(cfg: Any, grid: Sequence[str], pack_keys: Sequence[str] = ()) -> 
 
     Returns ``(packed, points)``: ``packed`` maps each member-level key to the tuple of all its
     values; ``points`` is the product of the other keys' values (``[{}]`` when there are none).
-    Unknown keys and unparsable values raise :class:`ConfigError`.
+    A key given twice is one axis with the values of both, in order and without repeats.
+
+    Raises:
+        ConfigError: an unknown key, an unparsable value, or a key with no values.
 
     Example:
         >>> from iwlab.experiments.synthetic import Config
@@ -40,8 +43,8 @@ def parse_grid(cfg: Any, grid: Sequence[str], pack_keys: Sequence[str] = ()) -> 
     """
     hints = typing.get_type_hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
-    packed: dict[str, Any] = {}
-    axes: list[tuple[str, list[Any]]] = []
+    packed: dict[str, tuple] = {}
+    axes: dict[str, list[Any]] = {}  # insertion order: the order keys first appear
     for spec in grid:
         if "=" not in spec:
             raise ConfigError(f"--grid expects key=v1,v2,..., got '{spec}'")
@@ -50,16 +53,25 @@ def parse_grid(cfg: Any, grid: Sequence[str], pack_keys: Sequence[str] = ()) -> 
             apply_overrides(cfg, {key: None})  # raises the standard unknown-key error
         typ = hints[key]
         if key in pack_keys and typing.get_origin(typ) is tuple:
-            packed[key] = parse_value(values, typ, key)
+            # a repeated --grid of a packed key adds its values to the same ensemble
+            packed[key] = _merge(packed.get(key, ()), parse_value(values, typ, key))
             continue
         items = [v for v in values.split(",") if v.strip()]
-        if not items:
-            raise ConfigError(f"--grid {key}: no values given")
         if typing.get_origin(typ) is tuple:  # a tuple-valued key: values separated by ';'
             items = [v for v in values.split(";") if v.strip()]
-        axes.append((key, [parse_value(v, typ, key) for v in items]))
-    points = [dict(zip([k for k, _ in axes], combo, strict=True)) for combo in itertools.product(*[v for _, v in axes])]
+        if not items:
+            raise ConfigError(f"--grid {key}: no values given")
+        # a repeated --grid key extends that key's axis (--grid a=1,2 --grid a=3 sweeps 1, 2, 3)
+        axes[key] = list(_merge(axes.get(key, ()), [parse_value(v, typ, key) for v in items]))
+    points = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     return packed, points
+
+
+def _merge(old: Sequence[Any], new: Sequence[Any]) -> tuple:
+    """``old`` then the values of ``new`` not in it yet (a value given twice is swept once)."""
+    out = list(old)
+    out += [v for v in new if v not in out]
+    return tuple(out)
 
 
 def _label(point: dict) -> str:
@@ -79,6 +91,8 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     progress: bool = True,
+    debug: bool = False,
+    figure_format: str = "png",
 ) -> Path:
     """Run or resume a sweep; returns the run directory (same layout and store as ``iwlab run``).
 
@@ -86,7 +100,7 @@ def run_sweep(
         >>> # run_sweep("synthetic", "quick", grid=["lr_scale=1,2"], seeds=2, out="runs/sw")
     """
     from iwlab.provenance import provenance
-    from iwlab.runner import _check_same_config, _run_tasks, default_out, preflight, write_report
+    from iwlab.runner import check_same_config, default_out, preflight, run_tasks, write_report
     from iwlab.store import Store
 
     exp = get_experiment(name)
@@ -101,19 +115,22 @@ def run_sweep(
     preflight(run_dir)
     spec = {"grid": list(grid), "seeds": seeds, "points": [_label(p) for p in points]}
     base_dict = config_to_dict(base)
-    _check_same_config(run_dir, name, profile, base_dict, {"sweep": spec})
-    prov = provenance(device)
+    # every point's config is built (and validated) before anything runs
+    configs = [(point, apply_overrides(base, point)) for point in points]
     store = Store(run_dir / "results.db")
-    store.set_meta(experiment=name, profile=profile, config=base_dict, provenance=prov, sweep=spec)
-    tasks = []
-    for point in points:
-        cfg = apply_overrides(base, point)
-        for cid, params in exp.cells(cfg):
-            full = f"{_label(point)}/{cid}" if point else cid
-            tasks.append((full, config_to_dict(cfg), {**params, "_cell": cid, "_grid": point}))
-    _run_tasks(store, name, tasks, prov, run_dir, device, executor, workers, address, progress)
-    store.close()
-    write_report(run_dir)
+    try:
+        check_same_config(run_dir, store, name, profile, base_dict, {"sweep": spec})
+        prov = provenance(device, run_dir)
+        store.set_meta(experiment=name, profile=profile, config=base_dict, provenance=prov, sweep=spec)
+        tasks = []
+        for point, cfg in configs:
+            for cid, params in exp.cells(cfg):
+                full = f"{_label(point)}/{cid}" if point else cid
+                tasks.append((full, config_to_dict(cfg), {**params, "_cell": cid, "_grid": point}))
+        run_tasks(store, name, tasks, prov, run_dir, device, executor, workers, address, progress)
+    finally:
+        store.close()
+    write_report(run_dir, progress=progress, debug=debug, figure_format=figure_format)
     return run_dir
 
 

@@ -237,3 +237,31 @@ def test_fetch_unreachable_is_clear(tmp_path):
     msg = str(e.value)
     assert "could not download" in msg and "offline" in msg and "\n" not in msg
     assert not dest.exists() and not Path(str(dest) + ".part").exists()
+
+
+# -- item 5: read_idx rejects damaged files with one line naming the file ---------------------------
+
+
+def test_read_idx_trailing_bytes_are_an_error(tmp_path, images):
+    p = tmp_path / "x-idx3-ubyte"
+    p.write_bytes(_idx_bytes(images) + b"\x00" * 7)  # old: the 7 extra bytes were silently ignored
+    with pytest.raises(ValueError) as e:
+        D.read_idx(p)
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg and "7 bytes after the data: shape (3, 4, 5) needs 60" in msg
+
+
+def test_read_idx_corrupt_deflate_stream_names_the_file(tmp_path, images):
+    full = gzip.compress(_idx_bytes(images), mtime=0)
+    p = tmp_path / "c.gz"
+    msgs = []
+    for pos in range(10, len(full) - 8):  # the deflate body, between the gzip header and trailer
+        b = bytearray(full)
+        b[pos] ^= 0xFF
+        p.write_bytes(bytes(b))
+        with pytest.raises(ValueError) as e:
+            D.read_idx(p)
+        msg = str(e.value)
+        assert "\n" not in msg and str(p) in msg, pos
+        msgs.append(msg)
+    assert any("(corrupt?): error: Error -3" in m for m in msgs)  # zlib.error was caught (old: it escaped)

@@ -108,3 +108,67 @@ def test_real_mnist():
     assert a.y_train[:5].tolist() == [5, 0, 4, 1, 9]
     assert (a.x_train / 255.0).mean() == pytest.approx(M.MEAN, abs=1e-4)
     assert (a.x_train / 255.0).std() == pytest.approx(M.STD, abs=1e-4)
+
+
+# -- item 5 / 15: MNIST files are validated (labels 0..9, (N, 28, 28) uint8), errors name the file -----
+
+
+def test_label_count_mismatch_names_both_files(tmp_path, arrays):
+    arrays.y_test = arrays.y_test[:-1]
+    d = M.write_mnist_idx(tmp_path / "mnist", arrays)
+    with pytest.raises(ValueError) as e:
+        M.read_mnist_dir(d)
+    msg = str(e.value)
+    assert "\n" not in msg and str(d / M.FILES["x_test"]) in msg and str(d / M.FILES["y_test"]) in msg
+
+
+def test_labels_outside_0_to_9_are_refused_naming_the_file(tmp_path, arrays):
+    arrays.y_train = arrays.y_train.copy()
+    arrays.y_train[4] = 10  # fits the IDX unsigned byte, but is no digit; old: accepted
+    d = M.write_mnist_idx(tmp_path / "mnist", arrays)
+    with pytest.raises(ValueError) as e:
+        M.read_mnist_dir(d)
+    msg = str(e.value)
+    assert "\n" not in msg and str(d / M.FILES["y_train"]) in msg and "labels must be digits 0..9" in msg
+
+
+def test_images_other_than_28x28_are_refused_naming_the_file(tmp_path, arrays):
+    d = M.write_mnist_idx(tmp_path / "mnist", arrays)
+    x = np.zeros((10, 32, 32), np.uint8)  # e.g. a padded copy; old: accepted any (N, H, W)
+    (d / M.FILES["x_test"]).write_bytes(gzip.compress(struct.pack(">IIII", 0x803, 10, 32, 32) + x.tobytes()))
+    with pytest.raises(ValueError) as e:
+        M.read_mnist_dir(d)
+    msg = str(e.value)
+    assert str(d / M.FILES["x_test"]) in msg and "expected uint8 images (N, 28, 28), got uint8 (10, 32, 32)" in msg
+
+
+def test_corrupt_gzip_names_the_file(tmp_path, arrays):
+    d = M.write_mnist_idx(tmp_path / "mnist", arrays)
+    p = d / M.FILES["y_test"]
+    raw = p.read_bytes()
+    # flip every byte of the deflate stream in turn: old code let zlib.error (no file name) escape for some
+    for pos in range(10, len(raw) - 8):
+        b = bytearray(raw)
+        b[pos] ^= 0xFF
+        p.write_bytes(bytes(b))
+        with pytest.raises(ValueError) as e:
+            M.read_mnist_dir(d)
+        assert "\n" not in str(e.value) and str(p) in str(e.value), pos
+
+
+def test_write_mnist_idx_refuses_silent_casts(tmp_path, arrays):
+    floats = M.MnistArrays(arrays.x_train / 255.0, arrays.y_train, arrays.x_test, arrays.y_test)
+    with pytest.raises(ValueError, match=r"arrays\.x_train has dtype float64; expected uint8"):
+        M.write_mnist_idx(tmp_path, floats)  # old: cast to uint8, i.e. all-black images
+    frac = M.MnistArrays(arrays.x_train, arrays.y_train + 0.7, arrays.x_test, arrays.y_test)
+    with pytest.raises(ValueError, match=r"arrays\.y_train must be 1-D integers, got float64"):
+        M.write_mnist_idx(tmp_path, frac)  # old: 3.7 written as 3
+    assert not any(tmp_path.iterdir())
+
+
+def test_to_tensor_refuses_float_images():
+    x = np.full((1, 28, 28), 0.5, np.float32)  # already in [0, 1]: old code divided by 255 again
+    with pytest.raises(ValueError, match="to_tensor: x has dtype torch.float32; expected uint8"):
+        M.to_tensor(x)
+    with pytest.raises(ValueError, match="expected uint8"):
+        M.to_tensor(torch.zeros(1, 28, 28, dtype=torch.int64))

@@ -156,3 +156,71 @@ def test_registered_checksums_are_md5_hex():
     names = [r.filename for r in RESOURCES["mrpc"]]
     assert names == list(ORIGINAL_FILES)
     assert all(len(r.md5) == 32 and int(r.md5, 16) >= 0 for r in RESOURCES["mrpc"])
+
+
+# -- item 15: non-UTF-8, gzipped, UTF-16, CR-only files; empty sentences; label values -------------
+
+
+def test_non_utf8_file_names_file_and_line(tmp_path):
+    p = tmp_path / "msr_paraphrase_train.txt"
+    body = "\r\n".join([HEADER, ROWS[0], "1\t5\t6\tCaf\u00e9 au lait.\tCoffee."]) + "\r\n"
+    p.write_bytes(body.encode("latin-1"))  # old: a bare UnicodeDecodeError
+    with pytest.raises(MRPCFormatError) as e:
+        read_mrpc(p)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{p}, line 3: not UTF-8 text (byte b'\\xe9'" in msg and "re-save" in msg
+
+
+def test_gzipped_file_is_named_and_explained(tmp_path):
+    import gzip
+
+    p = tmp_path / "train.tsv"
+    p.write_bytes(gzip.compress(("\n".join([HEADER, *ROWS]) + "\n").encode()))
+    with pytest.raises(MRPCFormatError) as e:
+        read_mrpc(p)
+    assert "\n" not in str(e.value) and f"{p} is gzip-compressed; decompress it first" in str(e.value)
+
+
+def test_utf16_file_is_named_and_explained(tmp_path):
+    p = tmp_path / "train.tsv"
+    p.write_bytes(("\n".join([HEADER, *ROWS]) + "\n").encode("utf-16"))
+    with pytest.raises(MRPCFormatError, match="is UTF-16 text; re-save it as UTF-8") as e:
+        read_mrpc(p)
+    assert str(p) in str(e.value)
+
+
+def test_cr_only_line_ends_are_explained_on_one_line(tmp_path):
+    p = _write(tmp_path / "train.tsv", [HEADER, *ROWS], bom=False, eol="\r")
+    with pytest.raises(MRPCFormatError) as e:  # old: a multi-line "unexpected header" message
+        read_mrpc(p)
+    assert "\n" not in str(e.value) and "\r" not in str(e.value) and "CR-only line ends" in str(e.value)
+
+
+def test_header_with_control_characters_stays_on_one_line(tmp_path):
+    p = _write(tmp_path / "a.txt", ["Quality\r\x0b#1 ID", ROWS[0]], bom=False, eol="\n")
+    with pytest.raises(MRPCFormatError, match="line 1: unexpected header") as e:
+        read_mrpc(p)
+    assert "\n" not in str(e.value) and "\r" not in str(e.value) and "\x0b" not in str(e.value)
+
+
+@pytest.mark.parametrize("row", ["1\t1\t2\t\tb", "0\t1\t2\ta\t  "], ids=["empty_s1", "blank_s2"])
+def test_empty_sentence_is_refused(tmp_path, row):
+    p = _write(tmp_path / "msr_paraphrase_test.txt", [HEADER, ROWS[0], row])
+    with pytest.raises(MRPCFormatError) as e:  # old: accepted as a pair with an empty sentence
+        read_mrpc(p)
+    assert f"{p}, line 3: empty sentence" in str(e.value)
+
+
+@pytest.mark.parametrize("label", [2, True, 1.0, "1", -1], ids=["two", "bool", "float", "str", "negative"])
+def test_split_labels_must_be_int_0_or_1(tmp_path, label):
+    # old: accepted; positive_fraction was wrong and write_mrpc wrote "True" / "1.0", which read_mrpc refuses
+    with pytest.raises(ValueError, match=r"MRPCSplit labels must be the ints 0 or 1, got .* at index 1"):
+        MRPCSplit([1, label], ["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"])
+
+
+def test_numpy_int_labels_round_trip(tmp_path):
+    import numpy as np
+
+    s = MRPCSplit([np.int64(1), np.int64(0)], ["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"])
+    back = read_mrpc(write_mrpc(tmp_path / "x.txt", s))
+    assert back.labels == [1, 0] and back.s1 == ["e", "f"] and s.positive_fraction == 0.5

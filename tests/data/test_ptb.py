@@ -102,3 +102,65 @@ def test_real_ptb():
     assert data.x_train.shape == (887_521, 20) and len(data.y_valid) == 70_390 and len(data.y_test) == 78_669
     assert _words(data, data.x_train[30]) == ["pierre", "<unk>", "N", "years", "old", "will", "join"]
     assert data.vocab[data.y_train[30]] == "the"
+
+
+# -- item 15: empty, gzipped, BOM and non-UTF-8 files; context -------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n \t \n"], ids=["empty", "whitespace_only"])
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_empty_file_says_so_naming_it(tmp_path, split, content):
+    # old: an empty train file gave "word 'a' is not in the vocabulary"; empty valid/test passed silently
+    d = _write(tmp_path, ["a b c"], valid=["a b"], test=["c a"])
+    (d / f"ptb.{split}.txt").write_text(content)
+    with pytest.raises(ValueError) as e:
+        P.read_ptb_dir(d)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{d / f'ptb.{split}.txt'} is empty (no words)" in msg
+
+
+def test_gzipped_file_is_named_and_explained(tmp_path):
+    import gzip
+
+    d = _write(tmp_path, ["a b c"])
+    p = d / "ptb.train.txt"
+    p.write_bytes(gzip.compress(p.read_bytes()))
+    with pytest.raises(ValueError) as e:
+        P.read_ptb_dir(d)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{p} is gzip-compressed; decompress it first" in msg
+
+
+def test_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    d = _write(tmp_path, ["a b c", "d a"], valid=["b d a"], test=["c"])
+    plain = P.read_ptb_dir(d, context=2)
+    p = d / "ptb.train.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    data = P.read_ptb_dir(d, context=2)  # old: "\ufeffa" became a sixth vocabulary word
+    assert data.vocab == ["<eos>", "a", "b", "c", "d"] == plain.vocab
+    assert data.x_train.tolist() == [[5, 1], [1, 2], [2, 3], [5, 4], [4, 1]]
+    assert data.y_train.tolist() == [2, 3, 0, 1, 0]
+
+
+def test_non_utf8_file_names_file_and_offset(tmp_path):
+    d = _write(tmp_path, ["a b c"])
+    (d / "ptb.test.txt").write_bytes(b" a caf\xe9 \n")  # Latin-1
+    with pytest.raises(ValueError) as e:
+        P.read_ptb_dir(d)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{d / 'ptb.test.txt'} is not UTF-8 text (byte b'\\xe9' at offset 6)" in msg
+
+
+@pytest.mark.parametrize("context", [0, 2.5, True, "3"])
+def test_bad_context_is_refused(tmp_path, context):
+    d = _write(tmp_path, ["a b c"])
+    with pytest.raises(ValueError, match="context must be an int >= 1"):
+        P.read_ptb_dir(d, context=context)
+    with pytest.raises(ValueError, match="context must be an int >= 1"):
+        P.encode([["a", "<eos>"]], {"a": 0, "<eos>": 1}, context=context, pad_index=2)
+
+
+def test_pad_index_colliding_with_a_word_is_refused():
+    # old: padding silently read as the word "a" (id 0)
+    with pytest.raises(ValueError, match="pad_index 0 is the id of a vocabulary word"):
+        P.encode([["a", "b", "<eos>"]], {"a": 0, "b": 1, "<eos>": 2}, context=3, pad_index=0)

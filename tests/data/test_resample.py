@@ -137,3 +137,52 @@ def test_weighted_sampler_errors(w, msg):
 def test_weighted_sampler_bad_n():
     with pytest.raises(ValueError, match="n must be an int >= 0"):
         weighted_sampler_indices(torch.ones(3), -1, _gen())
+
+
+# -- issue 10: integer-like n, more than 2^24 examples, huge weights -------------------------------
+
+
+def test_weighted_sampler_is_torch_multinomial_below_2_24():
+    w = torch.rand(1000, generator=_gen(0))
+    ref = torch.multinomial(w.double(), 300, replacement=True, generator=_gen(9))
+    assert torch.equal(weighted_sampler_indices(w, 300, _gen(9)), ref)
+
+
+def test_weighted_sampler_accepts_integer_like_n_and_refuses_bool_and_float():
+    np = pytest.importorskip("numpy")
+    w = torch.tensor([1.0, 3.0])
+    ref = weighted_sampler_indices(w, 7, _gen(1))
+    for n in (np.int64(7), np.int32(7), torch.tensor(7)):
+        assert torch.equal(weighted_sampler_indices(w, n, _gen(1)), ref)
+    for bad in (True, 7.0):
+        with pytest.raises(TypeError, match="n must be an int"):
+            weighted_sampler_indices(w, bad, _gen())
+
+
+def test_weighted_sampler_more_than_2_24_examples():
+    n = 2**24 + 1
+    w = torch.zeros(n)
+    w[0], w[-1] = 1.0, 3.0
+    idx = weighted_sampler_indices(w, 40_000, _gen(2))
+    assert set(idx.unique().tolist()) == {0, n - 1}
+    freq = float(idx.eq(n - 1).double().mean())
+    assert abs(freq - 0.75) < 5 * (0.75 * 0.25 / 40_000) ** 0.5
+
+
+def test_weighted_sampler_weights_whose_float64_sum_overflows():
+    w = torch.tensor([1e308, 1e308, 0.0], dtype=torch.float64)
+    idx = weighted_sampler_indices(w, 20_000, _gen(3))
+    counts = torch.bincount(idx, minlength=3)
+    assert counts[2] == 0
+    assert abs(float(counts[0]) / 20_000 - 0.5) < 5 * (0.25 / 20_000) ** 0.5
+
+
+def test_subsample_and_oversample_refuse_a_bool_or_float_class():
+    y = _labels(10, 10)
+    for bad in (True, 1.0):
+        with pytest.raises(TypeError, match="cls must be an integer"):
+            subsample_class(y, bad, 0.5, _gen())
+        with pytest.raises(TypeError, match="cls must be an integer"):
+            oversample_class(y, bad, 2, _gen())
+    np = pytest.importorskip("numpy")
+    assert torch.equal(subsample_class(y, np.int64(1), 0.5, _gen(4)), subsample_class(y, 1, 0.5, _gen(4)))

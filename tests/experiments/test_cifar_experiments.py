@@ -261,3 +261,80 @@ def test_small_packs_equal_one_pack(binary_run, tmp_path):
     assert (packed[["run_id", "member", "epoch", "name"]] == whole[["run_id", "member", "epoch", "name"]]).all().all()
     assert packed.value.to_numpy() == pytest.approx(whole.value.to_numpy(), abs=1e-6)
     assert len(list((out / "checkpoints").glob("*.members*.pt"))) >= 2
+
+
+def _binary_frame(spec, sets=("test",)):
+    """spec: variant -> ({weight: (first, last)} of frac_dog_<set>, lowest train acc at the last epoch)."""
+    rows = []
+    for variant, (fracs, acc) in spec.items():
+        for w, (f, la) in fracs.items():
+            for name in sets:
+                rows += [(variant, w, 0, 1, f"frac_dog_{name}", f), (variant, w, 0, 9, f"frac_dog_{name}", la)]
+            rows += [(variant, w, 0, 1, "train_acc", 0.6), (variant, w, 0, 9, "train_acc", acc)]
+    return pd.DataFrame(rows, columns=["variant", "weight", "seed", "epoch", "name", "value"])
+
+
+def test_binary_summary_verdict_follows_the_numbers():
+    from iwlab.experiments.cifar import summary
+
+    spec = {
+        "plain": ({0.25: (0.2, 0.48), 1.0: (0.5, 0.5), 4.0: (0.8, 0.53)}, 1.0),  # 0.60 -> 0.05: shrinks
+        "l2": ({0.25: (0.25, 0.45), 1.0: (0.75, 0.55)}, 1.0),  # 0.50 -> 0.10: shrinks, the paper says stays
+        "dropout": ({0.25: (0.3, 0.1), 1.0: (0.5, 0.5)}, 0.9),  # not fitted: no claim
+    }
+    md = summary(_binary_frame(spec), make_config("cifar_binary", "ci"))
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "| test |" in ln and "(epoch 1)" in ln]
+    assert rows == [
+        "| plain | test | 0.600 (epoch 1) | 0.050 (epoch 9) | 0.480 / 0.500 / 0.530 | shrinks (0.600 -> 0.050) "
+        "| shrinks | yes |",
+        "| l2 | test | 0.500 (epoch 1) | 0.100 (epoch 9) | 0.450 / 0.550 / 0.550 | shrinks (0.500 -> 0.100) "
+        "| stays (L2 keeps the effect) | no |",
+        "| dropout | test | 0.200 (epoch 1) | 0.400 (epoch 9) | 0.100 / 0.500 / 0.500 | grows (0.200 -> 0.400) "
+        "| no claim (training set not fitted: lowest train acc 0.900) | n/a |",
+    ]
+    assert (
+        "**Finding** (all sets, computed from the table below): matches Byrd & Lipton in 1 of 2 rows; contradicts "
+        "them in l2 test: shrinks (0.500 -> 0.100), expected stays (L2 keeps the effect); no verdict for 1 row" in md
+    )
+    assert "larger with L2" not in md  # the old fixed sentence
+
+
+def test_imbalanced_summary_verdict_follows_the_numbers():
+    from iwlab.experiments.cifar import summary
+
+    rows = []
+    # cats kept 1/2: the weights move the test fraction by 0.2 at epoch 1 and by 0.01 at epoch 9
+    for weighted, first, last in ((False, 0.3, 0.30), (True, 0.5, 0.31)):
+        for e, v in ((1, first), (9, last)):
+            rows.append(("cat", 2.0, weighted, 0, e, "frac_dog_test", v))
+    df = pd.DataFrame(rows, columns=["subsampled", "factor", "weighted", "seed", "epoch", "name", "value"])
+    md = summary(
+        df.assign(variant="plain", weight=np.where(df.weighted, 0.5, 1.0)), make_config("cifar_imbalanced", "ci")
+    )
+    # dogs are the majority (cats sub-sampled): sub-sampling alone predicting 0.30 dog is not towards the majority
+    assert (
+        "| cat | 2 | test | 0.300 | 0.500 | 0.300 | 0.310 | no (0.300 predicted dog) | shrinks (0.200 -> 0.010) | yes |"
+        in md
+    )
+    assert "matches Byrd & Lipton in 1 of 1 rows" in md
+
+
+def test_multiclass_summary_verdict_follows_the_numbers():
+    from iwlab.experiments.cifar import summary
+
+    rows = []
+    for e in (1, 2, 3):  # unweighted (rho = 0.1) models: every class at 0.5, so the baseline is 0.5
+        rows += [(0.1, 0, 0, e, f"acc_class{c}", 0.5) for c in range(10)]
+        rows.append((0.1, 0, 0, e, "weighted_acc", 0.5))
+    for rho, accs in ((0.5, (0.7, 0.6, 0.52)), (0.9, (0.5, 0.6, 0.8))):
+        rows += [(rho, 0, 0, e, "weighted_acc", a) for e, a in zip((1, 2, 3), accs, strict=True)]
+    df = pd.DataFrame(rows, columns=["rho", "weighted_class", "seed", "epoch", "name", "value"])
+    md = summary(df, make_config("cifar_multiclass", "ci"))
+    assert (
+        "| 0.5 | 0.700 +- 0.000 | 0.520 +- 0.000 | +0.200 | +0.200 (1) | +0.020 | shrinks (0.200 -> 0.020) | yes |"
+        in md
+    )
+    assert (
+        "| 0.9 | 0.500 +- 0.000 | 0.800 +- 0.000 | +0.000 | +0.300 (3) | +0.300 | stays (0.300 -> 0.300) | no |" in md
+    )
+    assert "matches Byrd & Lipton in 1 of 2 rows; contradicts them in rho=0.9" in md

@@ -122,3 +122,28 @@ def test_time_to_accuracy_by_hand():
     assert t.loc["oracle_k0.5", "ratio"] == pytest.approx(22.5 / 31)
     assert t.loc["approx_k1", "reached"] == "0/2" and np.isnan(t.loc["approx_k1", "seconds"])
     assert t.loc["uniform", "scoring_share"] == pytest.approx(0.5)
+
+
+def test_summary_oracle_verdict_follows_the_numbers_and_says_when_one_is_missing():
+    from iwlab.experiments.importance import summary
+
+    cfg = ISConfig(methods=("uniform", "oracle_k0.5"), table_epochs=(1,))
+    uni = [
+        [(0.02, 1), (0.02, 2), (0.02, 3), (0.02, 4), (0.010, 5)],
+        [(0.02, 1), (0.02, 2), (0.02, 3), (0.02, 4), (0.012, 5)],
+    ]
+    ora = [
+        [(0.02, 1), (0.01, 2), (0.01, 3), (0.01, 4), (0.006, 5)],
+        [(0.02, 1), (0.01, 2), (0.01, 3), (0.01, 4), (0.004, 5)],
+    ]
+    md = summary(_df({"uniform": uni, "oracle_k0.5": ora}), cfg)
+    # epoch 5: oracle (0.6 + 0.4) / 2 = 0.50%, uniform (1.0 + 1.2) / 2 = 1.10%; stds over seeds by hand
+    so, su = np.std([0.6, 0.4], ddof=1), np.std([1.0, 1.2], ddof=1)
+    assert (
+        "Oracle k=0.5 beats uniform at epoch 5 (mean test error over seeds): 0.50% vs 1.10% (difference +0.60 points; "
+        f"std over seeds {so:.2f} and {su:.2f} points;" in md
+    )
+    # oracle stopped after epoch 4 (a failed cell): no verdict, instead of one computed from NaN
+    md = summary(_df({"uniform": uni, "oracle_k0.5": [r[:4] for r in ora]}), cfg)
+    assert "Oracle k=0.5 vs uniform at epoch 5: no verdict, Oracle k=0.5 has no test error there." in md
+    assert not [ln for ln in md.splitlines() if ln.startswith("Oracle") and "nan" in ln.lower()]

@@ -2,6 +2,7 @@
 
 import io
 import math
+import re
 
 import pytest
 import torch
@@ -341,3 +342,338 @@ def test_bad_inputs_specific():
         sampling_probabilities(torch.tensor([1.0, float("nan")]))
     with pytest.raises(ValueError, match="k must be"):
         importance_weights(torch.tensor([0.5, 0.5]), k=2.0)
+
+
+# ---- issue 10: inputs that used to give wrong numbers, hangs or poisoned states -----------------------
+
+CLASS_AWARE = ["approx", "pcg"]
+
+
+def _ds(n, num_classes=3):
+    g = torch.Generator().manual_seed(n)
+    return TensorDataset(torch.randn(n, 2, generator=g), torch.arange(n) % num_classes)
+
+
+def _snapshot(s):
+    """Every number in the sampler's state, cloned, for before/after comparisons."""
+    out = {}
+    for key, v in s.state_dict().items():
+        if isinstance(v, torch.Tensor):
+            out[key] = v.clone()
+        elif isinstance(v, dict):  # predictor / optimizer
+            out[key] = io.BytesIO()
+            torch.save(v, out[key])
+            out[key] = out[key].getvalue()
+        else:
+            out[key] = v
+    return out
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_load_state_dict_from_a_dataset_of_another_size_raises_and_changes_nothing(method):
+    s = make_sampler(method, _ds(10), 4, seed=1)
+    _run_updates(s, 2)
+    before = _snapshot(s)
+    with pytest.raises(ValueError, match=r"checkpoint field 'n' is 20 but this sampler's dataset size is 10") as e:
+        s.load_state_dict(make_sampler(method, _ds(20), 4).state_dict())
+    assert "\n" not in str(e.value)
+    _same(before, _snapshot(s))
+
+
+def _run_updates(s, steps):
+    for _ in range(steps):
+        b = s.sample(score_fn=lambda x, y: x.pow(2).sum(1))
+        s.update(b.indices, b.data[0].pow(2).sum(1))
+
+
+def test_uniform_load_state_without_n_but_with_a_short_permutation_raises_instead_of_hanging():
+    state = UniformSampler(_ds(10), 4).state_dict()
+    del state["n"]  # a checkpoint from before the size was stored
+    s = UniformSampler(_ds(20), 4)
+    with pytest.raises(ValueError, match=r"'order_' has shape \(10,\) but this sampler's is \(20,\)"):
+        s.load_state_dict(state)
+    ok = UniformSampler(_ds(10), 4, seed=7)
+    ok.load_state_dict(state)  # the same size still loads
+    assert torch.equal(ok.sample().indices, UniformSampler(_ds(10), 4).sample().indices)
+
+
+def test_approx_load_state_with_another_history_length_raises():
+    s = ApproxSampler(_ds(10), 4, history=10)
+    with pytest.raises(ValueError, match=r"checkpoint field 'history' is 5 but this sampler's history is 10"):
+        s.load_state_dict(ApproxSampler(_ds(10), 4, history=5).state_dict())
+    assert s.history_.shape == (10, 10)
+
+
+@pytest.mark.parametrize("method", CLASS_AWARE)
+def test_class_aware_load_state_with_another_num_classes_raises_before_changing_anything(method):
+    s = make_sampler(method, _ds(12, 3), 4, seed=2)
+    before = _snapshot(s)
+    with pytest.raises(ValueError, match=r"checkpoint field 'num_classes' is 4 but this sampler's num_classes is 3"):
+        s.load_state_dict(make_sampler(method, _ds(12, 4), 4, seed=9).state_dict())
+    _same(before, _snapshot(s))
+
+
+@pytest.mark.parametrize("method", ["oracle", "approx", "pcg"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_update_refuses_a_non_finite_or_negative_loss_naming_its_index_and_keeps_the_state(method, bad):
+    s = make_sampler(method, _ds(10), 4, smoothing="adaptive", seed=0)
+    s.update(torch.tensor([0, 1]), torch.tensor([1.0, 2.0]))
+    before = _snapshot(s)
+    with pytest.raises(ValueError, match=r"losses\[2\] = .* \(dataset index 7\)") as e:
+        s.update(torch.tensor([3, 5, 7]), torch.tensor([1.0, 2.0, bad]))
+    assert "\n" not in str(e.value)
+    _same(before, _snapshot(s))
+    # later draws are unaffected: smoothing is still half the EMA of the good losses (mean 1.5)
+    assert s.smoothing_constant() == pytest.approx(0.75)
+    assert s.sample(score_fn=lambda x, y: x.pow(2).sum(1)).indices.shape == (4,)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_update_refuses_indices_outside_the_dataset(method):
+    s = make_sampler(method, _ds(10), 4)
+    before = _snapshot(s)
+    for bad in (-1, 10):
+        with pytest.raises(ValueError, match=rf"indices\[1\] = {bad}"):
+            s.update(torch.tensor([0, bad]), torch.tensor([1.0, 1.0]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        s.update(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0]))
+    _same(before, _snapshot(s))
+
+
+def test_approx_negative_index_no_longer_writes_the_last_examples_history():
+    s = ApproxSampler(_ds(10), 4)
+    with pytest.raises(ValueError, match="dataset indices in"):
+        s.update(torch.tensor([-1]), torch.tensor([5.0]))
+    assert s.lengths_.tolist() == [0] * 10
+
+
+@pytest.mark.parametrize("method", ["oracle", "approx", "pcg"])
+def test_empty_update_changes_nothing(method):
+    s = make_sampler(method, _ds(10), 4, smoothing="adaptive")
+    s.update(torch.tensor([0, 1]), torch.tensor([1.0, 3.0]))
+    before = _snapshot(s)
+    s.update(torch.empty(0, dtype=torch.long), torch.empty(0))
+    _same(before, _snapshot(s))
+    assert s.ema_loss_ == 2.0
+
+
+def test_adaptive_ema_of_losses_whose_float32_sum_overflows_is_their_mean():
+    s = OracleSampler(_ds(10), 4, smoothing="adaptive")
+    s.update(torch.tensor([0, 1]), torch.tensor([3e38, 3e38]))
+    assert s.ema_loss_ == pytest.approx(float(torch.tensor(3e38)), rel=1e-7)
+
+
+def test_pcg_class_mean_of_losses_whose_float32_sum_overflows_is_their_mean():
+    s = PCGSampler(_ds(10, 2), 4, presample=None)
+    s.update(torch.tensor([0, 2]), torch.tensor([3e38, 3e38]))  # both class 0
+    assert float(s.class_mean_[0]) == float(torch.tensor(3e38))
+    probs = s.sample().probs  # class 1 unseen scores the seen mean: every example equally likely
+    assert torch.allclose(probs, torch.full((4,), 0.1))
+
+
+def test_update_refuses_float64_losses_beyond_float32():
+    s = PCGSampler(_ds(10), 4)
+    with pytest.raises(ValueError, match=r"float32's range.*losses\[0\] = 1e\+300 \(dataset index 4\)"):
+        s.update(torch.tensor([4]), torch.tensor([1e300], dtype=torch.float64))
+    assert not bool(s.class_seen_.any())
+
+
+def test_approx_refuses_losses_whose_squared_error_overflows_instead_of_poisoning_the_predictor():
+    s = ApproxSampler(_ds(10), 4)
+    before = _snapshot(s)
+    with pytest.raises(ValueError, match="squared error overflows"):
+        s.update(torch.tensor([1, 2]), torch.tensor([1e20, 1.0]))
+    _same(before, _snapshot(s))
+    assert bool(torch.isfinite(s.predict(torch.arange(10))).all())
+
+
+@pytest.mark.parametrize("method", CLASS_AWARE)
+def test_label_minus_one_raises_instead_of_joining_the_last_class(method):
+    y = torch.tensor([0, 1, 2, -1, 0, 1])
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, num_classes\); labels\[3\] = -1"):
+        make_sampler(method, TensorDataset(torch.zeros(6, 1)), 2, labels=y)
+    with pytest.raises(ValueError, match=r"dataset.tensors\[1\]\[3\] = -1"):
+        make_sampler(method, TensorDataset(torch.zeros(6, 1), y), 2)
+
+
+@pytest.mark.parametrize("method", CLASS_AWARE)
+def test_label_at_or_above_num_classes_raises(method):
+    y = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match=r"num_classes=2\); dataset.tensors\[1\]\[2\] = 2"):
+        make_sampler(method, TensorDataset(torch.zeros(4, 1), y), 2, num_classes=2)
+    with pytest.raises(ValueError, match=r"num_classes must be >= 1"):
+        make_sampler(method, TensorDataset(torch.zeros(4, 1), y), 2, num_classes=0)
+
+
+@pytest.mark.parametrize("method", CLASS_AWARE)
+def test_labels_that_are_not_integers_raise_and_integral_floats_are_kept(method):
+    x = torch.zeros(4, 1)
+    with pytest.raises(ValueError, match=r"labels\[1\] = 1.5"):
+        make_sampler(method, TensorDataset(x), 2, labels=torch.tensor([0.0, 1.5, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        make_sampler(method, TensorDataset(x), 2, labels=torch.tensor([0, 1, 1]))
+    s = make_sampler(method, TensorDataset(x, torch.tensor([0.0, 1.0, 1.0, 0.0])), 2)
+    assert s.labels.tolist() == [0, 1, 1, 0] and s.num_classes == 2
+
+
+@pytest.mark.parametrize("method", ["oracle", "approx", "pcg"])
+def test_presample_and_k_that_cannot_work_raise(method):
+    ds = _ds(10)
+    for bad in (float("inf"), float("nan"), True):
+        with pytest.raises((ValueError, TypeError), match="presample"):
+            make_sampler(method, ds, 4, presample=bad)
+    with pytest.raises(ValueError, match=r"pool of 0 examples"):
+        make_sampler(method, ds, 4, presample=0.1)  # used to become a pool of 1 without a word
+    with pytest.raises(ValueError, match=r"pool of 167772160 examples"):
+        make_sampler(method, ds, 4, presample=2**25 * 1.25)
+    for bad in (float("-inf"), float("nan")):
+        with pytest.raises(ValueError, match="k must be finite"):
+            make_sampler(method, ds, 4, k=bad)
+    for arg, bad in (("k", True), ("smoothing", True), ("ema", False), ("smoothing", "auto")):
+        with pytest.raises((ValueError, TypeError), match=arg):
+            make_sampler(method, ds, 4, **{arg: bad})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integer_like_batch_size_is_accepted_bool_and_float_are_not(method):
+    np = pytest.importorskip("numpy")
+    ds = _ds(10)
+    for bs in (np.int64(4), np.int32(4), torch.tensor(4)):
+        s = make_sampler(method, ds, bs)
+        assert s.batch_size == 4 and type(s.batch_size) is int
+        assert s.sample(score_fn=lambda x, y: x.pow(2).sum(1)).indices.shape == (4,)
+    for bad in (True, 4.0, np.float64(4.0)):
+        with pytest.raises(TypeError, match="batch_size must be an integer"):
+            make_sampler(method, ds, bad)
+
+
+def test_scores_of_1e38_give_the_right_probabilities_and_weights():
+    ds = TensorDataset(torch.arange(4.0))
+    s = OracleSampler(ds, batch_size=400, presample=None, seed=0)
+    scores = torch.tensor([1e38, 1e38, 3e38, 0.0])  # float32 sum overflows
+    b = s.sample(score_fn=lambda x: scores)
+    exact = scores.double() / scores.double().sum()  # [0.2, 0.2, 0.6, 0]
+    assert torch.allclose(b.probs.double(), exact[b.indices], rtol=1e-6)
+    assert torch.allclose(b.weights.double(), 1.0 / (4 * exact[b.indices]), rtol=1e-6)
+    assert set(b.indices.tolist()) == {0, 1, 2}
+
+
+def test_float64_scores_beyond_float32_are_normalized_in_float64():
+    s = OracleSampler(TensorDataset(torch.arange(3.0)), batch_size=300, presample=None, seed=0)
+    scores = torch.tensor([1e300, 3e300, 0.0], dtype=torch.float64)
+    b = s.sample(score_fn=lambda x: scores)
+    assert torch.allclose(b.probs.double(), torch.tensor([0.25, 0.75, 0.0], dtype=torch.float64)[b.indices])
+    assert b.weights.dtype == torch.float32 and bool(torch.isfinite(b.weights).all())
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_oracle_refuses_a_negative_or_non_finite_score_naming_pool_position_and_dataset_index(bad):
+    s = OracleSampler(TensorDataset(torch.arange(5.0)), batch_size=3, presample=None, seed=0)
+    scores = torch.tensor([1.0, 2.0, 3.0, bad, 1.0])
+    before = s.generator.get_state()
+    with pytest.raises(ValueError, match=r"pool position 3 \(dataset index 3\) has score") as e:
+        s.sample(score_fn=lambda x: scores)
+    assert "\n" not in str(e.value)
+    assert s.steps_ == 0 and torch.equal(s.generator.get_state(), before)
+
+
+def test_oracle_negative_score_in_a_presampled_pool_names_its_dataset_index():
+    x = torch.arange(10.0)
+    s = OracleSampler(TensorDataset(x), batch_size=2, presample=2.0, seed=0)
+    with pytest.raises(ValueError, match=r"dataset index (\d+)\) has score -(\d+)\.0") as e:
+        s.sample(score_fn=lambda xb: -xb - 1)  # score of dataset index i is -(i + 1)
+    idx, score = (int(v) for v in re.search(r"dataset index (\d+)\) has score -(\d+)", str(e.value)).groups())
+    assert score == idx + 1
+
+
+def test_approx_still_clamps_negative_predictions_to_zero():
+    s = ApproxSampler(_ds(8), 4, presample=None)
+    with torch.no_grad():
+        for p in s.predictor.out.parameters():
+            p.zero_()
+        s.predictor.out.bias.fill_(-3.0)  # every prediction is -3
+    b = s.sample()
+    assert torch.equal(b.probs, torch.full((4,), 1 / 8))  # all clamped to 0: uniform
+    assert torch.allclose(b.weights, torch.ones(4))
+
+
+def test_importance_weights_float32_overflow_is_computed_not_zeroed():
+    p = torch.tensor([1e-20, 0.5])
+    w = importance_weights(p, k=-2.0, n=10)  # p^k = 1e40 overflows float32; the weight 1e-41 does not
+    exact = 1.0 / (10 * p.double().pow(-2.0))
+    assert w.dtype == torch.float32
+    assert torch.equal(w, exact.float()) and bool((w > 0).all())
+
+
+def test_importance_weights_refuse_unrepresentable_weights_bad_k_and_bad_probabilities():
+    with pytest.raises(ValueError, match=r"not representable in torch.float32 for probs\[0\]"):
+        importance_weights(torch.tensor([1e-44]), k=1.0, n=384)  # 2.6e41
+    for k in (float("-inf"), float("nan")):
+        with pytest.raises(ValueError, match="k must be finite"):
+            importance_weights(torch.tensor([0.5]), k=k)
+    for bad in (float("nan"), 0.0, 1.5):
+        with pytest.raises(ValueError, match=r"in \(0, 1\]; probs\[1\]"):
+            importance_weights(torch.tensor([0.5, bad]))
+    with pytest.raises(TypeError, match="n must be an integer"):
+        importance_weights(torch.tensor([0.5]), n=2.0)
+
+
+def test_sampling_probabilities_of_scores_whose_float32_sum_overflows():
+    p = sampling_probabilities(torch.tensor([1e38, 1e38, 2e38]))
+    assert p.dtype == torch.float32 and p.tolist() == [0.25, 0.25, 0.5]
+    p = sampling_probabilities(torch.tensor([1e308, 1.5e308], dtype=torch.float64))
+    assert torch.allclose(p, torch.tensor([0.4, 0.6], dtype=torch.float64), rtol=1e-15, atol=0)
+    p = sampling_probabilities(torch.tensor([3e38, 0.0]), smoothing=3e38)  # s + c overflows alone
+    assert torch.allclose(p, torch.tensor([2 / 3, 1 / 3]), rtol=1e-7, atol=0)
+    with pytest.raises(TypeError, match="smoothing must be a real number"):
+        sampling_probabilities(torch.tensor([1.0]), smoothing="0.1")
+
+
+def test_sampling_probabilities_of_half_scores_are_float32_and_exact():
+    s = torch.tensor([60000.0, 60000.0, 1e-3], dtype=torch.float16)  # the float16 sum overflows
+    p = sampling_probabilities(s)
+    exact = s.double() / s.double().sum()
+    assert p.dtype == torch.float32 and torch.allclose(p.double(), exact, rtol=1e-6)
+    assert float(p[2]) > 0
+
+
+def test_draw_refuses_bad_probabilities_and_accepts_integer_like_num():
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match=r"probs must be finite; probs\[1\] = nan"):
+        draw(torch.tensor([1.0, float("nan")]), 2)
+    with pytest.raises(ValueError, match=r"probs must be nonnegative; probs\[0\] = -1.0"):
+        draw(torch.tensor([-1.0, 2.0]), 2)
+    with pytest.raises(ValueError, match="all zeros"):
+        draw(torch.zeros(3), 2)
+    with pytest.raises(TypeError, match="num must be an integer"):
+        draw(torch.ones(2), 2.0)
+    a = draw(torch.tensor([1.0, 3.0]), np.int64(50), torch.Generator().manual_seed(0))
+    assert torch.equal(
+        a, torch.multinomial(torch.tensor([1.0, 3.0]), 50, True, generator=torch.Generator().manual_seed(0))
+    )
+
+
+def test_fetch_refuses_bool_masks_floats_and_out_of_range_indices():
+    from iwlab.sampling import fetch
+
+    ds = TensorDataset(torch.arange(4.0))
+    with pytest.raises(TypeError, match="integer tensor"):
+        fetch(ds, torch.tensor([True, False, True, False]))  # used to select items 0 and 2
+    with pytest.raises(TypeError, match="integer tensor"):
+        fetch(ds, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"indices\[1\] = -1"):
+        fetch(ds, torch.tensor([0, -1]))  # used to return item 3
+    with pytest.raises(ValueError, match=r"indices\[0\] = 4"):
+        fetch(ListDataset(torch.arange(4.0), torch.arange(4)), torch.tensor([4]))
+    # any integer dtype indexes by position (uint8 used to be read as a mask)
+    assert fetch(ds, torch.tensor([3, 1], dtype=torch.uint8))[0].tolist() == [3.0, 1.0]
+    assert fetch(ds, torch.tensor([3, 1], dtype=torch.int32))[0].tolist() == [3.0, 1.0]

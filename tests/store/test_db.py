@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from iwlab.store import STATUSES, Store, export, load
+from iwlab.store import STATUSES, Store, StoreError, export, load
 
 
 def _filled(tmp_path):
@@ -176,8 +176,6 @@ def test_export_csv_text_and_file(tmp_path):
     assert out.read_text() == text
     with pytest.raises(ValueError, match="csv or parquet"):
         export(tmp_path, "xlsx")
-    with pytest.raises(ValueError, match="output"):
-        export(tmp_path, "parquet")
 
 
 def test_export_parquet(tmp_path):
@@ -227,3 +225,107 @@ def test_concurrent_writers(tmp_path):
         assert got == [(c, m, c + m / 100) for c in range(N_CALLS) for m in range(ROWS_PER_CALL)]
     assert store.query("SELECT COUNT(*) FROM metrics") == [(2 * N_CALLS * ROWS_PER_CALL,)]
     store.close()
+
+
+# -- issue 10 item 9: a corrupt results.db is a one-line error naming the file ----------------------
+
+
+def _corrupt(tmp_path, kind):
+    d = tmp_path / kind
+    d.mkdir()
+    db = d / "results.db"
+    if kind == "directory":
+        db.mkdir()
+        return d
+    if kind == "foreign_sqlite":  # an SQLite file of some other program
+        con = sqlite3.connect(db)
+        con.execute("CREATE TABLE runs (id INTEGER, what TEXT)")
+        con.commit()
+        con.close()
+        return d
+    (tmp_path / "src").mkdir(exist_ok=True)
+    _filled(tmp_path / "src").close()
+    blob = (tmp_path / "src" / "results.db").read_bytes()
+    payload = {
+        "truncated": blob[: len(blob) // 2],
+        "random_bytes": bytes(range(256)) * 40,
+        "plain_text": b"epoch,value\n1,0.5\n" * 50,
+    }[kind]
+    db.write_bytes(payload)
+    return d
+
+
+CORRUPT = ["truncated", "random_bytes", "plain_text", "directory", "foreign_sqlite"]
+
+
+@pytest.mark.parametrize("kind", CORRUPT)
+def test_corrupt_store_gives_one_line_naming_the_file(tmp_path, kind):
+    d = _corrupt(tmp_path, kind)
+    db = d / "results.db"
+    for call in (lambda: Store(db), lambda: load(d), lambda: export(d, "csv")):
+        with pytest.raises(StoreError) as e:
+            call()
+        msg = str(e.value)
+        assert str(db) in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("kind", CORRUPT)
+def test_corrupt_store_via_cli_exits_2_without_traceback(tmp_path, kind, capsys):
+    from iwlab.cli import main
+
+    d = _corrupt(tmp_path, kind)
+    for args in (["results", str(d)], ["run", "synthetic", "--out", str(d), "--no-progress", "--set", "epochs=1"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("iwlab: error: ") and str(d / "results.db") in err[0], err
+
+
+# -- issue 10 item 18: exports ------------------------------------------------------------------------
+
+
+def test_export_opens_the_store_read_only_and_leaves_no_side_files(tmp_path):
+    _filled(tmp_path).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+    export(tmp_path, "csv")
+    load(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+    # while a writer holds the store, a reader sees its committed rows
+    writer = Store(tmp_path / "results.db")
+    writer.write_metrics("mlp", [(1, 0, "train_loss", 0.75)])
+    assert (load(tmp_path).value == 0.75).sum() == 1
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+
+
+def test_parquet_without_output_goes_to_the_run_directory(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    from iwlab.cli import main
+
+    _filled(tmp_path).close()
+    assert main(["results", str(tmp_path), "--format", "parquet"]) == 0
+    assert f"wrote {tmp_path / 'results.parquet'}" in capsys.readouterr().err
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 5
+
+
+def test_parquet_without_pyarrow_names_the_install_command(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from iwlab.cli import main
+
+    _filled(tmp_path).close()
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails
+    assert main(["results", str(tmp_path), "--format", "parquet"]) == 2
+    assert "pip install 'iwlab[parquet]'" in capsys.readouterr().err
+    assert not (tmp_path / "results.parquet").exists()
+
+
+def test_results_says_how_many_cells_failed(tmp_path, capsys):
+    from iwlab.cli import main
+
+    store = _filled(tmp_path)
+    store.set_status("mlp", "failed", error="Traceback (most recent call last):\n  ...\nValueError: lr is bad\n")
+    store.close()
+    assert main(["results", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("run_id,")
+    assert "iwlab: 1 of 2 cells failed (no metrics from them): mlp: ValueError: lr is bad" in captured.err

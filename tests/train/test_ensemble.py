@@ -322,7 +322,7 @@ def test_checkpoint_with_other_seeds_is_refused(tmp_path):
     x, y = _data(16)
     ckpt = tmp_path / "c.pt"
     EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, epochs=1, checkpoint_path=ckpt, progress=False)
-    with pytest.raises(ValueError, match="seeds differ"):
+    with pytest.raises(ValueError, match="was made with member 0 seed=0; this run has seed=1"):
         EnsembleTrainer(model_fn, [Member(seed=1)], batch_size=4).fit(
             x, y, epochs=2, checkpoint_path=ckpt, progress=False
         )

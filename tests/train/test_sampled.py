@@ -112,5 +112,10 @@ def test_bad_arguments():
     ds = _data()
     model = _model()
     with pytest.raises(ValueError, match="iterations"):
-        train_sampled(model, make_sampler("uniform", ds, 8), torch.optim.SGD(model.parameters(), lr=0.1),
-                      iterations=0, steps_per_epoch=5)
+        train_sampled(
+            model,
+            make_sampler("uniform", ds, 8),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            iterations=0,
+            steps_per_epoch=5,
+        )

@@ -1,4 +1,4 @@
-"""``iwlab list``: experiments and their profiles."""
+"""``iwlab list``: experiments, their descriptions and profiles."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Print one line per experiment."""
+    """Print each experiment: its name and description, then its profiles on a line of their own."""
     from iwlab.experiments import EXPERIMENTS, get_experiment
 
     for name in sorted(EXPERIMENTS):
         exp = get_experiment(name)
-        print(f"{name:<18} profiles: {', '.join(exp.PROFILES):<14} {exp.DESCRIPTION}")
+        print(f"{name:<18} {exp.DESCRIPTION}")
+        print(f"{'':<18} profiles: {', '.join(exp.PROFILES)}")
     return 0

@@ -9,14 +9,20 @@ from iwlab.cli.run_cmd import add_common, default_workers, report_and_status, re
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``sweep`` subcommand."""
-    p = sub.add_parser("sweep", help="run a grid of configs (resumable; local processes or Ray)")
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of configs (resumable; local processes or Ray)",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common(p)
     p.add_argument(
         "--grid",
         action="append",
         default=[],
         metavar="KEY=V1,V2,...",
-        help="a config key and its values; repeatable (the product is swept)",
+        help="a config key and its values; repeatable (the product is swept; a key given twice sweeps the values "
+        "of both)",
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (packed into each ensemble)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
@@ -40,5 +46,7 @@ def main(args: argparse.Namespace) -> int:
         workers=default_workers(args.workers),
         address=args.address,
         progress=not args.no_progress,
+        debug=args.debug,
+        figure_format=args.figure_format,
     )
     return report_and_status(run_dir)

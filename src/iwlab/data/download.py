@@ -23,6 +23,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,8 +292,9 @@ def _read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except EOFError:
         raise ValueError(f"{path} is truncated (the gzip stream ends early)") from None
-    except (OSError, gzip.BadGzipFile) as e:
-        raise ValueError(f"{path} is not a valid gzip file: {e}") from None
+    except (OSError, zlib.error) as e:  # BadGzipFile (bad CRC, trailing garbage) or a damaged deflate stream
+        reason = " ".join(str(e).split())
+        raise ValueError(f"{path} is not a valid gzip file (corrupt?): {type(e).__name__}: {reason}") from None
 
 
 def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
@@ -301,7 +303,9 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     Files of the other IDX element types (int8/16/32, float32/64) come back in that dtype.
 
     Raises:
-        ValueError: bad magic number, or a file shorter than its header says (truncated).
+        ValueError: bad magic number, a corrupt gzip stream, a file shorter than its header says
+            (truncated) or longer (trailing bytes the header does not account for); the message is
+            one line naming the file.
 
     Example:
         >>> import tempfile, struct; p = Path(tempfile.mkdtemp()) / "x.idx"
@@ -329,5 +333,10 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     have = len(data) - header
     if have < need:
         raise ValueError(f"{path} is truncated: shape {tuple(dims)} needs {need} data bytes, found {have}")
+    if have > need:
+        # the header and the data disagree (wrong dims, two files glued together): reading a prefix would lose data
+        raise ValueError(
+            f"{path} has {have - need} bytes after the data: shape {tuple(dims)} needs {need} data bytes, found {have}"
+        )
     arr = np.frombuffer(data, dtype=np_dtype, count=math.prod(dims), offset=header)
     return torch.from_numpy(arr.astype(np_dtype.newbyteorder("=")).reshape(dims))

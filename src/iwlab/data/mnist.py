@@ -66,15 +66,26 @@ def _read(path: Path, images: bool) -> np.ndarray:
     from iwlab.data.download import read_idx
 
     arr = read_idx(path).numpy()
-    if images and (arr.ndim != 3 or arr.dtype != np.uint8):
-        raise ValueError(f"{path}: expected uint8 images (N, H, W), got {arr.dtype} {arr.shape}")
-    if not images and (arr.ndim != 1 or arr.dtype != np.uint8):
+    if images:
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28) or arr.dtype != np.uint8:
+            raise ValueError(f"{path}: expected uint8 images (N, 28, 28), got {arr.dtype} {arr.shape}")
+        return arr
+    if arr.ndim != 1 or arr.dtype != np.uint8:
         raise ValueError(f"{path}: expected uint8 labels (N,), got {arr.dtype} {arr.shape}")
-    return arr if images else arr.astype(np.int64)
+    if len(arr) and arr.max() > 9:
+        raise ValueError(f"{path}: labels must be digits 0..9, got values up to {int(arr.max())}")
+    return arr.astype(np.int64)
 
 
 def read_mnist_dir(directory: str | os.PathLike[str]) -> MnistArrays:
     """Read the four IDX files (no checksum check) from ``directory``; images and labels must pair up.
+
+    Returns images ``uint8 (N, 28, 28)`` and labels ``int64 (N,)`` in 0..9, in file order.
+
+    Raises:
+        FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
+        ValueError: one line naming the file: truncated or corrupt gzip/IDX, images not ``uint8 (N, 28, 28)``,
+            labels not ``uint8 (N,)`` in 0..9, or a label count that differs from the image count.
 
     Example:
         >>> import tempfile; d = write_mnist_idx(tempfile.mkdtemp(), make_fixture(5, 2))
@@ -91,7 +102,10 @@ def read_mnist_dir(directory: str | os.PathLike[str]) -> MnistArrays:
     for split in ("train", "test"):
         nx, ny = len(out[f"x_{split}"]), len(out[f"y_{split}"])
         if nx != ny:
-            raise ValueError(f"MNIST {split}: {nx} images but {ny} labels in {directory}")
+            raise ValueError(
+                f"MNIST {split}: {nx} images but {ny} labels "
+                f"({directory / FILES[f'x_{split}']}, {directory / FILES[f'y_{split}']})"
+            )
     return MnistArrays(**out)
 
 
@@ -120,7 +134,10 @@ def load_mnist(
 
 
 def to_tensor(x: np.ndarray | Tensor) -> Tensor:
-    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` equal to ``(x / 255 - MEAN) / STD``.
+    """uint8 ``(N, 28, 28)`` (numpy or torch) -> float32 ``(N, 1, 28, 28)`` equal to ``(x / 255 - MEAN) / STD``.
+
+    Raises:
+        ValueError: ``x`` is not 3-D or not uint8 (float images are refused, never divided by 255 a second time).
 
     Example:
         >>> float(to_tensor(np.zeros((1, 28, 28), np.uint8))[0, 0, 0, 0])  # doctest: +ELLIPSIS
@@ -128,13 +145,20 @@ def to_tensor(x: np.ndarray | Tensor) -> Tensor:
     """
     t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x)
     if t.ndim != 3:
-        raise ValueError(f"expected images (N, H, W), got shape {tuple(t.shape)}")
+        raise ValueError(f"to_tensor: expected images x of shape (N, H, W), got shape {tuple(t.shape)}")
+    if t.dtype != torch.uint8:
+        how = "if they are in [0, 1], convert with (x * 255).round() to uint8" if t.is_floating_point() else ""
+        raise ValueError(
+            f"to_tensor: x has dtype {t.dtype}; expected uint8 pixel values 0..255" + (f" ({how})" if how else "")
+        )
     t = t.to(torch.float32).div_(255.0).unsqueeze(1)  # (N, 1, H, W)
     return t.sub_(MEAN).div_(STD).contiguous()
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype != np.uint8:  # a cast here would wrap or truncate silently
+        raise ValueError(f"IDX unsigned-byte data must be uint8, got {arr.dtype}")
     header = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     return header + arr.tobytes()
 
@@ -145,6 +169,11 @@ def write_mnist_idx(directory: str | os.PathLike[str], arrays: MnistArrays, gzip
     Without ``gzip`` the files are plain IDX saved under the same names (:func:`read_idx` detects gzip
     from the magic bytes, so both read back). Returns ``directory``.
 
+    Raises:
+        ValueError: images that are not ``uint8`` (never cast: floats in [0, 1] would become black), or
+            labels that are not 1-D integers in 0..255 (the IDX unsigned-byte type). Label counts are not
+            checked here (tests write mismatched files on purpose); :func:`read_mnist_dir` checks them.
+
     Example:
         >>> import tempfile; d = write_mnist_idx(tempfile.mkdtemp(), make_fixture(3, 2), gzip=False)
         >>> sorted(p.name for p in d.iterdir())[0]
@@ -152,11 +181,20 @@ def write_mnist_idx(directory: str | os.PathLike[str], arrays: MnistArrays, gzip
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key in FILES:
+        arr = np.asarray(getattr(arrays, key))
+        if key.startswith("x") and arr.dtype != np.uint8:
+            raise ValueError(f"write_mnist_idx: arrays.{key} has dtype {arr.dtype}; expected uint8 pixel values 0..255")
+        if key.startswith("y"):
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"write_mnist_idx: arrays.{key} must be 1-D integers, got {arr.dtype} {arr.shape}")
+            if arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
+                raise ValueError(f"write_mnist_idx: arrays.{key}: labels must fit in uint8 (0..255)")
+            arr = arr.astype(np.uint8)  # lossless: the range was checked above
+        out[key] = arr
     for key, name in FILES.items():
-        arr = getattr(arrays, key)
-        if key.startswith("y") and (arr.min(initial=0) < 0 or arr.max(initial=0) > 255):
-            raise ValueError(f"{key}: labels must fit in uint8")
-        raw = _idx_bytes(arr)
+        raw = _idx_bytes(out[key])
         (directory / name).write_bytes(_gzip.compress(raw, mtime=0) if gzip else raw)
     return directory
 

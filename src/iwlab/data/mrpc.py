@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ class MRPCSplit:
     """One split: parallel lists of labels (1 paraphrase, 0 not; ``None`` for GLUE's unlabeled test),
     sentence ids and sentences.
 
+    Raises:
+        ValueError: columns of different lengths, or a label that is not the int 0 or 1.
+
     Example:
         >>> s = MRPCSplit([1, 0, 1], ["a", "b", "c"], ["d", "e", "f"], ["x", "y", "z"], ["u", "v", "w"])
         >>> len(s), s.positive_fraction, s.subset([2, 0]).id1
@@ -81,6 +85,10 @@ class MRPCSplit:
         lens = [len(self.id1), len(self.id2), len(self.s2)] + ([len(self.labels)] if self.labels is not None else [])
         if any(k != n for k in lens):
             raise ValueError(f"MRPCSplit columns differ in length: {[n, *lens]}")
+        for i, v in enumerate(self.labels or []):
+            # bool or float labels would be written as "True" / "1.0", which no MRPC reader accepts
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v not in (0, 1):
+                raise ValueError(f"MRPCSplit labels must be the ints 0 or 1, got {v!r} at index {i}")
 
     def __len__(self) -> int:
         return len(self.s1)
@@ -115,14 +123,15 @@ def read_mrpc(path: str | os.PathLike[str]) -> MRPCSplit:
 
     Raises:
         MRPCFormatError: unknown header, a row without 5 tab-separated fields, a label other than 0/1,
-            an empty id, a blank line in the middle; the message names the file and the line.
+            an empty id or sentence, a blank line in the middle; the message names the file and the line.
+            Also a file that is not UTF-8 text (gzip-compressed, UTF-16, other encodings, CR-only line
+            ends): one line naming the file and what to do. gzip is not read transparently: decompress it.
 
     Example:
         >>> # read_mrpc(data_dir() / "mrpc" / "msr_paraphrase_train.txt").positive_fraction  -> 0.6747
     """
     path = Path(path)
-    with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops the BOM; newline="" keeps \r
-        text = f.read()
+    text = _read_text(path)
     # split on \n only: str.splitlines() would also split on \x0b, \x1c, \u2028 etc. inside a sentence
     lines = text.split("\n")
     while lines and lines[-1].strip("\r") == "":
@@ -159,6 +168,9 @@ def read_mrpc(path: str | os.PathLike[str]) -> MRPCSplit:
             raise MRPCFormatError(f"{path}, line {lineno}: index must be an integer, got {first!r}")
         if not a.strip() or not b.strip():
             raise MRPCFormatError(f"{path}, line {lineno}: empty sentence id")
+        if not x.strip() or not y.strip():
+            # a pair with a missing sentence is a broken row (shifted columns), not a trainable example
+            raise MRPCFormatError(f"{path}, line {lineno}: empty sentence")
         id1.append(a.strip())
         id2.append(b.strip())
         s1.append(x)
@@ -166,8 +178,30 @@ def read_mrpc(path: str | os.PathLike[str]) -> MRPCSplit:
     return MRPCSplit(labels if labelled else None, id1, id2, s1, s2, str(path))
 
 
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raise MRPCFormatError(f"{path} is gzip-compressed; decompress it first (gunzip), MRPC files are UTF-8 text")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise MRPCFormatError(f"{path} is UTF-16 text; re-save it as UTF-8 (as Microsoft ships MRPC)")
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0  # the original files start with a UTF-8 BOM
+    try:
+        text = raw[bom:].decode("utf-8")  # bytes, not text mode: \r stays, so CRLF and LF both parse below
+    except UnicodeDecodeError as e:
+        at = bom + e.start
+        line = raw[:at].count(b"\n") + 1
+        raise MRPCFormatError(
+            f"{path}, line {line}: not UTF-8 text (byte {raw[at : at + 1]!r} at offset {at}); re-save the file as UTF-8"
+        ) from None
+    if "\n" not in text and "\r" in text.rstrip("\r"):
+        raise MRPCFormatError(f"{path}: CR-only line ends (classic Mac); convert them to LF or CRLF")
+    return text
+
+
 def _tabbed(cols: tuple[str, ...]) -> str:
-    return "'" + "<TAB>".join(cols) + "'"
+    # repr keeps a header read from a damaged file (control characters, \r) on one line
+    text = "<TAB>".join(cols)
+    return repr(text if len(text) <= 200 else text[:200] + "...")
 
 
 def write_mrpc(
@@ -180,6 +214,9 @@ def write_mrpc(
     An unlabeled split is written with GLUE's test header (``index`` column). Sentences must not
     contain tabs or newlines (the format has no escaping).
 
+    Raises:
+        ValueError: an unknown ``layout``, or a field holding a tab or a line break.
+
     Example:
         >>> # write_mrpc(tmp / "train.tsv", split, layout="glue")
     """
@@ -189,7 +226,7 @@ def write_mrpc(
         if "\t" in s or "\n" in s or "\r" in s:
             raise ValueError(f"MRPC fields cannot hold tabs or line breaks: {s[:60]!r}")
     header = HEADER if split.labels is not None else GLUE_TEST_HEADER
-    firsts = [str(v) for v in split.labels] if split.labels is not None else [str(i) for i in range(len(split))]
+    firsts = [str(int(v)) for v in split.labels] if split.labels is not None else [str(i) for i in range(len(split))]
     rows = ["\t".join(header)]
     rows += ["\t".join(r) for r in zip(firsts, split.id1, split.id2, split.s1, split.s2, strict=True)]
     eol, bom = ("\r\n", BOM) if layout == "original" else ("\n", "")

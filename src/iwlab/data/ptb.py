@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +83,22 @@ def _read_sentences(path: Path) -> list[list[str]]:
         raise FileNotFoundError(
             f"PTB file missing: {path}; set IWLAB_DATA to a folder whose ptb/ holds ptb.train/valid/test.txt"
         )
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raise ValueError(f"{path} is gzip-compressed; decompress it first (gunzip), PTB files are plain UTF-8 text")
+    # a byte-order mark would otherwise glue itself to the first word and make a new vocabulary entry
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not a UTF-8 text file (corrupt?): {e}") from None
-    return [words + [EOS] for words in (line.split() for line in text.splitlines()) if words]
+        at = bom + e.start
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {raw[at : at + 1]!r} at offset {at}); expected Mikolov's plain-text PTB"
+        ) from None
+    sentences = [words + [EOS] for words in (line.split() for line in text.splitlines()) if words]
+    if not sentences:
+        raise ValueError(f"{path} is empty (no words); expected one space-separated sentence per line")
+    return sentences
 
 
 def encode(
@@ -94,14 +106,22 @@ def encode(
 ) -> tuple[Tensor, Tensor]:
     """Sentences (each ending in ``<eos>``) -> ``x (N, context)``, ``y (N,)`` int64; see the module doc.
 
+    Raises:
+        ValueError: ``context`` is not an int >= 1, ``pad_index`` is a word's id, or a word is out of the
+            vocabulary and there is no ``<unk>``.
+
     Example:
         >>> w = {"a": 0, "b": 1, "<eos>": 2}
         >>> x, y = encode([["a", "b", "<eos>"]], w, context=2, pad_index=3)
         >>> x.tolist(), y.tolist()
         ([[3, 0], [0, 1]], [1, 2])
     """
-    if context < 1:
-        raise ValueError(f"context must be >= 1, got {context}")
+    if isinstance(context, bool) or not isinstance(context, numbers.Integral) or context < 1:
+        raise ValueError(f"context must be an int >= 1, got {context!r}")
+    context = int(context)
+    if pad_index in set(word_to_id.values()):
+        # a pad equal to a word id would silently turn padding into that word
+        raise ValueError(f"pad_index {pad_index} is the id of a vocabulary word; use len(vocab)")
     unk = word_to_id.get(UNK)
     ids: list[int] = []
     starts: list[int] = []
@@ -129,11 +149,20 @@ def encode(
 def read_ptb_dir(directory: str | os.PathLike[str], context: int = 20) -> PtbData:
     """Build :class:`PtbData` from ``ptb.{train,valid,test}.txt`` in ``directory`` (no checksum check).
 
+    Files are UTF-8 text (a byte-order mark is ignored), one sentence of space-separated words per line.
+
+    Raises:
+        FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
+        ValueError: one line naming the file: gzip-compressed, not UTF-8, or empty (no words); or a bad
+            ``context``, or a valid/test word outside the vocabulary when the training file has no ``<unk>``.
+
     Example:
         >>> import tempfile; data = read_ptb_dir(make_fixture(tempfile.mkdtemp()))
         >>> data.x_train.shape[1], data.vocab[data.eos_index]
         (20, '<eos>')
     """
+    if isinstance(context, bool) or not isinstance(context, numbers.Integral) or context < 1:
+        raise ValueError(f"context must be an int >= 1, got {context!r}")
     directory = Path(directory)
     sents = {s: _read_sentences(directory / f"ptb.{s}.txt") for s in SPLITS}
     vocab = sorted({w for s in sents["train"] for w in s})  # includes <eos>
@@ -165,6 +194,7 @@ def load_ptb(
     Raises:
         FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
         ChecksumError: a file's md5 differs from the registered one (the message names the file).
+        ValueError: see :func:`read_ptb_dir`.
 
     Example:
         >>> # data = load_ptb()      # IWLAB_DATA=/path/to/data holding ptb/ptb.*.txt

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -39,6 +40,13 @@ def _real(v: object) -> bool:
     return not isinstance(v, bool | str)
 
 
+def _check_cls(cls: object) -> int:
+    # a bool or float class would compare equal to label 1 (or to nothing) without a word
+    if isinstance(cls, bool) or not hasattr(cls, "__index__"):
+        raise TypeError(f"cls must be an integer class label, got {type(cls).__name__} {cls!r}")
+    return operator.index(cls)  # type: ignore[arg-type]
+
+
 def _class_indices(y: Tensor, cls: int) -> Tensor:
     return (y == cls).nonzero().squeeze(1).cpu()
 
@@ -50,6 +58,7 @@ def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Gener
     The result is sorted, so the dataset keeps its order.
 
     Raises:
+        TypeError: ``cls`` is not an integer (a bool or float is refused).
         ValueError: ``fraction`` not in ``(0, 1]``, or no example of ``cls`` would remain.
 
     Example:
@@ -58,6 +67,7 @@ def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Gener
         [0, 1, 2, 5]
     """
     _check_labels(y)
+    cls = _check_cls(cls)
     if not (_real(fraction) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     members = _class_indices(y, cls)
@@ -78,6 +88,7 @@ def oversample_class(y: Tensor, cls: int, factor: float, generator: torch.Genera
     result is sorted (copies sit next to each other); shuffle it for training.
 
     Raises:
+        TypeError: ``cls`` is not an integer (a bool or float is refused).
         ValueError: ``factor`` is not finite or below 1, or ``cls`` has no examples.
 
     Example:
@@ -86,6 +97,7 @@ def oversample_class(y: Tensor, cls: int, factor: float, generator: torch.Genera
         [0, 1, 1, 1, 2]
     """
     _check_labels(y)
+    cls = _check_cls(cls)
     if not (_real(factor) and math.isfinite(factor) and factor >= 1):
         raise ValueError(f"factor must be a finite number >= 1, got {factor}")
     members = _class_indices(y, cls)
@@ -106,9 +118,20 @@ def weighted_sampler_indices(weights: Tensor, n: int, generator: torch.Generator
     """``n`` indices drawn with replacement, index ``i`` with probability ``w_i / sum(w)``.
 
     This is importance *sampling*: training on ``x[idx]`` without weights has, in expectation,
-    the gradient of the weighted loss (up to the constant ``sum(w) / len(w)``).
+    the gradient of the weighted loss (up to the constant ``sum(w) / len(w)``). The draw is
+    :func:`iwlab.functional.sampling.draw` on the weights in float64: ``torch.multinomial`` up to
+    2^24 examples, an exact two-stage draw above.
+
+    Args:
+        weights: (N,) finite, nonnegative, not all zero (any real dtype; any device).
+        n: how many indices, an integer >= 0 (numpy and torch integers are accepted).
+        generator: a CPU ``torch.Generator``.
+
+    Returns:
+        (n,) int64 indices into the dataset, on the CPU.
 
     Raises:
+        TypeError: ``n`` is not an integer (a bool or float is refused).
         ValueError: weights that are not 1-D, or negative, NaN, infinite or all zero; ``n < 0``.
 
     Example:
@@ -118,6 +141,7 @@ def weighted_sampler_indices(weights: Tensor, n: int, generator: torch.Generator
         0
     """
     from iwlab.functional.losses import check_weights
+    from iwlab.functional.sampling import draw
 
     if not isinstance(weights, Tensor) or weights.dim() != 1:
         shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
@@ -125,8 +149,11 @@ def weighted_sampler_indices(weights: Tensor, n: int, generator: torch.Generator
     if weights.numel() == 0:
         raise ValueError("weights is empty; there is nothing to sample from")
     check_weights(weights, name="weights")
-    if not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an int >= 0, got {type(n).__name__} {n!r}")
+    n = operator.index(n)
+    if n < 0:
         raise ValueError(f"n must be an int >= 0, got {n!r}")
     if n == 0:
         return torch.empty(0, dtype=torch.long)
-    return torch.multinomial(weights.detach().to("cpu", torch.float64), n, replacement=True, generator=generator)
+    return draw(weights.detach().to("cpu", torch.float64), n, generator)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from iwlab.config import NONNEG, PROBABILITY, RATE, SEED, WEIGHT, Bound, count
 from iwlab.experiments.base import CellContext, CellResult
 from iwlab.train.schedule import log_epochs
 
@@ -55,14 +56,34 @@ class Config:
     data_seed: int = 0
     epochs: int = 300
     batch_size: int = 8
-    lr: float = 0.0  # 0 means the paper's 1/sigma_max(X)
-    lr_scale: float = 1.0  # multiplies the lr (quick profile uses fewer, larger steps)
+    lr: float | Literal["auto"] = "auto"  # "auto": the paper's 1/sigma_max(X), per dataset
+    lr_scale: float = 1.0  # multiplies the lr (auto or given)
     hidden: int = 64
     dropout: float = 0.5
     normalization: Literal["batch_size", "weight_sum"] = "batch_size"
     grid_size: int = 120
     n_snapshots: int = 5
     compile: bool = False
+
+    # ranges checked before anything runs (iwlab.config.check_config); sizes that allocate are bounded
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "weights": WEIGHT,
+        "l2": NONNEG,
+        "down_class": count(1, lo=0),
+        "seeds": count(1000),
+        "seed": SEED,
+        "n_per_class": count(1_000_000, lo=2),
+        "n_test_per_class": count(1_000_000),
+        "data_seed": SEED,
+        "epochs": count(10_000_000),
+        "batch_size": count(1_000_000),
+        "lr": RATE,
+        "lr_scale": RATE,
+        "hidden": count(65_536),
+        "dropout": PROBABILITY,
+        "grid_size": count(1000, lo=2),
+        "n_snapshots": count(100),
+    }
 
     def validate(self) -> None:
         """Check values beyond their types."""
@@ -183,7 +204,7 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
 
     model = params["model"]
     data = {ds: _data(cfg, ds) for ds in cfg.datasets}
-    lrs = {ds: (cfg.lr or sigma_max_lr(d[0])) * cfg.lr_scale for ds, d in data.items()}
+    lrs = {ds: (sigma_max_lr(d[0]) if cfg.lr == "auto" else cfg.lr) * cfg.lr_scale for ds, d in data.items()}
     members = _members(cfg, model, lrs)
     M = len(members)
     if model == "logreg":
@@ -276,29 +297,52 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
     )
 
 
-def figures(run_dir: Path, df: pd.DataFrame, cfg: Config) -> list[Path]:
-    """All figures of the run, read from the store and the saved surfaces.
+def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> list[Path]:
+    """All figures of the run, read from the store and the saved surfaces, saved as ``fmt`` under
+    ``run_dir/figures`` with their captions (``captions.json``, shown in the report).
+
+    Args:
+        run_dir: the run folder.
+        df: its metrics (:func:`iwlab.results.load`).
+        cfg: its :class:`Config`.
+        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
+
+    Returns:
+        The files written, in report order.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # figures(Path("runs/synthetic-quick"), iwlab.results.load("runs/synthetic-quick"), cfg)
+        >>> # figures(Path("runs/synthetic-quick"), iwlab.results.load("runs/synthetic-quick"), cfg, fmt="svg")
     """
+    from iwlab.plots import style
     from iwlab.plots import synthetic as P
-    from iwlab.plots.data import plot_synthetic_datasets
+    from iwlab.plots.data import CAPTION, plot_synthetic_datasets
 
+    style.check_format(fmt)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
-    out = [plot_synthetic_datasets(fig_dir / "data.png", seed=cfg.data_seed, n_per_class=cfg.n_per_class)]
-    out += P.surface_figures(run_dir, df, cfg, fig_dir)
-    out.append(P.fraction_curves(df, cfg, fig_dir / "fraction_vs_epoch.png"))
+    data = plot_synthetic_datasets(
+        fig_dir / "data", seed=cfg.data_seed, n_per_class=cfg.n_per_class, fmt=fmt, caption=CAPTION
+    )
+    out = [data]
+    out += P.surface_figures(run_dir, df, cfg, fig_dir, fmt=fmt)
+    out.append(P.fraction_curves(df, cfg, fig_dir / "fraction_vs_epoch", fmt=fmt))
     if "angle" in set(df.name):
-        out.append(P.angle_curves(df, cfg, fig_dir / "angle_vs_epoch.png"))
+        out.append(P.angle_curves(df, cfg, fig_dir / "angle_vs_epoch", fmt=fmt))
     return out
 
 
 def spreads(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
     """Spread (max - min across weights) of the seed-mean metric at the first and last recorded epochs.
 
-    One row per (dataset, model, l2). Example:
+    One row per (dataset, model, l2), separable data first, then moons and gaussians; models in the order
+    logreg, mlp, mlp_dropout; L2 ascending. ``n_weights`` is the number of weights of the row,
+    ``n_weights_first`` / ``n_weights_last`` how many of them have a value at that epoch (fewer when a member
+    diverged: its spread then covers fewer weights).
+
+    Example:
         >>> # spreads(iwlab.results.load(run_dir))
     """
     d = df[df.name == metric]
@@ -320,63 +364,170 @@ def spreads(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
                 "spread_last": la["mean"].max() - la["mean"].min(),
                 "w1_last": float(la[la.weight == la.weight.max()]["mean"].iloc[0]),
                 "wmin_last": float(la[la.weight == la.weight.min()]["mean"].iloc[0]),
+                "n_weights": int(g.weight.nunique()),
+                "n_weights_first": int(f.weight.nunique()),
+                "n_weights_last": int(la.weight.nunique()),
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    rank = {name: i for i, name in enumerate((*DATASETS, *MODELS))}
+    out = out.sort_values(
+        ["dataset", "model", "l2"], key=lambda c: c.map(rank).fillna(len(rank)) if c.name != "l2" else c
+    )
+    return out.reset_index(drop=True)
+
+
+# Byrd & Lipton's claim concerns models that separate their training data: here, every model of a row
+# (each weight and seed) reaches this training accuracy at its last epoch
+SEPARATED_ACC = 0.95
+# The effect of the weights has faded when the spread across weights of the down-weighted-class fraction
+# is below this at the last epoch (every weight then predicts about the same fraction); it persists above.
+# The first epoch is not the yardstick: there every low-weight model still predicts one class, so the
+# spread is near its maximum for any model.
+FADED_SPREAD = 0.1
+VERDICT_RULE = (
+    f"Verdict per row: the effect of the weights has 'faded' if the spread at the last epoch is below "
+    f"{FADED_SPREAD:g}, else it 'persists'; the change from the first epoch is shown for reference."
+)
+
+
+def _separation(df: pd.DataFrame) -> dict[tuple, float]:
+    """(dataset, model, l2) -> lowest training accuracy over its members (weights, seeds) at its last epoch."""
+    a = df[df.name == "train_acc"]
+    out = {}
+    for key, g in a.groupby(["dataset", "model", "l2"]):
+        out[key] = float(g[g.epoch == g.epoch.max()].value.min())
+    return out
+
+
+def verdicts(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
+    """:func:`spreads` plus, per row, the verdict computed from the numbers and Byrd & Lipton's claim for it.
+
+    ``verdict``: "faded" if the last-epoch spread is below :data:`FADED_SPREAD`, else "persists", with the
+    change from the first epoch (:func:`iwlab.report.trend_text`). ``claim``: what Byrd & Lipton (2019,
+    sections 3 and 5, Figs. 1-3) predict for the row: with L2 the effect persists; without L2 (with or
+    without dropout) it fades once the models separate their training data (lowest training accuracy
+    ``train_acc_min`` >= :data:`SEPARATED_ACC` at the last epoch); where the data are not separated the
+    paper makes no claim. ``matches``: "yes", "no" or "n/a (why)".
+
+    Example:
+        >>> # verdicts(iwlab.results.load(run_dir))[["dataset", "model", "l2", "verdict", "matches"]]
+    """
+    from iwlab.report import trend_text
+
+    s = spreads(df, metric)
+    if s.empty:
+        return s
+    sep = _separation(df)
+    verdict, claim, matches, acc = [], [], [], []
+    for r in s.itertuples():
+        a = sep.get((r.dataset, r.model, r.l2), float("nan"))
+        acc.append(a)
+        first, last = float(r.spread_first), float(r.spread_last)
+        level = "n/a" if math.isnan(last) else ("faded" if last < FADED_SPREAD else "persists")
+        verdict.append(f"{level}; {trend_text(first, last)}")
+        if r.l2 > 0:
+            claim.append("persists (L2 keeps the effect)")
+            expected: str | None = "persists"
+        elif math.isnan(a):
+            claim.append("no claim (training accuracy not recorded)")
+            expected = None
+        elif a < SEPARATED_ACC:
+            claim.append(f"no claim (training data not separated: lowest train acc {a:.3f})")
+            expected = None
+        else:
+            claim.append("faded (dropout does not keep the effect)" if r.model == "mlp_dropout" else "faded")
+            expected = "faded"
+        if min(r.n_weights_first, r.n_weights_last) < r.n_weights:
+            matches.append(f"n/a ({r.n_weights_first} / {r.n_weights_last} of {r.n_weights} weights recorded)")
+        elif level == "n/a":
+            matches.append("n/a (missing)")
+        else:
+            matches.append("n/a" if expected is None else ("yes" if level == expected else "no"))
+    return s.assign(train_acc_min=acc, verdict=verdict, claim=claim, matches=matches)
 
 
 def summary(df: pd.DataFrame, cfg: Config) -> str:
-    """Markdown: spread of the down-weighted-class fraction across weights, first vs last epoch.
+    """Markdown: spread of the down-weighted-class fraction across weights, first vs last epoch, with a verdict
+    per (dataset, model, L2) computed from the numbers and compared with Byrd & Lipton's claim; separable data
+    first.
 
     Example:
         >>> # print(summary(df, cfg))
     """
+    from iwlab.report import TREND_RULE, finding_line
+
     lines = [
         f"Down-weighted class: {cfg.down_class}. Weights: {', '.join(_frac(w) for w in cfg.weights)}. "
-        f"Seeds: {cfg.seeds}. Epochs: {cfg.epochs}, batch {cfg.batch_size}, lr = {cfg.lr_scale:g} / sigma_max(X)"
-        + (f" (lr given: {cfg.lr})" if cfg.lr else "")
-        + ".",
+        f"Seeds: {cfg.seeds}. Epochs: {cfg.epochs}, batch {cfg.batch_size}. {_lr_used(df, cfg)}",
         "",
         "Spread = max - min, across weights, of the fraction of points predicted as the down-weighted class "
-        "(mean over seeds). The finding: large early, small late without L2; stays large with L2.",
+        f"(mean over seeds). {VERDICT_RULE} {TREND_RULE}",
+        "",
+        "Byrd & Lipton's claim per row: without L2 (plain or with dropout) the effect of the weights fades once the "
+        "models separate their training data (here: the lowest training accuracy over the row's models is >= "
+        f"{SEPARATED_ACC:g} at the last epoch); with L2 it persists. Where the training data are not separated the "
+        "paper makes no claim.",
         "",
     ]
+    first_table = True
     for metric, title in (
         ("frac_down_test", "test points"),
         ("frac_down_grid", "grid over the plane"),
     ):
-        s = spreads(df, metric)
-        if s.empty:
+        v = verdicts(df, metric)
+        if v.empty:
             continue
+        if first_table:
+            rows = [(f"{r.dataset} {r.model} L2={r.l2:g}", r.verdict, r.claim, r.matches) for r in v.itertuples()]
+            lines += [finding_line(rows, title), ""]
+            first_table = False
         lines += [
             f"### Spread of the fraction of {title}",
             "",
-            "| dataset | model | L2 | spread at first epoch | spread at last epoch | w=1 last | w=min last |",
-            "|---|---|---|---|---|---|---|",
+            "| dataset | model | L2 | spread at first epoch | spread at last epoch | w=1 last | w=min last "
+            "| verdict | Byrd & Lipton | matches |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in s.itertuples():
+        for r in v.itertuples():
             lines.append(
                 f"| {r.dataset} | {r.model} | {r.l2:g} | {r.spread_first:.3f} (epoch {r.first_epoch}) "
-                f"| {r.spread_last:.3f} (epoch {r.last_epoch}) | {r.w1_last:.3f} | {r.wmin_last:.3f} |"
+                f"| {r.spread_last:.3f} (epoch {r.last_epoch}) | {r.w1_last:.3f} | {r.wmin_last:.3f} "
+                f"| {r.verdict} | {r.claim} | {r.matches} |"
             )
         lines.append("")
     a = df[df.name == "angle"]
     if not a.empty:
-        last = a[a.epoch == a.epoch.max()].groupby(["dataset", "l2", "weight"]).value.mean().reset_index()
+        # a pivot, so a weight missing under one L2 (a diverged member) leaves a gap instead of shifting columns
+        last = a[a.epoch == a.epoch.max()].pivot_table(index="l2", columns="weight", values="value", aggfunc="mean")
+        ws = sorted(last.columns, reverse=True)
         lines += [
             "### Angle (radians) of logistic regression to the max-margin direction, last epoch",
             "",
-            "| L2 | " + " | ".join(_frac(w) for w in sorted(last.weight.unique(), reverse=True)) + " |",
-            "|---|" + "---|" * last.weight.nunique(),
+            "| L2 | " + " | ".join(_frac(w) for w in ws) + " |",
+            "|---|" + "---|" * len(ws),
         ]
-        for l2, g in last.groupby("l2"):
-            g = g.sort_values("weight", ascending=False)
-            lines.append(f"| {l2:g} | " + " | ".join(f"{v:.3f}" for v in g.value) + " |")
+        for l2, row in last.iterrows():
+            lines.append(f"| {l2:g} | " + " | ".join("-" if pd.isna(row[w]) else f"{row[w]:.3f}" for w in ws) + " |")
         lines.append("")
     div = df.dropna(subset=["diverged_epoch"]) if "diverged_epoch" in df else df.iloc[:0]
     if not div.empty:
         lines.append(f"Diverged models: {div[['run_id', 'member']].drop_duplicates().shape[0]}.")
     return "\n".join(lines)
+
+
+def _lr_used(df: pd.DataFrame, cfg: Config) -> str:
+    """The learning rate each dataset was trained with, as recorded in the members' labels."""
+    how = (
+        f"{cfg.lr_scale:g} / sigma_max(X) of each dataset (lr=auto)"
+        if cfg.lr == "auto"
+        else f"{cfg.lr:g} x lr_scale {cfg.lr_scale:g}"
+    )
+    if "lr" not in df or df.empty:
+        return f"lr = {how}."
+    used = df.drop_duplicates("dataset").set_index("dataset").lr
+    order = [d for d in cfg.datasets if d in used.index]
+    return f"lr = {how}: " + ", ".join(f"{d} {used[d]:.4g}" for d in order) + "."
 
 
 def _frac(w: float) -> str:

@@ -16,6 +16,11 @@ mean ``(1/P) sum_i L_i`` (and, for a uniformly drawn pool, of the dataset mean).
 Normalization: ``P`` is the number of examples the distribution is over (the pre-sampled pool, or the
 whole dataset without pre-sampling), so the weights are those of eq. 11-12 for that set.
 
+Precision: float64 inputs are computed in float64; float32 inputs in float32 unless that overflows
+(a sum of scores beyond 3.4e38, a weight beyond float32), in which case the value is computed in
+float64 and rounded once to float32; float16/bfloat16 inputs are computed in float64 and returned as
+float32. A value that float32 cannot represent raises instead of becoming 0 or inf.
+
 Example:
     >>> import torch
     >>> p = sampling_probabilities(torch.tensor([1.0, 3.0]))
@@ -27,13 +32,50 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+
 import torch
 from torch import Tensor
 
 __all__ = ["draw", "importance_weights", "sampling_probabilities", "total_variation_to_uniform"]
 
+# torch.multinomial refuses more categories than this; above it ``draw`` samples in two stages
+MULTINOMIAL_MAX_CATEGORIES = 2**24
+_MIN_BLOCK = 2**12
 
-def _check_scores(scores: Tensor, name: str = "scores") -> None:
+
+def _as_index(value: object, name: str) -> int:
+    """``value`` as a Python int (any integer-like: int, numpy or 0-d torch integer), never bool or float."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
+def _as_real(value: object, name: str) -> float:
+    """``value`` as a Python float (int, float, numpy or 0-d torch real), never bool or str."""
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _is_real_scalar_tensor(value)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _is_real_scalar_tensor(value: object) -> bool:
+    return isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool and not value.is_complex()
+
+
+def _first(mask: Tensor, values: Tensor, name: str) -> str:
+    """``name[i] = v`` for the first True entry of ``mask`` (1-D), plus how many more there are."""
+    pos = mask.nonzero().reshape(-1)
+    i = int(pos[0])
+    more = f" (and {pos.numel() - 1} more)" if pos.numel() > 1 else ""
+    return f"{name}[{i}] = {values[i].item()}{more}"
+
+
+def _check_scores(scores: Tensor, name: str = "scores", what: str = " (losses)") -> None:
     if not isinstance(scores, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
     if scores.dim() != 1 or scores.numel() == 0:
@@ -43,20 +85,49 @@ def _check_scores(scores: Tensor, name: str = "scores") -> None:
         raise TypeError(f"{name} must be floating point, got {scores.dtype}")
     bad = ~torch.isfinite(scores)
     if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"{name} must be finite; {name}[{i}] = {scores[i].item()}")
+        raise ValueError(f"{name} must be finite; {_first(bad, scores, name)}")
     neg = scores < 0
     if bool(neg.any()):
-        i = int(neg.nonzero()[0])
-        raise ValueError(f"{name} must be nonnegative (losses); {name}[{i}] = {scores[i].item()}")
+        raise ValueError(f"{name} must be nonnegative{what}; {_first(neg, scores, name)}")
+
+
+def _check_smoothing(smoothing: object) -> float:
+    c = _as_real(smoothing, "smoothing")
+    if not (c >= 0 and math.isfinite(c)):
+        raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing}")
+    return c
+
+
+def _scaled_probabilities(scores: Tensor, smoothing: float) -> Tensor:
+    """``(s + c) / sum(s + c)`` in float64, with s and c divided by their maximum first so no sum overflows."""
+    s = scores.to(torch.float64)  # (P,)
+    top = max(float(s.max()), smoothing)
+    if not top > 0:
+        return torch.full_like(s, 1.0 / s.numel())
+    s = s / top + smoothing / top  # every entry in [0, 2]: the sum is at most 2P
+    return s / s.sum()
 
 
 def sampling_probabilities(scores: Tensor, smoothing: float = 0.0, *, validate: bool = True) -> Tensor:
     """Probabilities proportional to ``scores + smoothing`` (paper eq. 10 and §3.3.1).
 
-    ``scores`` (P,) are nonnegative importances (losses). ``smoothing`` c >= 0 is added to every
-    score, pulling the distribution toward uniform (c -> inf gives uniform). If every smoothed score
-    is zero the distribution is uniform.
+    If every smoothed score is zero the distribution is uniform.
+
+    Args:
+        scores: (P,) floating, finite, nonnegative importances (losses).
+        smoothing: c >= 0, finite, added to every score; pulls the distribution toward uniform
+            (c -> inf gives uniform).
+        validate: check ``scores`` and ``smoothing`` (skip only for inputs already checked).
+
+    Returns:
+        (P,) probabilities summing to 1: float64 for float64 scores, else float32. Float32 scores
+        whose sum overflows (e.g. 1e38 each) are normalized in float64 (scaled by their maximum),
+        so any finite nonnegative scores give the right probabilities.
+
+    Raises:
+        TypeError: ``scores`` is not a floating tensor, or ``smoothing`` is not a real number.
+        ValueError: ``scores`` is not a non-empty 1-D tensor, has a non-finite or negative entry
+            (named with its index), or ``smoothing`` is negative or not finite.
 
     Example:
         >>> sampling_probabilities(torch.tensor([0.0, 2.0]), smoothing=1.0).tolist()
@@ -64,48 +135,157 @@ def sampling_probabilities(scores: Tensor, smoothing: float = 0.0, *, validate: 
     """
     if validate:
         _check_scores(scores)
-        if not (smoothing >= 0 and smoothing < float("inf")):
-            raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing}")
+        smoothing = _check_smoothing(smoothing)
+    if scores.dtype not in (torch.float32, torch.float64):
+        # float16/bfloat16 would overflow the sum (65504) and round small probabilities to 0
+        return _scaled_probabilities(scores, float(smoothing)).to(torch.float32)
     s = scores + smoothing  # (P,)
     total = s.sum()
+    if not bool(torch.isfinite(total)):
+        return _scaled_probabilities(scores, float(smoothing)).to(scores.dtype)
     if not bool(total > 0):
         return torch.full_like(scores, 1.0 / scores.numel())
     return s / total
 
 
-def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> Tensor:
-    """Loss weights ``alpha = 1 / (n p^k)`` for examples drawn with probabilities ``probs``.
+def _check_probs(probs: Tensor, name: str = "probs") -> None:
+    if not isinstance(probs, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(probs).__name__}")
+    if not probs.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {probs.dtype}")
+    flat = probs.detach().reshape(-1)
+    bad = ~((flat > 0) & (flat <= 1))  # NaN fails both comparisons
+    if bool(bad.any()):
+        raise ValueError(f"probabilities of drawn examples must be in (0, 1]; {_first(bad, flat, name)}")
 
-    ``n`` is the size of the set the distribution is over (default ``len(probs)``); pass the pool
-    size when ``probs`` holds only the drawn examples' probabilities. ``k = 1`` is unbiased,
-    ``k < 1`` biases toward high-loss examples (eq. 12), ``k = 0`` gives alpha = 1/n for all.
+
+def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> Tensor:
+    """Loss weights ``alpha = 1 / (n p^k)`` for examples drawn with probabilities ``probs`` (eq. 11-12).
+
+    ``k = 1`` is unbiased, ``k < 1`` biases toward high-loss examples (eq. 12), ``k = 0`` gives
+    alpha = 1/n for all.
+
+    Args:
+        probs: (...) floating probabilities of the drawn examples, each in (0, 1].
+        k: the bias exponent, finite and <= 1.
+        n: size of the set the distribution is over, an integer >= 1 (default ``probs.numel()``);
+            pass the pool size when ``probs`` holds only the drawn examples' probabilities.
+
+    Returns:
+        (...) positive finite weights, float64 for float64 ``probs``, else float32 (computed in
+        float64 when float32 would overflow or underflow on the way).
+
+    Raises:
+        TypeError: ``probs`` not a floating tensor, ``k`` not a real number, ``n`` not an integer.
+        ValueError: a probability outside (0, 1] (named with its index), ``k`` > 1 or not finite,
+            ``n`` < 1, or a weight that the output dtype cannot represent (overflow to inf or
+            underflow to 0).
 
     Example:
         >>> importance_weights(torch.tensor([0.5, 0.25]), k=0.5, n=4).tolist()
         [0.3535533845424652, 0.5]
     """
-    if not k <= 1.0:
-        raise ValueError(f"k must be in (-inf, 1] (k = 1 is unbiased), got {k}")
-    if bool((probs <= 0).any()):
-        raise ValueError("probabilities of drawn examples must be > 0")
-    n = probs.numel() if n is None else n
-    return 1.0 / (n * probs.pow(k))
+    kk = _as_real(k, "k")
+    if not (kk <= 1.0 and math.isfinite(kk)):
+        raise ValueError(f"k must be finite and in (-inf, 1] (k = 1 is unbiased), got {k}")
+    _check_probs(probs)
+    n = probs.numel() if n is None else _as_index(n, "n")
+    if n < 1:
+        raise ValueError(f"n (the size of the set sampled from) must be >= 1, got {n}")
+    if probs.dtype in (torch.float32, torch.float64):
+        w = 1.0 / (n * probs.pow(kk))
+        ok = torch.isfinite(w) & (w > 0)
+        if bool(ok.all()):
+            return w
+        out_dtype = probs.dtype
+    else:
+        out_dtype = torch.float32
+    # n * p^k over/underflowed in the input dtype: exponent in log space, in float64, rounded once
+    w = torch.exp(-(math.log(n) + kk * torch.log(probs.to(torch.float64)))).to(out_dtype)
+    bad = ~(torch.isfinite(w) & (w > 0))
+    if bool(bad.any()):
+        flat = probs.detach().reshape(-1)
+        raise ValueError(
+            f"importance weight 1 / (n p^k) with n={n}, k={kk} is not representable in {out_dtype} for "
+            f"{_first(bad.reshape(-1), flat, 'probs')}"
+        )
+    return w
+
+
+def _finite_total(p: Tensor) -> Tensor:
+    """``p``, divided by its maximum in float64 if its sum overflows (multinomial normalizes by the sum)."""
+    if bool(torch.isfinite(p.sum())):
+        return p
+    p64 = p.to(torch.float64)
+    return p64 / p64.max()
 
 
 def draw(probs: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
-    """``num`` indices drawn with replacement from ``probs`` (a multinomial minibatch, paper §4).
+    """``num`` indices drawn i.i.d. with replacement, index i with probability ``probs[i] / sum(probs)``.
+
+    A multinomial minibatch (paper §4). Up to ``2^24`` categories this is exactly
+    ``torch.multinomial(probs, num, replacement=True, generator=generator)`` (same draws, same
+    generator consumption). Above, where torch.multinomial refuses, it draws in two stages with
+    exact probabilities, in float64: a block of consecutive indices by its total mass, then an
+    index within that block by its probability (for each drawn block, one multinomial over its
+    entries). Memory: one float64 copy of ``probs`` (128 MiB at 2^24 entries).
+
+    Args:
+        probs: (N,) floating, finite, nonnegative, not all zero; need not sum to 1.
+        num: how many indices to draw, an integer >= 1 (numpy and torch integers are accepted).
+        generator: the ``torch.Generator`` to draw from (on ``probs``' device), or the global one.
+
+    Returns:
+        (num,) int64 indices in [0, N), on ``probs``' device.
+
+    Raises:
+        TypeError: ``probs`` not a floating tensor; ``num`` not an integer.
+        ValueError: ``probs`` not non-empty 1-D, with a non-finite or negative entry (named), or
+            all zero; ``num`` < 1; N above 2^48.
 
     Example:
         >>> draw(torch.tensor([0.0, 1.0]), 3).tolist()
         [1, 1, 1]
     """
+    num = _as_index(num, "num")
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    return torch.multinomial(probs, num, replacement=True, generator=generator)
+    _check_scores(probs, "probs", what="")
+    if not bool((probs > 0).any()):
+        raise ValueError(f"probs is all zeros (shape {tuple(probs.shape)}); at least one must be positive")
+    p = _finite_total(probs.detach())
+    N = p.numel()
+    if N <= MULTINOMIAL_MAX_CATEGORIES:
+        return torch.multinomial(p, num, replacement=True, generator=generator)
+    return _draw_two_stage(p, num, generator)
+
+
+def _draw_two_stage(probs: Tensor, num: int, generator: torch.Generator | None) -> Tensor:
+    N = probs.numel()
+    block = max(_MIN_BLOCK, -(-N // MULTINOMIAL_MAX_CATEGORIES))
+    if block > MULTINOMIAL_MAX_CATEGORIES:
+        raise ValueError(f"probs has {N} entries; draw supports at most 2^48")
+    p = probs.to(torch.float64)  # (N,)
+    full = N // block
+    mass = p[: full * block].reshape(full, block).sum(1)  # (K,) mass of each whole block
+    if full * block < N:
+        mass = torch.cat([mass, p[full * block :].sum().reshape(1)])
+    blocks = torch.multinomial(mass, num, replacement=True, generator=generator)  # (num,)
+    # P(i) = P(block of i) * P(i | block) = mass_b * p_i / mass_b: exact, i.i.d. across draws
+    order = torch.argsort(blocks, stable=True)  # draws grouped by block, in draw order within a block
+    uniq, counts = torch.unique_consecutive(blocks[order], return_counts=True)
+    out = torch.empty(num, dtype=torch.long, device=p.device)
+    start = 0
+    for b, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+        lo = b * block
+        within = torch.multinomial(p[lo : min(lo + block, N)], c, replacement=True, generator=generator)
+        out[order[start : start + c]] = within + lo
+        start += c
+    return out
 
 
 def total_variation_to_uniform(probs: Tensor) -> float:
-    """Total-variation distance between ``probs`` and the uniform distribution (0 = uniform).
+    """Total-variation distance between ``probs`` (N,) and the uniform distribution (0 = uniform).
 
     Example:
         >>> total_variation_to_uniform(torch.tensor([0.5, 0.5]))

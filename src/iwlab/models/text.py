@@ -194,11 +194,25 @@ def tokenize_pairs_cached(
         h.update(f"{a}\t{b}\t{y}\n".encode())
     cache_dir = Path(cache_dir)
     path = cache_dir / f"tokens-{Path(model_name).name}-{max_length}-{h.hexdigest()[:16]}.pt"
-    if path.is_file():
-        try:
-            return TokenizedPairs.from_state(torch.load(path, weights_only=True))
-        except Exception:  # a damaged cache file is rebuilt, not fatal
-            pass
+    # an unreadable or inconsistent file is set aside (<name>.corrupt, with a warning) and rebuilt
+    from iwlab.train.checkpoint import load_checkpoint, set_aside
+
+    state = load_checkpoint(path, weights_only=True, what="token cache")
+    if state is not None:
+        keys = ("lengths", "offsets", "ids", "types", "labels")
+        if not isinstance(state, dict) or not all(isinstance(state.get(k), Tensor) for k in keys):
+            problem = f"not a token cache (expected tensors {', '.join(keys)})"
+        elif not (
+            len(state["offsets"]) == len(state["lengths"]) + 1
+            and int(state["offsets"][-1]) == len(state["ids"]) == len(state["types"])
+            and torch.equal(state["lengths"], state["offsets"].diff())
+        ):
+            problem = "inconsistent contents (lengths, offsets, ids and types do not agree)"
+        elif not torch.equal(state["labels"].long(), torch.as_tensor(list(labels), dtype=torch.long)):
+            problem = "its labels differ from the data's"
+        else:
+            return TokenizedPairs.from_state(state)
+        set_aside(path, problem, what="token cache")
     out = tokenize_pairs(tokenizer, s1, s2, labels, max_length)
     atomic_save(out.state(), path)
     return out

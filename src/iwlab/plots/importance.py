@@ -1,10 +1,14 @@
-"""Figures of the importance-sampling experiments (Katharopoulos & Fleuret Figs. 1-3), read from the store.
+"""Figures of the importance-sampling experiments (Katharopoulos & Fleuret 2018, Figs. 1-3), read from the store.
 
-Lines are means over seeds; bands are one standard deviation over seeds, except in the training-loss
-figure where, as in the paper, the band is the within-epoch standard deviation of the minibatch loss.
+Built with ``matplotlib.figure.Figure`` (no pyplot global state), in the shared style of
+:mod:`iwlab.plots.style`: Okabe-Ito colours per method (uniform always black), a line style per strategy,
+one figure-level legend that also says what the bands mean. Every y axis here is logarithmic, so no band is
+mean ± std (it would dip below zero): the training-loss band is the within-epoch spread of the minibatch loss
+as a log-normal (geometric mean ×/÷ geometric std), the test-metric band is the min to max over seeds.
+Values <= 0 cannot be drawn on a log axis; they are left out and the caption says how many.
 
 Example:
-    >>> # metric_curves(iwlab.results.load(run_dir), cfg, "test_error", Path("test_error.png"))
+    >>> # metric_curves(iwlab.results.load(run_dir), cfg, "test_error", Path("test_error"), fmt="svg")
 """
 
 from __future__ import annotations
@@ -14,31 +18,245 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-DPI = 110
-_STYLE = {"uniform": ("k", "-"), "oracle": ("tab:blue", "-"), "approx": ("tab:red", "--"), "pcg": ("tab:green", ":")}
-# darker for smaller k (more bias toward high-loss examples)
-_SHADES = {
-    "oracle": {1.0: "tab:blue", 0.75: "tab:cyan", 0.5: "navy"},
-    "approx": {1.0: "tab:red", 0.75: "tab:orange", 0.5: "darkred"},
-    "pcg": {1.0: "tab:green", 0.5: "darkgreen"},
-}
+from iwlab.plots import style as S
+
+_LINESTYLE = {"uniform": "-", "oracle": "-", "approx": "--", "pcg": ":"}
+# uniform is black in every figure; the other methods take the rest of the palette in the config's order
+_METHOD_COLORS = (*S.PALETTE[1:], S.OKABE_ITO["sky_blue"])
 
 
-def _style(method: str) -> dict[str, Any]:
+def _styles(methods: Any) -> dict[str, dict[str, Any]]:
+    """Per method: colour (distinct while there are at most 7 methods besides uniform), line style, label."""
     from iwlab.experiments.importance import method_label, parse_method
 
-    strat, k = parse_method(method)
-    color, ls = _STYLE[strat]
-    color = _SHADES.get(strat, {}).get(k, color)
-    return {"color": color, "ls": ls, "label": method_label(method), "lw": 1.5}
+    out, i = {}, 0
+    for m in methods:
+        strat, _ = parse_method(m)
+        if strat == "uniform":
+            color = S.OKABE_ITO["black"]
+        else:
+            color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
+            i += 1
+        out[m] = {"color": color, "ls": _LINESTYLE[strat], "label": method_label(m), "lw": 1.5}
+    return out
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return path
+def _handles(styles: dict[str, dict[str, Any]], band: str | None = None, marker: str | None = None) -> list:
+    hs = [
+        S.line_handle(st["color"], st["label"], ls=st["ls"], lw=st["lw"], marker=marker, ms=3) for st in styles.values()
+    ]
+    return [*hs, S.band_handle(band)] if band else hs
+
+
+def _n_seeds(df: pd.DataFrame) -> int:
+    return int(df.seed.nunique()) if "seed" in df and not df.empty else 1
+
+
+def _dropped(n: int, what: str) -> str:
+    return f" {n} {what} <= 0 cannot be drawn on the log axis and are left out." if n else ""
+
+
+def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Path:
+    """Per-epoch mean of the weighted minibatch loss (Figs. 1a, 2a, 3a), mean over seeds; band: its
+    within-epoch spread as a log-normal with the same mean and std (:func:`iwlab.plots.style.lognormal_band`),
+    so it stays positive on the log axis.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> # train_loss_curves(df, cfg, Path("train_loss"))
+    """
+    S.check_format(fmt)
+    fig = S.new_figure((6.5, 5.0))
+    ax = fig.subplots()
+    styles = _styles(cfg.methods)
+    for m in cfg.methods:
+        mu = _mean_std(df, "train_loss", m)
+        sd = _mean_std(df, "train_loss_std", m)
+        if mu.empty:
+            continue
+        it = mu.epoch * cfg.steps_per_epoch
+        ax.plot(it, mu["mean"], **styles[m])
+        if not sd.empty:
+            sdv = mu[["epoch"]].merge(sd, on="epoch", how="left")["mean"].to_numpy(dtype=float)  # (E,)
+            lo, hi = S.lognormal_band(mu["mean"].to_numpy(dtype=float), sdv)
+            ax.fill_between(it, lo, hi, color=styles[m]["color"], alpha=0.12, lw=0)
+    ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)", yscale="log")
+    ax.set_title(
+        f"{cfg.dataset}: weighted minibatch loss per epoch\n"
+        "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
+        fontsize=8,
+    )
+    band = "band: within-epoch spread, geometric mean ×/÷ geometric std"
+    S.figure_legend(fig, _handles(styles, band))
+    caption = (
+        "Weighted minibatch training loss vs iteration (log axis), per-epoch mean (mean over "
+        f"{_n_seeds(df)} seed(s)); band: the within-epoch spread of the minibatch loss, as the log-normal with the "
+        "same mean and std (geometric mean ×/÷ geometric std), so it stays positive on the log axis. Look for: "
+        "importance sampling lowers the loss faster than uniform (Katharopoulos & Fleuret Figs. 1a-3a); k < 1 "
+        "curves sit lower by construction (their weights are smaller)."
+    )
+    return S.save(fig, path, fmt, caption)
+
+
+def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Path:
+    """Per-example training losses after training, sorted ascending (Fig. 1b); mean over seeds.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> # sorted_losses(run_dir, df, cfg, Path("sorted_losses"))
+    """
+    S.check_format(fmt)
+    arts = _artifacts(run_dir, df)
+    fig = S.new_figure((6.5, 5.0))
+    ax = fig.subplots()
+    styles = _styles(cfg.methods)
+    dropped = 0
+    for m in cfg.methods:
+        curves = [np.load(run_dir / p)["sorted_losses"] for mm, p in arts if mm == m]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        c = np.mean([np.sort(c)[np.linspace(0, len(c) - 1, n).astype(int)] for c in curves], axis=0)  # (n,)
+        pos = c > 0
+        dropped += int((~pos).sum())
+        ax.plot(np.arange(n)[pos], c[pos], **styles[m])
+    ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training", yscale="log")
+    ax.set_title("Per-example training loss after training (Fig. 1b)", fontsize=9)
+    S.figure_legend(fig, _handles(styles, "no band: mean over seeds"))
+    caption = (
+        f"Per-example training loss after training, sorted ascending (log axis), mean over {_n_seeds(df)} seed(s) "
+        "of the sorted curves; no band." + _dropped(dropped, "sorted positions with mean loss") + " Look for: "
+        "importance sampling leaves fewer examples with a high loss (a lower right end) than uniform "
+        "(Katharopoulos & Fleuret Fig. 1b)."
+    )
+    return S.save(fig, path, fmt, caption)
+
+
+def _seed_range(df: pd.DataFrame, metric: str, method: str) -> pd.DataFrame:
+    """Per epoch over seeds: mean, min, max, n."""
+    d = df[(df.name == metric) & (df.method == method)]
+    return d.groupby("epoch").value.agg(["mean", "min", "max", "count"]).reset_index()
+
+
+def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str = "png") -> Path:
+    """Test error (%) or perplexity per epoch (Figs. 1c, 2c, 3c), log axis: line = mean over seeds,
+    band = min to max over seeds (quantiles: positive wherever the values are, unlike mean ± std).
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> # metric_curves(df, cfg, "test_error", Path("test_error"))
+    """
+    S.check_format(fmt)
+    scale = 100.0 if metric == "test_error" else 1.0
+    fig = S.new_figure((6.5, 5.0))
+    ax = fig.subplots()
+    styles = _styles(cfg.methods)
+    dropped = 0
+    for m in cfg.methods:
+        d = _seed_range(df, metric, m)
+        if d.empty:
+            continue
+        dropped += int((d["mean"] <= 0).sum())
+        ok = d["mean"] > 0
+        ax.plot(d.epoch[ok], d["mean"][ok] * scale, marker="o", ms=3, **styles[m])
+        many = ok & (d["count"] >= 2) & (d["max"] > 0)
+        if many.any():
+            ax.fill_between(
+                d.epoch[many], d["min"][many] * scale, d["max"][many] * scale, color=styles[m]["color"], alpha=0.1, lw=0
+            )
+    ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="test error (%)" if scale > 1 else metric)
+    ax.set_yscale("log")
+    n = _n_seeds(df)
+    band = S.seed_band_text(n, kind="range")
+    S.figure_legend(fig, _handles(styles, band, marker="o"))
+    what = "test error (%)" if scale > 1 else metric
+    caption = (
+        f"{what} vs epoch (log axis), line: mean over {n} seed(s); {band} (quantiles, so the band stays positive "
+        "on the log axis)." + _dropped(dropped, "epoch means") + " Look for: importance sampling (oracle, approx) "
+        "below uniform at the same epoch (Katharopoulos & Fleuret Table 1, Figs. 1c-3c)."
+    )
+    return S.save(fig, path, fmt, caption)
+
+
+def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str = "png") -> Path:
+    """The test metric against cumulative wall-clock training time, scoring included (honest speed); mean over
+    seeds, no band.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> # metric_vs_time(df, cfg, "test_error", Path("test_error_vs_time"))
+    """
+    S.check_format(fmt)
+    scale = 100.0 if metric == "test_error" else 1.0
+    fig = S.new_figure((6.5, 5.0))
+    ax = fig.subplots()
+    styles = _styles(cfg.methods)
+    dropped = 0
+    for m in cfg.methods:
+        d = df[df.method == m].pivot_table(index=["seed", "epoch"], columns="name", values="value").reset_index()
+        if d.empty or metric not in d:
+            continue
+        g = d.groupby("epoch")[[metric, "time_total"]].mean()
+        ok = g[metric] > 0
+        dropped += int((~ok).sum())
+        ax.plot(g.time_total[ok], g[metric][ok] * scale, marker="o", ms=3, **styles[m])
+    ax.set(xlabel="wall-clock seconds (scoring + training)", ylabel="test error (%)" if scale > 1 else metric)
+    ax.set_yscale("log")
+    S.figure_legend(fig, _handles(styles, "no band: mean over seeds", marker="o"))
+    what = "test error (%)" if scale > 1 else metric
+    caption = (
+        f"{what} (log axis) vs cumulative wall-clock seconds, scoring included, mean over {_n_seeds(df)} seed(s) of "
+        "both; no band." + _dropped(dropped, "epoch means") + " Look for: whether importance sampling still "
+        "wins per second once its scoring cost is paid (a method left of uniform at the same height is faster)."
+    )
+    return S.save(fig, path, fmt, caption)
+
+
+def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Path:
+    """Per-example loss against gradient norm after training, first seed of each method (Appendix A.2).
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> # loss_vs_gradnorm(run_dir, df, cfg, Path("loss_vs_gradnorm"))
+    """
+    S.check_format(fmt)
+    arts = _artifacts(run_dir, df)
+    fig = S.new_figure((6.5, 5.0))
+    ax = fig.subplots()
+    styles = _styles(cfg.methods)
+    done = set()
+    dropped = 0
+    for m, p in arts:
+        if m in done or m not in cfg.methods:
+            continue
+        done.add(m)
+        z = np.load(run_dir / p)
+        loss, norm = np.asarray(z["grad_loss"], dtype=float), np.asarray(z["grad_norm"], dtype=float)  # (n,), (n,)
+        ok = (loss > 0) & (norm > 0)
+        dropped += int((~ok).sum())
+        ax.scatter(loss[ok], norm[ok], s=6, color=styles[m]["color"], alpha=0.5)
+    ax.set(xscale="log", yscale="log", xlabel="per-example loss", ylabel="per-example gradient norm")
+    ax.set_title("Loss vs gradient norm after training (Appendix A.2)", fontsize=9)
+    shown = {m: st for m, st in styles.items() if m in done}
+    S.figure_legend(fig, [S.line_handle(st["color"], st["label"], lw=0, marker="o", ms=4) for st in shown.values()])
+    caption = (
+        "Per-example loss vs gradient norm after training (both log axes), the first seed of each method."
+        + _dropped(dropped, "examples with a loss or norm")
+        + " Look for: the points lie along a rising band (the loss ranks examples nearly as the gradient norm "
+        "does, the premise of loss-based importance sampling; Katharopoulos & Fleuret Appendix A.2)."
+    )
+    return S.save(fig, path, fmt, caption)
 
 
 def _mean_std(df: pd.DataFrame, metric: str, method: str, x: str = "epoch") -> pd.DataFrame:
@@ -47,113 +265,6 @@ def _mean_std(df: pd.DataFrame, metric: str, method: str, x: str = "epoch") -> p
         t = df[(df.name == x) & (df.method == method)][["seed", "epoch", "value"]].rename(columns={"value": x})
         d = d.merge(t, on=["seed", "epoch"])
     return d.groupby(x).value.agg(["mean", "std"]).reset_index().fillna(0.0)
-
-
-def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path) -> Path:
-    """Per-epoch mean of the weighted minibatch loss, band = its within-epoch std (Figs. 1a, 2a, 3a)."""
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for m in cfg.methods:
-        mu = _mean_std(df, "train_loss", m)
-        sd = _mean_std(df, "train_loss_std", m)
-        if mu.empty:
-            continue
-        it = mu.epoch * cfg.steps_per_epoch
-        st = _style(m)
-        ax.plot(it, mu["mean"], **st)
-        ax.fill_between(it, mu["mean"] - sd["mean"], mu["mean"] + sd["mean"], color=st["color"], alpha=0.12)
-    ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)", yscale="log")
-    ax.legend(fontsize=8)
-    ax.set_title(
-        f"{cfg.dataset}: weighted minibatch loss (mean, std over each epoch)\n"
-        "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
-        fontsize=8,
-    )
-    return _save(fig, path)
-
-
-def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path) -> Path:
-    """Per-example training losses after training, sorted ascending (Fig. 1b); mean over seeds."""
-    arts = _artifacts(run_dir, df)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for m in cfg.methods:
-        curves = [np.load(run_dir / p)["sorted_losses"] for mm, p in arts if mm == m]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        c = np.mean([np.sort(c)[np.linspace(0, len(c) - 1, n).astype(int)] for c in curves], axis=0)
-        ax.plot(np.arange(n), np.maximum(c, 1e-12), **_style(m))
-    ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training", yscale="log")
-    ax.legend(fontsize=8)
-    ax.set_title("Per-example training loss after training (Fig. 1b)", fontsize=9)
-    return _save(fig, path)
-
-
-def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path) -> Path:
-    """Test error (%) or perplexity per epoch, mean ± std over seeds (Figs. 1c, 2c, 3c)."""
-    scale = 100.0 if metric == "test_error" else 1.0
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    lowest = float("inf")
-    for m in cfg.methods:
-        d = _mean_std(df, metric, m)
-        if d.empty:
-            continue
-        lowest = min(lowest, float(d["mean"].min()) * scale)
-        st = _style(m)
-        ax.plot(d.epoch, d["mean"] * scale, marker="o", ms=3, **st)
-        lo, hi = (d["mean"] - d["std"]) * scale, (d["mean"] + d["std"]) * scale
-        ax.fill_between(d.epoch, lo.clip(lower=lowest * 0.5), hi, color=st["color"], alpha=0.1)
-    ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="test error (%)" if scale > 1 else metric)
-    ax.set_yscale("log")
-    if lowest < float("inf") and lowest > 0:
-        ax.set_ylim(bottom=lowest * 0.7)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path) -> Path:
-    """The test metric against cumulative wall-clock training time, scoring included (honest speed)."""
-    scale = 100.0 if metric == "test_error" else 1.0
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for m in cfg.methods:
-        d = df[df.method == m].pivot_table(index=["seed", "epoch"], columns="name", values="value").reset_index()
-        if d.empty or metric not in d:
-            continue
-        g = d.groupby("epoch")[[metric, "time_total"]].mean()
-        ax.plot(g.time_total, g[metric] * scale, marker="o", ms=3, **_style(m))
-    ax.set(xlabel="wall-clock seconds (scoring + training)", ylabel="test error (%)" if scale > 1 else metric)
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path) -> Path:
-    """Per-example loss against gradient norm after training, first seed of each method (Appendix A.2)."""
-    arts = _artifacts(run_dir, df)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    done = set()
-    for m, p in arts:
-        if m in done or m not in cfg.methods:
-            continue
-        done.add(m)
-        z = np.load(run_dir / p)
-        st = _style(m)
-        ax.scatter(
-            np.maximum(z["grad_loss"], 1e-12),
-            np.maximum(z["grad_norm"], 1e-12),
-            s=6,
-            color=st["color"],
-            alpha=0.5,
-            label=st["label"],
-        )
-    ax.set(xscale="log", yscale="log", xlabel="per-example loss", ylabel="per-example gradient norm")
-    ax.legend(fontsize=8)
-    ax.set_title("Loss vs gradient norm after training (Appendix A.2)", fontsize=9)
-    return _save(fig, path)
 
 
 def _artifacts(run_dir: Path, df: pd.DataFrame) -> list[tuple[str, str]]:

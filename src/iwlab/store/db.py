@@ -51,8 +51,64 @@ CREATE TABLE IF NOT EXISTS artifacts (
 """
 
 
+# the columns every table must have; a file whose tables differ was not written by iwlab
+COLUMNS = {
+    "meta": ("key", "value"),
+    "runs": ("run_id", "experiment", "cell", "config", "provenance", "status", "error", "epoch", "started", "finished"),
+    "members": ("run_id", "member", "labels", "diverged_epoch"),
+    "metrics": ("run_id", "member", "epoch", "name", "value"),
+    "artifacts": ("run_id", "kind", "path", "created"),
+}
+
+
+class StoreError(RuntimeError):
+    """``results.db`` is not a readable iwlab results store (corrupt, truncated, another file); names the file."""
+
+
+def store_error(path: str | Path, err: BaseException) -> StoreError:
+    """A one-line :class:`StoreError` for an SQLite (or pandas-wrapped SQLite) error on ``path``.
+
+    Example:
+        >>> str(store_error("runs/x/results.db", sqlite3.DatabaseError("file is not a database")))
+        'runs/x/results.db is not a readable iwlab results store (file is not a database); move it aside or use another --out'
+    """  # noqa: E501
+    reason = str(err).split(": ", 1)[-1] if "Execution failed on sql" in str(err) else str(err)
+    return StoreError(f"{path} is not a readable iwlab results store ({reason}); move it aside or use another --out")
+
+
+def check_schema(conn: sqlite3.Connection, path: str | Path, *, require: bool = False) -> None:
+    """Raise :class:`StoreError` if a table of :data:`COLUMNS` lacks a column (or, with ``require``, is missing).
+
+    Example:
+        >>> check_schema(sqlite3.connect(":memory:"), "x.db")  # an empty database is a new store
+    """
+    for table, cols in COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not have and not require:
+            continue
+        missing = [c for c in cols if c not in have]
+        if missing:
+            what = f"has no table '{table}'" if not have else f"table '{table}' lacks columns {', '.join(missing)}"
+            raise StoreError(f"{path} was not written by iwlab ({what}); move it aside or use another --out")
+
+
+def failure_reason(error: str | None) -> str:
+    r"""The one-line reason of a stored traceback: its last line (``"ValueError: ..."``).
+
+    Example:
+        >>> failure_reason("Traceback (most recent call last):\n  ...\nValueError: lr must be > 0\n")
+        'ValueError: lr must be > 0'
+    """
+    lines = [ln.strip() for ln in (error or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no reason recorded"
+
+
 class Store:
     """A handle on one ``results.db``; cheap to open, safe to open from several processes.
+
+    Raises:
+        StoreError: the file is not a readable SQLite database, or its tables are not iwlab's
+            (one line, naming the file).
 
     Example:
         >>> # store = Store("runs/synthetic-quick/results.db"); store.runs()
@@ -61,14 +117,23 @@ class Store:
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        with self._tx() as c:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path} is not a file; move it aside or use another --out")
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            check_schema(self._conn, self.path)
+            with self._tx() as c:
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+            # a truncated file opens fine and fails on the first page it lacks: read every table once
+            for table in COLUMNS:
+                self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise store_error(self.path, e) from None
 
     @contextmanager
     def _tx(self):  # noqa: ANN202 - internal

@@ -9,6 +9,8 @@ from typing import Literal
 
 import pandas as pd
 
+from iwlab.store.db import check_schema, store_error
+
 
 def _db_path(path: str | Path) -> Path:
     p = Path(path)
@@ -16,6 +18,21 @@ def _db_path(path: str | Path) -> Path:
     if not db.exists():
         raise FileNotFoundError(f"no results store at {db} (expected a run directory with results.db)")
     return db
+
+
+def connect_readonly(db: Path) -> sqlite3.Connection:
+    """Open ``db`` for reading without leaving ``-wal``/``-shm`` files behind.
+
+    A store in WAL mode has a ``-wal`` file exactly while a connection holds it open (the driver of a
+    running experiment). Without one, nobody is writing: open it ``immutable`` (SQLite then creates no
+    side files). With one, open it read-only beside the writer; its side files exist already.
+
+    Example:
+        >>> # con = connect_readonly(Path("runs/synthetic-quick/results.db"))
+    """
+    busy = db.with_name(db.name + "-wal").exists()
+    uri = f"{db.resolve().as_uri()}?mode=ro" + ("" if busy else "&immutable=1")
+    return sqlite3.connect(uri, uri=True)
 
 
 def load(path: str | Path) -> pd.DataFrame:
@@ -28,37 +45,80 @@ def load(path: str | Path) -> pd.DataFrame:
         >>> # df = iwlab.results.load("runs/synthetic-quick")
         >>> # df[df.name == "frac_down_test"].groupby(["weight", "epoch"]).value.mean()
     """
-    con = sqlite3.connect(f"file:{_db_path(path)}?mode=ro", uri=True)
+    db = _db_path(path)
     try:
-        metrics = pd.read_sql_query("SELECT run_id, member, epoch, name, value FROM metrics", con)
-        members = pd.read_sql_query("SELECT run_id, member, labels, diverged_epoch FROM members", con)
-        runs = pd.read_sql_query("SELECT run_id, status FROM runs", con)
-    finally:
-        con.close()
+        con = connect_readonly(db)
+        try:
+            check_schema(con, db, require=True)
+            metrics = pd.read_sql_query("SELECT run_id, member, epoch, name, value FROM metrics", con)
+            members = pd.read_sql_query("SELECT run_id, member, labels, diverged_epoch FROM members", con)
+            runs = pd.read_sql_query("SELECT run_id, status FROM runs", con)
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
+        raise store_error(db, e) from None
     labels = pd.DataFrame([json.loads(s) for s in members.pop("labels")], index=members.index)
     members = pd.concat([members, labels.drop(columns=[c for c in ("run_id", "member") if c in labels])], axis=1)
     df = metrics.merge(members, on=["run_id", "member"], how="left").merge(runs, on="run_id", how="left")
     return df.sort_values(["run_id", "member", "name", "epoch"]).reset_index(drop=True)
 
 
+def load_runs(path: str | Path) -> pd.DataFrame:
+    """The run directory's cells, read-only: ``run_id, status, error, epoch`` (one row per cell).
+
+    Raises:
+        FileNotFoundError: no results.db there.
+        StoreError: the store cannot be read (the message names the file).
+
+    Example:
+        >>> # (load_runs("runs/synthetic-quick").status == "failed").sum()
+    """
+    db = _db_path(path)
+    try:
+        con = connect_readonly(db)
+        try:
+            check_schema(con, db, require=True)
+            return pd.read_sql_query("SELECT run_id, status, error, epoch FROM runs ORDER BY rowid", con)
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
+        raise store_error(db, e) from None
+
+
 def export(path: str | Path, fmt: Literal["csv", "parquet"] = "csv", output: str | Path | None = None) -> str | None:
-    """Write :func:`load` as CSV or Parquet to ``output``; with no output, return CSV text.
+    """Write :func:`load` as CSV or Parquet; returns CSV text when ``fmt="csv"`` and ``output`` is None.
+
+    Parquet with no ``output`` goes to ``RUN_DIR/results.parquet``.
+
+    Raises:
+        ValueError: an unknown ``fmt``.
+        ImportError: Parquet without pyarrow (the message names the install command).
+        StoreError: the store cannot be read (the message names the file).
 
     Example:
         >>> # export("runs/synthetic-quick", "csv", "metrics.csv")
     """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format must be csv or parquet, got '{fmt}'")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401  (optional dependency, needed by pandas' to_parquet)
+        except ImportError:
+            raise ImportError("parquet export needs pyarrow: pip install 'iwlab[parquet]'") from None
     df = load(path)
     if fmt == "csv":
         if output is None:
             return df.to_csv(index=False)
         df.to_csv(output, index=False)
         return None
-    if fmt == "parquet":
-        if output is None:
-            raise ValueError("parquet export needs an output file (--output FILE)")
-        try:
-            df.to_parquet(output, index=False)
-        except ImportError as e:
-            raise ImportError("parquet export needs pyarrow: pip install 'iwlab[parquet]'") from e
-        return None
-    raise ValueError(f"format must be csv or parquet, got '{fmt}'")
+    df.to_parquet(default_parquet_path(path) if output is None else output, index=False)
+    return None
+
+
+def default_parquet_path(path: str | Path) -> Path:
+    """Where :func:`export` writes Parquet when no output is given: ``RUN_DIR/results.parquet``.
+
+    Example:
+        >>> # default_parquet_path("runs/synthetic-quick")  -> runs/synthetic-quick/results.parquet
+    """
+    return _db_path(path).parent / "results.parquet"

@@ -34,7 +34,11 @@ then every epoch draws ``randperm(N, generator=g)`` and, if the model has dropou
 masks (:func:`~iwlab.models.draw_dropout_masks`).
 
 Loss normalization (see :mod:`iwlab.functional.losses`): ``"batch_size"`` uses (1/B) sum_i w_i l_i,
-``"weight_sum"`` uses sum_i w_i l_i / sum_i w_i; both per model and per batch.
+``"weight_sum"`` uses sum_i w_i l_i / sum_i w_i; both per model and per batch. ``"weight_sum"`` divides
+exactly by any positive sum, however small (no epsilon), so it is invariant to a common rescaling of a
+member's weights; a batch of zero total weight contributes nothing; a member whose batch sums could
+overflow float32 has its weights scaled by an exact power of two first. Weights are used in float32:
+entries (or products of class and sample weights) that float32 cannot represent are refused.
 
 Example:
     >>> import torch
@@ -66,7 +70,8 @@ from torch import Tensor, nn
 
 from iwlab.functional.losses import check_weights
 from iwlab.models.mlp import MLP, draw_dropout_masks
-from iwlab.train.schedule import log_epochs
+from iwlab.train.checkpoint import check_record, fingerprint, load_checkpoint
+from iwlab.train.schedule import check_count, log_epochs
 
 Callback = Callable[["EnsembleTrainer", int], dict[str, Tensor]]
 ModelFn = Callable[[torch.Generator], nn.Module]
@@ -215,6 +220,57 @@ def _adam_update(
         p.sub_(_bcast(lr, p) / c1 * m / denom)
 
 
+def _as_float64(v: Any) -> Tensor:
+    # Python floats are doubles: converting them straight to float32 could flush 1e-50 to 0 unseen
+    return torch.as_tensor(v, dtype=torch.float64)
+
+
+def class_indices(y: Tensor, n_classes: int | None) -> Tensor:
+    """Labels as int64 class indices, checked: a one-line error instead of silently wrong training.
+
+    Any integer dtype is accepted (uint8, int8, ..., int64), bool when ``n_classes == 2``, and floats
+    only when every value is integral: a float label of 0.5 would pass a range check (``int(0.5) == 0``)
+    and train as a soft label on one backend and as class 0 on another.
+
+    Args:
+        y: labels of any shape (e.g. ``(N,)`` or ``(M, N)``).
+        n_classes: C; labels must lie in ``[0, C)`` (2 for a binary model with one logit). None: only
+            non-negative integrality is checked.
+
+    Returns:
+        ``y`` as int64, same shape and device.
+
+    Raises:
+        TypeError: bool labels for C > 2, complex labels.
+        ValueError: a non-integer label (value and index named), or a label outside ``[0, C)``.
+
+    Example:
+        >>> class_indices(torch.tensor([0, 1], dtype=torch.uint8), 2)
+        tensor([0, 1])
+    """
+    if y.dtype == torch.bool:
+        if n_classes not in (2, None):
+            raise TypeError(f"y is a bool tensor but the model has {n_classes} classes; pass class indices")
+        return y.long()
+    if y.is_complex():
+        raise TypeError(f"y must hold integer class indices; got dtype {y.dtype}")
+    if y.numel() == 0:
+        return y.long()
+    if y.is_floating_point():
+        bad = ~torch.isfinite(y) | (y != torch.round(y))
+        if bool(bad.any()):
+            pos = torch.nonzero(bad)[0].tolist()
+            at = pos[0] if len(pos) == 1 else tuple(pos)
+            raise ValueError(
+                f"y has a non-integer label {float(y[tuple(pos)]):g} at index {at}; labels must be class "
+                f"indices in [0, {n_classes or 'C'}) (soft labels are not supported)"
+            )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (n_classes is not None and hi >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes or 'C'}), got range [{lo}, {hi}]")
+    return y.long()
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -268,12 +324,19 @@ class EnsembleTrainer:
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_count(batch_size, "batch_size")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got '{optimizer}'")
+        if not (math.isfinite(momentum) and momentum >= 0):
+            raise ValueError(f"momentum must be finite and >= 0, got {momentum}")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"eps must be finite and >= 0, got {eps}")
         if normalization not in ("batch_size", "weight_sum"):
             raise ValueError(f"normalization must be 'batch_size' or 'weight_sum', got '{normalization}'")
+        if backend not in ("auto", "stacked", "func"):
+            raise ValueError(f"backend must be 'auto', 'stacked' or 'func', got '{backend}'")
         self.members = list(members)
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -304,6 +367,10 @@ class EnsembleTrainer:
         self.epoch = 0
         self.diverged_at = torch.full((self.M,), -1, dtype=torch.long)  # epoch of divergence, -1: never
         self.history = History()
+        # what the current fit trains on (see _data_record), and the data record of a state dict loaded
+        # outside fit, checked by the next fit
+        self._data_spec: dict[str, Any] | None = None
+        self._pending_data: tuple[dict[str, Any], str | Path | None] | None = None
         self._step = _mlp_grads
         if compile and backend == "stacked":
             self._step = torch.compile(_mlp_grads, dynamic=False)
@@ -492,33 +559,115 @@ class EnsembleTrainer:
         return sq.sqrt()
 
     # -- training ------------------------------------------------------------------------------
-    def _sample_weights(self, y: Tensor, sample_weight: Tensor | None) -> Tensor:
+    def _as_data(self, v: Any, name: str, per_member: bool) -> Tensor:
+        """``v`` as one tensor on the trainer's device; with ``per_member``, a list of M tensors is stacked."""
+        if per_member and isinstance(v, list | tuple):
+            if not v or not all(isinstance(t, Tensor) and t.dim() >= 1 for t in v):
+                raise TypeError(f"per_member {name} must be a tensor (M, N, ...) or a list of M tensors (N, ...)")
+            rows = [int(t.shape[0]) for t in v]
+            if len(set(rows)) != 1:
+                raise ValueError(f"per_member datasets must all have N rows; got {rows} ({name})")
+            if len({(tuple(t.shape), t.dtype) for t in v}) != 1:
+                got = [f"{tuple(t.shape)} {t.dtype}" for t in v]
+                raise ValueError(f"per_member {name} tensors must all have the same shape and dtype; got {got}")
+            return torch.stack([t.to(self.device) for t in v])
+        if not isinstance(v, Tensor):
+            alt = " (or, with per_member=True, a list of M tensors)" if per_member else ""
+            raise TypeError(f"{name} must be a torch.Tensor{alt}; got {type(v).__name__}")
+        return v.to(self.device)
+
+    def _labels(self, y: Tensor) -> Tensor:
+        """``y`` as int64 class indices after checking them (see :func:`class_indices`)."""
+        return class_indices(y, 2 if self.binary else self.out_dim)
+
+    @staticmethod
+    def _float32_weights(raw: Tensor, name: str) -> Tensor:
+        """``raw`` as float32 (the trainer's weight dtype), refusing entries that would change value class."""
+        check_weights(raw, name=name)
+        w = raw.to(torch.float32)
+        lost = ((w == 0) & (raw != 0)) | torch.isinf(w)
+        if bool(lost.any()):
+            pos = torch.nonzero(lost)[0].tolist()
+            at = pos[0] if len(pos) == 1 else tuple(pos)
+            v = raw[tuple(pos)].item()
+            raise ValueError(
+                f"{name} entry {v:g} at index {at} is not representable in float32 (the trainer's weight dtype: "
+                f"it becomes {w[tuple(pos)].item():g}); rescale the weights"
+            )
+        return w
+
+    def _sample_weights(self, y: Tensor, sample_weight: Any) -> tuple[Tensor, Tensor | None]:
+        """Per-example weights ``class_weight[y] * sample_weight`` (M, N) on the device, and the sample weights.
+
+        ``y`` holds checked int64 labels (N,) or (M, N) on the CPU.
+        """
         n_classes = 2 if self.binary else self.out_dim
-        if int(y.min()) < 0 or int(y.max()) >= n_classes:
-            raise ValueError(f"labels must lie in [0, {n_classes}), got range [{int(y.min())}, {int(y.max())}]")
         n = y.shape[-1]
-        w = torch.ones(self.M, n)
+        w = torch.ones(self.M, n)  # (M, N)
         for i, m in enumerate(self.members):
             if m.class_weight is not None:
-                cw = torch.as_tensor(m.class_weight, dtype=torch.float32)
-                if cw.shape != (n_classes,):
+                raw = m.class_weight if isinstance(m.class_weight, Tensor) else _as_float64(m.class_weight)
+                if raw.shape != (n_classes,):
                     raise ValueError(
-                        f"member {i}: class_weight has {cw.numel()} entries, the model has {n_classes} classes"
+                        f"member {i}: class_weight has {raw.numel()} entries, the model has {n_classes} classes"
                     )
-                check_weights(cw, name=f"member {i} class_weight")
+                cw = self._float32_weights(raw, f"member {i} class_weight")
                 w[i] = cw[y[i] if y.dim() == 2 else y]
+        sw = None
         if sample_weight is not None:
-            sw = torch.as_tensor(sample_weight, dtype=torch.float32)
-            if sw.shape[-1] != n:
-                raise ValueError(f"sample_weight has {sw.shape[-1]} entries for {n} examples")
-            check_weights(sw, name="sample_weight")
-            w = w * sw
-        return w.to(self.device)  # (M, N)
+            raw = sample_weight.detach().cpu() if isinstance(sample_weight, Tensor) else _as_float64(sample_weight)
+            if raw.dim() not in (1, 2) or raw.shape[-1] != n or (raw.dim() == 2 and raw.shape[0] not in (1, self.M)):
+                raise ValueError(
+                    f"sample_weight must have shape (N,) or (M, N) = ({self.M}, {n}); got {tuple(raw.shape)}"
+                )
+            sw = self._float32_weights(raw, "sample_weight")
+            prod = w * sw
+            # a product of two representable weights can still leave float32's range
+            lost = ((prod == 0) & (w != 0) & (sw != 0)) | torch.isinf(prod)
+            if bool(lost.any()):
+                i, j = torch.nonzero(lost)[0].tolist()
+                raise ValueError(
+                    f"member {i}: class_weight x sample_weight at index {j} ({w[i, j].item():g} x "
+                    f"{sw.expand_as(w)[i, j].item():g}) is not representable in float32; rescale the weights"
+                )
+            w = prod
+        if self.normalization == "weight_sum":
+            w = self._fit_weight_sums(w)
+        return w.to(self.device), sw
+
+    def _fit_weight_sums(self, w: Tensor) -> Tensor:
+        """Scale members whose batch sums could overflow float32 by an exact power of two.
+
+        ``weight_sum`` is invariant to a common rescaling of a member's weights, but an overflowing sum
+        (inf) would silently zero every gradient of the batch.
+        """
+        limit = torch.finfo(w.dtype).max / self.batch_size
+        peak = w.double().max(1).values  # (M,)
+        for i in torch.nonzero(peak > limit).flatten().tolist():
+            e = math.ceil(math.log2(float(peak[i]) / limit))
+            scaled = w[i] * 2.0**-e
+            if not torch.equal(scaled * 2.0**e, w[i]):  # the smallest weights would lose bits
+                raise ValueError(
+                    f"member {i}: importance weights span too wide a range for float32 (largest {float(peak[i]):g}): "
+                    "a batch's weight sum overflows, and rescaling would flush the smallest to 0; rescale the weights"
+                )
+            w[i] = scaled
+        return w
+
+    def _data_record(self, x: Tensor, y: Tensor, y_dtype: torch.dtype, sw: Tensor | None, per_member: bool) -> dict:
+        """What a fit trains on, for the checkpoint's settings record (see :meth:`state_dict`)."""
+        return {
+            "per_member": per_member,
+            "x": {"shape": list(x.shape), "dtype": str(x.dtype)},
+            "y": {"shape": list(y.shape), "dtype": str(y_dtype)},
+            "sample_weight": None if sw is None else {"shape": list(sw.shape)},
+            "fingerprint": fingerprint(x, y, sw),
+        }
 
     def fit(
         self,
-        x: Tensor,
-        y: Tensor,
+        x: Tensor | Sequence[Tensor],
+        y: Tensor | Sequence[Tensor],
         *,
         epochs: int,
         sample_weight: Tensor | None = None,
@@ -533,34 +682,111 @@ class EnsembleTrainer:
 
         At each epoch in ``eval_epochs`` (default: log-spaced 1, 2, 3, 5, 10, 20, ... and the last)
         each callback returns ``{name: (M,) tensor}``; values go to :attr:`history`. A checkpoint
-        (parameters, optimizer state, generator states, history) is written atomically after each
-        evaluation, so a rerun continues where the last one stopped and ends bitwise equal on CPU.
-        Members whose parameters become NaN/inf are frozen and their epoch recorded in
-        :attr:`diverged_at`. With ``per_member=True``, ``x`` is ``(M, N, ...)`` and ``y`` is
-        ``(M, N)``: each member trains on its own dataset of the same size (this packs, e.g., one
-        model on three datasets into one ensemble).
+        (parameters, optimizer state, generator states, history and the settings record of
+        :meth:`state_dict`) is written atomically after each evaluation, so a rerun continues where the
+        last one stopped and ends bitwise equal on CPU. A checkpoint made with other settings or data
+        is refused (see :meth:`load_state_dict`); one that cannot be read (truncated, empty) is moved
+        aside to ``<name>.corrupt`` with a logged warning and training starts afresh
+        (:func:`~iwlab.train.checkpoint.load_checkpoint`). Members whose parameters become NaN/inf are
+        frozen and their epoch recorded in :attr:`diverged_at`.
+
+        Args:
+            x: ``(N, ...)`` inputs shared by all members; for the stacked backend ``(N, in_dim)`` in the
+                parameters' dtype. With ``per_member=True``: ``(M, N, ...)``, or a list of M tensors
+                ``(N, ...)`` of one shape (stacked), one dataset per member (this packs, e.g., one
+                model on three datasets into one ensemble).
+            y: ``(N,)`` class indices in ``[0, C)`` of any integer dtype (bool for a binary model;
+                floats only if integral: soft labels are refused); ``(M, N)`` or a list with
+                ``per_member=True``.
+            epochs: total epochs (>= 1) the members end at, counting those of a resumed checkpoint.
+            sample_weight: ``(N,)`` or ``(M, N)`` importance weights (finite, >= 0, some positive),
+                multiplied with the members' class weights; used in float32.
+            eval_epochs: epochs in ``[1, epochs]`` at which callbacks run and checkpoints are written.
+            callbacks: ``fn(trainer, epoch) -> {name: (M,) tensor}``.
+            checkpoint_path: resume from / save to this file, or None.
+            progress: a tqdm bar (True), nothing (False), or ``fn(epoch, epochs)``.
+            stop_diverged: freeze members whose parameters stop being finite (lr set to 0).
+            per_member: one dataset per member (see ``x``).
+
+        ``x``, ``y`` and ``sample_weight`` may live on any device: the trainer owns the device and moves
+        them to it.
+
+        Returns:
+            :attr:`history`.
+
+        Raises:
+            TypeError: an argument has the wrong type (e.g. ``epochs=2.0``, bool labels for a multiclass
+                model, ``x`` of another dtype than the stacked parameters).
+            ValueError: one line naming the argument: ``epochs < 1``, no examples, mismatched shapes,
+                ragged per-member data, non-integer or out-of-range labels, invalid weights; or the
+                checkpoint was made with other settings, or is past ``epochs``.
 
         Example:
             >>> # trainer.fit(x, y, epochs=100, callbacks=[train_metrics(x, y)])
         """
-        x, y = x.to(self.device), y.to(self.device)
-        if per_member and (x.shape[0] != self.M or y.dim() != 2 or y.shape[0] != self.M):
+        epochs = check_count(epochs, "epochs")
+        x = self._as_data(x, "x", per_member)
+        y = self._as_data(y, "y", per_member)
+        if per_member:
+            if x.dim() < 2 or y.dim() != 2 or x.shape[0] != self.M or y.shape[0] != self.M:
+                raise ValueError(
+                    f"per_member data need x (M={self.M}, N, ...) and y (M, N); got {tuple(x.shape)}, {tuple(y.shape)}"
+                )
+        elif y.dim() != 1 or x.dim() < 1:
             raise ValueError(
-                f"per_member data need x (M={self.M}, N, ...) and y (M, N); got {tuple(x.shape)}, {tuple(y.shape)}"
+                f"x and y must have shapes (N, ...) and (N,); got {tuple(x.shape)}, {tuple(y.shape)} "
+                "(for one dataset per member, x (M, N, ...) and y (M, N), pass per_member=True)"
             )
         if x.shape[int(per_member)] != y.shape[-1]:
             raise ValueError(f"x has {x.shape[int(per_member)]} rows but y has {y.shape[-1]}")
-        w_all = self._sample_weights(y.cpu(), sample_weight)
+        if y.shape[-1] == 0:
+            raise ValueError(f"x and y have no examples (N=0; shapes {tuple(x.shape)}, {tuple(y.shape)})")
+        if self.backend == "stacked":
+            want = (self.M, y.shape[-1], self.template.in_dim) if per_member else (y.shape[-1], self.template.in_dim)
+            if tuple(x.shape) != want:
+                raise ValueError(
+                    f"x must have shape {want} for this MLP (in_dim={self.template.in_dim}); got {tuple(x.shape)}"
+                )
+            if x.dtype != self.params[0].dtype:
+                raise TypeError(
+                    f"x has dtype {x.dtype} but the model's parameters are {self.params[0].dtype}; convert x"
+                )
+        if eval_epochs is None:
+            eval_set = set(log_epochs(epochs))
+        else:
+            eval_set = {check_count(e, "every eval_epochs entry") for e in eval_epochs}
+            if max(eval_set, default=1) > epochs:
+                raise ValueError(f"eval_epochs entry {max(eval_set)} lies past epochs={epochs}: it would never run")
+        y_dtype = y.dtype
+        y_cpu = self._labels(y.cpu())  # (N,) or (M, N) int64
+        y = y_cpu.to(self.device)
+        w_all, sw = self._sample_weights(y_cpu, sample_weight)  # (M, N)
+        self._data_spec = self._data_record(x, y_cpu, y_dtype, sw, per_member)
+        state = None if checkpoint_path is None else load_checkpoint(checkpoint_path, map_location="cpu")
+        if state is not None:
+            self._check_state(state, checkpoint_path)
+            if state["epoch"] > epochs:
+                raise ValueError(
+                    f"checkpoint {checkpoint_path} is at epoch {state['epoch']} but fit(epochs={epochs}) was asked "
+                    "for; ask for at least that many, or delete the checkpoint to start afresh"
+                )
+            self._apply_state(state)
+        elif self._pending_data is not None:  # a state dict loaded by hand: check it against this data
+            saved, source = self._pending_data
+            check_record({"data": saved}, {"data": self._data_spec}, source)
+        self._pending_data = None
+        if self.epoch > epochs:
+            raise ValueError(f"this trainer is at epoch {self.epoch} but fit(epochs={epochs}) was asked for")
         y_loss = y.to(torch.float32) if self.binary else y
-        eval_set = set(log_epochs(epochs) if eval_epochs is None else eval_epochs)
-        if checkpoint_path is not None and Path(checkpoint_path).exists():
-            self.load_state_dict(torch.load(checkpoint_path, weights_only=False))
         n, bsz = y.shape[-1], self.batch_size
         rows = torch.arange(self.M, device=self.device).unsqueeze(1)  # (M, 1) for per-member gathers
         n_steps = math.ceil(n / bsz)
         inv_keep = 1.0 / (1.0 - self.dropout) if self.dropout else 1.0
         decay = 1.0 - self.lr * self.l2  # (M,)
         self._decay = decay if bool((self.l2 > 0).any()) else None
+        # any positive weight sum is >= the smallest subnormal, so clamping there divides every positive
+        # sum exactly and makes an all-zero batch contribute 0 (rather than NaN)
+        tiny = torch.finfo(w_all.dtype).smallest_normal * torch.finfo(w_all.dtype).eps
         bar = _progress(range(self.epoch + 1, epochs + 1), progress, total=epochs, initial=self.epoch)
         for epoch in bar:
             perms, masks = [], []
@@ -589,8 +815,8 @@ class EnsembleTrainer:
                     wb = w_epoch[:, sl]
                     if self.normalization == "batch_size":
                         gw = wb / wb.shape[1]
-                    else:  # a batch of zero total weight contributes nothing rather than NaN
-                        gw = wb / wb.sum(1, keepdim=True).clamp_min(1e-30)
+                    else:
+                        gw = wb / wb.sum(1, keepdim=True).clamp_min(tiny)
                         if fast:
                             gw = gw * self.lr.unsqueeze(1)
                     if fast:
@@ -688,11 +914,55 @@ class EnsembleTrainer:
                 self.history.rows.extend((self.epoch, i, name, v) for i, v in enumerate(vals) if v == v)
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: parameters, buffers, optimizer, generators, RNG, history.
+    def _config_record(self) -> dict[str, Any]:
+        """The trainer's settings for the checkpoint's settings record (see :meth:`state_dict`)."""
+        return {
+            "members": [
+                {
+                    "seed": int(m.seed),
+                    "lr": float(m.lr),  # the configured lr: a diverged member's live lr is 0
+                    "l2": float(m.l2),
+                    "class_weight": None if m.class_weight is None else [float(c) for c in m.class_weight],
+                }
+                for m in self.members
+            ],
+            "optimizer": {
+                "name": self.optimizer,
+                "momentum": float(self.momentum),
+                "betas": [float(b) for b in self.betas],
+                "eps": float(self.eps),
+            },
+            "batch_size": self.batch_size,
+            "normalization": self.normalization,
+            "backend": self.backend,
+            "dropout": self.dropout,
+            "parameters": {n: [list(p.shape), str(p.dtype)] for n, p in self.template.named_parameters()},
+            "buffers": {n: [list(b.shape), str(b.dtype)] for n, b in self.template.named_buffers()},
+            # after the shapes, so a shape change is named as such; this catches the rest the repr shows
+            # (dropout rates, activations, BatchNorm momentum), as a hash to keep messages on one line
+            "model_repr_sha256": hashlib.sha256(repr(self.template).encode()).hexdigest()[:16],
+        }
 
-        ``"rng"`` is the func backend's private RNG stream (``torch.get_rng_state()`` format under
-        ``"cpu"``, plus ``"cuda"`` on a GPU; ``None`` for the stacked backend).
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit, and a record of the settings it was made with.
+
+        Keys: ``"epoch"``, ``"params"``, ``"buffers"``, ``"opt_state"``, ``"lr"`` (the live per-member
+        lr: 0 for frozen diverged members), ``"generators"``, ``"rng"`` (the func backend's private RNG
+        stream in ``torch.get_rng_state()`` format under ``"cpu"``, plus ``"cuda"`` on a GPU; ``None``
+        for the stacked backend), ``"diverged_at"``, ``"history"``, ``"seeds"`` and ``"spec"``.
+
+        ``"spec"`` records what the state was made from: the members (seed, configured lr, L2, class
+        weights), the optimizer (name, momentum, betas, eps), batch size, normalization, backend,
+        dropout (stacked), the model's parameter and buffer names, shapes and dtypes and a hash of its
+        ``repr``,
+        and under ``"data"`` (once :meth:`fit` has run) ``per_member``, the shapes and dtypes of ``x``,
+        ``y`` and ``sample_weight`` and a :func:`~iwlab.train.checkpoint.fingerprint` of the inputs
+        ``x`` (up to 65,536 evenly spaced elements), the labels and the sample weights.
+
+        What the record does not catch: changes to elements of a large ``x`` between the sampled ones
+        (e.g. a different preprocessing that leaves those equal); model code changes invisible in the
+        ``repr`` and the parameter shapes (a different activation or initialisation in custom code);
+        ``callbacks`` and ``eval_epochs`` (they do not change training); ``device`` and ``compile``.
 
         Example:
             >>> # torch.save(trainer.state_dict(), "ckpt.pt")
@@ -708,21 +978,35 @@ class EnsembleTrainer:
             "diverged_at": self.diverged_at,
             "history": list(self.history.rows),
             "seeds": [m.seed for m in self.members],
+            "spec": {**self._config_record(), "data": self._data_spec},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output; the members' seeds must match.
+    def _check_state(self, state: Any, source: str | Path | None) -> None:
+        """Raise unless ``state`` was made with this trainer's settings (and, inside fit, its data)."""
+        if not isinstance(state, dict) or "epoch" not in state:
+            what = "the state dict" if source is None else f"checkpoint {source}"
+            raise ValueError(f"{what} is not an EnsembleTrainer state (got {type(state).__name__})")
+        spec = state.get("spec")
+        config = None if spec is None else {k: v for k, v in spec.items() if k != "data"}
+        check_record(config, self._config_record(), source)
+        if spec.get("data") is not None and self._data_spec is not None:
+            check_record({"data": spec["data"]}, {"data": self._data_spec}, source)
 
-        Example:
-            >>> # trainer.load_state_dict(torch.load("ckpt.pt", weights_only=False))
-        """
-        if state["seeds"] != [m.seed for m in self.members]:
-            raise ValueError("checkpoint belongs to an ensemble with different members (seeds differ)")
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        def dev(v: Any) -> Any:  # a checkpoint made on another device resumes on this one
+            if isinstance(v, Tensor):
+                return v.to(self.device)
+            if isinstance(v, dict):
+                return {k: dev(u) for k, u in v.items()}
+            if isinstance(v, list):
+                return [dev(u) for u in v]
+            return v
+
         self.epoch = state["epoch"]
-        self.params = state["params"]
-        self.buffers = state.get("buffers", self.buffers)  # checkpoints from before buffers were stacked
-        self.opt_state = state["opt_state"]
-        self.lr = state["lr"]
+        self.params = dev(state["params"])
+        self.buffers = dev(state["buffers"])
+        self.opt_state = dev(state["opt_state"])
+        self.lr = dev(state["lr"])  # the live lr: diverged members stay frozen
         for g, s in zip(self.generators, state["generators"], strict=True):
             g.set_state(s)
         if state.get("rng") is not None and self._rng is not None:
@@ -731,6 +1015,31 @@ class EnsembleTrainer:
                 self._rng["cuda"] = self._initial_rng()["cuda"]
         self.diverged_at = state["diverged_at"]
         self.history = History(list(state["history"]))
+
+    def load_state_dict(self, state: dict[str, Any], *, source: str | Path | None = None) -> None:
+        """Restore :meth:`state_dict` output, after checking it was made with this trainer's settings.
+
+        The settings record (``state["spec"]``, see :meth:`state_dict`) is compared field by field
+        with this trainer's; its data record is compared by the next :meth:`fit` (or at once, inside
+        one). The frozen lr of diverged members is restored; the comparison uses the configured lr.
+
+        Args:
+            state: a :meth:`state_dict`.
+            source: where it came from (a checkpoint path), for error messages.
+
+        Raises:
+            ValueError: one line naming the first differing field with both values, e.g. ``checkpoint
+                c.pt was made with member 3 lr=0.1; this run has lr=0.05 (...)``; or the state has no
+                settings record (made by an older iwlab).
+
+        Example:
+            >>> # trainer.load_state_dict(torch.load("ckpt.pt", weights_only=False), source="ckpt.pt")
+        """
+        self._check_state(state, source)
+        self._apply_state(state)
+        data = state["spec"].get("data")
+        if data is not None and self._data_spec is None:
+            self._pending_data = (data, source)
 
     def save_checkpoint(self, path: str | Path) -> None:
         """Write :meth:`state_dict` atomically (temp file + rename), so a kill never leaves half a file.
@@ -810,7 +1119,8 @@ def fit_in_packs(
     the func backend's dropout masks, which come from one stream per pack (see the module docstring).
 
     Per-pack data: with ``per_member=True`` the rows of ``x``/``y`` (and a 2-D ``sample_weight``) are
-    split with the members. ``checkpoint_path`` becomes one file per pack, named by the global member
+    split with the members; each must hold one row per member (a ``(1, N)`` ``sample_weight`` is
+    shared by every pack). ``checkpoint_path`` becomes one file per pack, named by the global member
     range (:func:`pack_checkpoint_path`), so a rerun with the same packs resumes each of them.
     Member ``j`` of pack ``k`` is global member ``sum(t.M for t in trainers[:k]) + j``;
     :func:`merge_histories` gives one :class:`History` with the global indices.
@@ -825,15 +1135,29 @@ def fit_in_packs(
         [2, 2, 1]
         >>> torch.cat([t.logits(x) for t in trainers]).shape
         torch.Size([5, 32, 1])
+
+    Raises:
+        TypeError: unknown keyword arguments, or ``pack_size`` not an integer.
+        ValueError: ``pack_size < 1``, per-member data or weights with another count than the members,
+            and whatever :class:`EnsembleTrainer` and :meth:`EnsembleTrainer.fit` raise.
     """
     members = list(members)
     if not members:
         raise ValueError("an ensemble needs at least one member")
-    if pack_size is not None and pack_size < 1:
-        raise ValueError(f"pack_size must be >= 1 or None, got {pack_size}")
+    if pack_size is not None:
+        pack_size = check_count(pack_size, "pack_size")
     init_kw, fit_kw = _split_kwargs(kwargs)
     per_member = bool(fit_kw.get("per_member", False))
     sample_weight = fit_kw.get("sample_weight")
+    # packs take consecutive slices of the per-member data: a count that differs from the members
+    # would silently drop datasets or pair them with the wrong members
+    if per_member:
+        for name, v in (("x", x), ("y", y)):
+            if len(v) != len(members):
+                raise ValueError(f"per_member {name} holds {len(v)} datasets for {len(members)} members")
+    split_weights = sample_weight is not None and torch.as_tensor(sample_weight).dim() == 2 and len(sample_weight) > 1
+    if split_weights and len(sample_weight) != len(members):
+        raise ValueError(f"sample_weight has {len(sample_weight)} rows for {len(members)} members (expected 1 or M)")
     checkpoint_path = fit_kw.get("checkpoint_path")
     size = len(members) if pack_size is None else pack_size
     trainers: list[EnsembleTrainer] = []
@@ -841,7 +1165,7 @@ def fit_in_packs(
     while lo < len(members):
         hi = min(lo + size, len(members))
         kw = dict(fit_kw)
-        if sample_weight is not None and torch.as_tensor(sample_weight).dim() == 2:
+        if split_weights:
             kw["sample_weight"] = torch.as_tensor(sample_weight)[lo:hi]
         if checkpoint_path is not None:
             kw["checkpoint_path"] = pack_checkpoint_path(checkpoint_path, lo, hi)

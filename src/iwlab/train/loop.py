@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from iwlab.functional.losses import weighted_binary_cross_entropy, weighted_cross_entropy
 from iwlab.models.mlp import MLP, draw_dropout_masks
-from iwlab.train.ensemble import Member
+from iwlab.train.ensemble import EnsembleTrainer, Member, class_indices
+from iwlab.train.schedule import check_count
 
 
 def train_single(
@@ -51,11 +52,33 @@ def train_single(
     ``on_epoch(model, epoch)`` runs after every epoch with the model in eval mode (switched back to
     train mode afterwards); the trained model is returned in eval mode.
 
+    Args:
+        model_fn: builds the model from the member's generator.
+        member: seed, class weights, lr and L2.
+        x: ``(N, ...)`` inputs.
+        y: ``(N,)`` class indices of any integer dtype (bool for one output; integral floats), checked
+            as :class:`~iwlab.train.ensemble.EnsembleTrainer` checks them
+            (:func:`~iwlab.train.ensemble.class_indices`).
+        epochs, batch_size: integers >= 1.
+        optimizer, momentum, normalization: as for :class:`~iwlab.train.ensemble.EnsembleTrainer`.
+        on_epoch: see above.
+
+    Raises:
+        TypeError, ValueError: a count that is not an integer >= 1, or invalid labels.
+
     Example:
         >>> # model = train_single(make_mlp, Member(seed=1, class_weight=(1, .5)), x, y, epochs=5, batch_size=8)
     """
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_count(batch_size, "batch_size")
     g = torch.Generator().manual_seed(member.seed)
     model = model_fn(g)
+    # the losses run with validate=False: check the labels here (a float 0.5 would silently count as 0)
+    try:
+        n_classes: int | None = max(2, EnsembleTrainer._out_dim(model))
+    except ValueError:  # no nn.Linear to read C from: check integrality only
+        n_classes = None
+    y = class_indices(y, n_classes)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=member.lr, momentum=momentum, weight_decay=member.l2)
     else:

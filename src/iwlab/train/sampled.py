@@ -38,6 +38,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +46,10 @@ from torch import Tensor, nn
 
 from iwlab.functional.losses import weighted_cross_entropy
 from iwlab.sampling.samplers import ImportanceSampler
-from iwlab.train.checkpoint import atomic_save
+from iwlab.train.checkpoint import atomic_save, check_record, fingerprint, load_checkpoint
+from iwlab.train.schedule import check_count
 
-__all__ = ["per_example_loss", "train_sampled"]
+__all__ = ["per_example_loss", "run_record", "train_sampled"]
 
 
 def per_example_loss(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 4096) -> Tensor:
@@ -62,6 +64,88 @@ def per_example_loss(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 4096) 
         for s in range(0, x.shape[0], chunk):
             out.append(F.cross_entropy(model(x[s : s + chunk]), y[s : s + chunk], reduction="none"))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+_SAMPLER_KEYS = (
+    "method",
+    "n",
+    "batch_size",
+    "k",
+    "presample",
+    "smoothing",
+    "ema",
+    "seed",
+    "num_classes",
+    "class_decay",
+    "history",
+    "hidden",
+    "predictor_lr",
+)
+# the hyperparameters torch's optimizers read; implementation switches (foreach, fused, capturable, ...)
+# and keys a newer torch adds are left out, so an upgrade alone does not refuse a checkpoint
+_OPTIMIZER_KEYS = (
+    "lr",
+    "momentum",
+    "dampening",
+    "weight_decay",
+    "nesterov",
+    "betas",
+    "eps",
+    "amsgrad",
+    "maximize",
+    "alpha",
+    "centered",
+    "rho",
+    "lr_decay",
+    "initial_accumulator_value",
+)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Tensor):
+        return v.tolist()
+    if isinstance(v, tuple | list):
+        return [_plain(u) for u in v]
+    return v
+
+
+def run_record(
+    model: nn.Module, sampler: ImportanceSampler, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> dict[str, Any]:
+    """The settings a :func:`train_sampled` checkpoint records and a resumed run must match.
+
+    ``steps_per_epoch``; the sampler's class and settings (method, dataset size ``n``, batch size, ``k``,
+    ``presample``, ``smoothing``, ``ema``, seed, and the class-aware samplers' extra settings) with a
+    :func:`~iwlab.train.checkpoint.fingerprint` of a tensor-backed dataset's tensors; the optimizer's
+    class and, per parameter group, its size and hyperparameters (lr, momentum, weight decay, betas,
+    eps, ...) as configured; the model's parameter names, shapes and dtypes.
+
+    Not recorded: ``iterations`` (a run may be extended; :func:`train_sampled` checks that the
+    checkpoint is a prefix of this run), ``lr_at``, ``transform`` and ``on_epoch`` (code, not
+    values), the contents of a dataset without ``.tensors``, and model code that keeps the parameter
+    shapes.
+
+    Returns:
+        A nested dict of plain values (numbers, strings, lists), compared by
+        :func:`~iwlab.train.checkpoint.check_record`.
+
+    Example:
+        >>> # run_record(model, sampler, optimizer, 300)["sampler"]["method"]  -> 'oracle'
+    """
+    smp: dict[str, Any] = {"class": type(sampler).__name__}
+    smp.update({k: _plain(getattr(sampler, k)) for k in _SAMPLER_KEYS if hasattr(sampler, k)})
+    tensors = getattr(getattr(sampler, "dataset", None), "tensors", None)
+    smp["data_fingerprint"] = fingerprint(*tensors) if isinstance(tensors, tuple | list) else None
+    groups = [
+        {"parameters": len(g["params"]), **{k: _plain(g[k]) for k in _OPTIMIZER_KEYS if k in g}}
+        for g in optimizer.param_groups
+    ]
+    return {
+        "steps_per_epoch": steps_per_epoch,
+        "sampler": smp,
+        "optimizer": {"class": type(optimizer).__name__, "groups": groups},
+        "model": {n: [list(p.shape), str(p.dtype)] for n, p in model.named_parameters()},
+    }
 
 
 class _Clock:
@@ -108,7 +192,12 @@ def train_sampled(
         on_epoch: ``fn(model, epoch) -> {metric: value}`` (e.g. test error), model in eval mode, untimed.
         lr_at: ``fn(iteration) -> lr`` set before each step (e.g. the CIFAR drop at 35k), or None.
         transform: applied to the training batch's ``x`` only (data augmentation), or None.
-        checkpoint_path: resume from / save to this file at every epoch end, or None.
+        checkpoint_path: resume from / save to this file at every epoch end, or None. The checkpoint
+            records the settings of :func:`run_record`; resuming with other settings raises, as does
+            a checkpoint past ``iterations`` or one whose own last epoch was cut short by a smaller
+            ``iterations``. An unreadable file (truncated, empty) is moved aside to ``<name>.corrupt``
+            with a logged warning and the run starts afresh
+            (:func:`~iwlab.train.checkpoint.load_checkpoint`).
         progress: a tqdm bar (True), nothing (False), or ``fn(epoch, total_epochs)``.
 
     Returns:
@@ -117,20 +206,48 @@ def train_sampled(
         ``train_loss_raw`` (mean unweighted loss of the drawn examples), cumulative ``time_scoring``,
         ``time_training`` and ``time_total`` in seconds, and whatever ``on_epoch`` returns.
 
+    Raises:
+        TypeError: ``iterations`` or ``steps_per_epoch`` is not an integer (bools and floats included).
+        ValueError: ``iterations`` or ``steps_per_epoch`` < 1, a model without parameters, or a
+            checkpoint that does not belong to this run (one line naming the differing field).
+        FloatingPointError: the training loss stopped being finite.
+
     Example:
         >>> # recs = train_sampled(model, sampler, torch.optim.Adam(model.parameters()), iterations=6000,
         >>> #                      steps_per_epoch=300, on_epoch=lambda m, e: {"test_error": err(m)})
     """
-    if iterations < 1 or steps_per_epoch < 1:
-        raise ValueError(f"iterations and steps_per_epoch must be >= 1, got {iterations}, {steps_per_epoch}")
-    device = next(model.parameters()).device
+    iterations = check_count(iterations, "iterations")
+    steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no parameters to train")
+    device = params[0].device
     clock = _Clock(device)
     epochs = math.ceil(iterations / steps_per_epoch)
     records: list[dict[str, float]] = []
     start_epoch = 1
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+    # taken before anything trains: the configured settings (lr_at changes the live lr)
+    spec = run_record(model, sampler, optimizer, steps_per_epoch)
+    # generator and RNG states must stay on the CPU; load_state_dict moves the rest where it belongs
+    state = None if ckpt is None else load_checkpoint(ckpt, map_location="cpu")
+    if state is not None:
+        if not isinstance(state, dict):
+            raise ValueError(f"checkpoint {ckpt} is not a train_sampled checkpoint (got {type(state).__name__})")
+        check_record(state.get("spec"), spec, ckpt)
+        done, ep = int(state["iteration"]), int(state["epoch"])
+        if done > iterations:
+            raise ValueError(
+                f"checkpoint {ckpt} is at iteration {done} (epoch {ep}) but train_sampled(iterations={iterations}) "
+                "was asked for; ask for at least that many, or delete the checkpoint to start afresh"
+            )
+        if done < ep * steps_per_epoch and done != iterations:
+            # its last epoch was cut short by its own iterations: continuing would skip steps
+            raise ValueError(
+                f"checkpoint {ckpt} was made with iterations={done}, ending inside epoch {ep}; this run has "
+                f"iterations={iterations}, which would skip iterations {done}..{ep * steps_per_epoch - 1} "
+                "(delete the checkpoint to start afresh)"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
@@ -209,6 +326,8 @@ def train_sampled(
                     "records": records,
                     "times": clock.totals,
                     "epoch": epoch,
+                    "iteration": last,
+                    "spec": spec,
                 },
                 ckpt,
             )
