@@ -260,7 +260,7 @@ def test_out_of_range_values_are_rejected_naming_the_key(name, key, value):
         ("synthetic", "lr=0", r"^lr: must be > 0"),
         ("synthetic", "dropout=1", r"^dropout: must be in \[0, 1\), got 1\.$"),
         ("synthetic", "lr_scale=nan", r"^lr_scale: must be a finite number, got nan\.$"),
-        ("synthetic", "grid_size=100000", r"^grid_size: must be in \[2, 1,000\], got 100000\.$"),
+        ("synthetic", "grid_size=100000", r"^grid_size: must be in \[2, 1,000\], got 100,000\.$"),
         ("synthetic", "hidden=0", r"^hidden: must be in \[1, 65,536\]"),
         ("synthetic", "weights=", r"^weights: needs at least one value"),
         ("synthetic", "datasets=", r"^datasets: needs at least one value"),
@@ -297,3 +297,15 @@ def test_lr_auto_is_a_word_not_zero():
     assert config_from_dict(type(c), config_to_dict(c)).lr == "auto"
     with pytest.raises(ConfigError, match="lr: must be > 0"):
         make_config("synthetic", "quick", ["lr=0"])
+
+
+def test_a_float_too_small_to_represent_is_an_error_not_zero():
+    with pytest.raises(ConfigError, match=r"^weights: 1e-400 is too small for a float \(it underflows to 0\)"):
+        make_config("synthetic", "quick", ["weights=1,1e-400"])
+
+
+@pytest.mark.parametrize("setting", ["weights=1,1,1", "datasets=separable,separable", "l2=0,0", "models=mlp,mlp"])
+def test_repeated_values_are_refused_not_counted_as_replicates(setting):
+    key = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key} repeat"):
+        make_config("synthetic", "quick", [setting])

@@ -74,6 +74,55 @@ def test_repeated_grid_key_merges_its_values():
     assert packed == {"weights": (1.0, 0.5, 0.25)} and points == [{}]
 
 
+def test_repeated_values_within_one_grid_spec_are_swept_once():
+    _, points = parse_grid(synthetic.Config(), ["lr_scale=1,1.0,1/1,2"])
+    assert points == [{"lr_scale": 1.0}, {"lr_scale": 2.0}]
+
+
+def test_sweep_members_keep_their_own_labels(tmp_path):
+    """Found by the bad-input hunt: grid values overwrote the members' labels (seed 11 labelled 10, lr 0.2 as 0.1)."""
+    from iwlab.store import load
+
+    out = tmp_path / "sw"
+    args = [
+        "sweep",
+        "synthetic",
+        *TINY,
+        "--set",
+        "lr_scale=2",
+        "--grid",
+        "seed=0,10",
+        "--grid",
+        "lr=0.1",
+        "--seeds",
+        "2",
+    ]
+    assert main([*args, "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    m = load(out).drop_duplicates(["run_id", "member"])
+    assert sorted(set(m.seed)) == [0, 1, 10, 11]  # what was trained, not the grid's seed
+    assert set(m.lr) == {0.2}  # lr 0.1 x lr_scale 2
+    assert set(m.grid_point) == {"seed=0,lr=0.1", "seed=10,lr=0.1"}
+    md = (out / "report.md").read_text()
+    assert "sweep: one section per grid point" in md and "(no results yet)" not in md
+
+
+def test_sweep_over_a_tuple_valued_key_reports_every_point(tmp_path):
+    out = tmp_path / "sw"
+    args = ["sweep", "synthetic", *TINY, "--grid", "datasets=separable;moons"]
+    assert main([*args, "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    md = (out / "report.md").read_text()
+    assert "(no results yet)" not in md and md.count("| logreg |") >= 2
+
+
+def test_fixture_runs_say_so_before_any_number(tmp_path):
+    from iwlab.runner import run_experiment
+
+    out = run_experiment("cifar_binary", "ci", ["variants=plain", "epochs=1"], out=tmp_path / "c", progress=False)
+    md = (out / "report.md").read_text()
+    results = md.split("## Results", 1)[1]
+    assert results.lstrip().startswith("**Data: a generated stand-in (fixture=true), not the real dataset.**")
+
+
 def test_sweep_with_a_repeated_grid_key_runs_every_value(tmp_path, monkeypatch):
     ran = []
 

@@ -169,7 +169,9 @@ def check_config(cfg: Any) -> None:
             bound = bounds.get(key)
             if bound is not None and not bound.contains(v):
                 words = _literal_words(hints.get(key))
-                raise ConfigError(f"{key}: must be {bound.describe()}{words}, got {v:g}.")
+                raise ConfigError(
+                    f"{key}: must be {bound.describe()}{words}, got {_num(v) if isinstance(v, int) else f'{v:g}'}."
+                )
 
 
 def _closest(key: str, valid: Iterable[str]) -> str:
@@ -197,10 +199,14 @@ def _parse_scalar(text: str, typ: Any, key: str) -> Any:
         try:
             if "/" in text:  # weights like 1/256 read naturally on a command line
                 num, den = text.split("/", 1)
-                return float(num) / float(den)
-            return float(text)
+                value = float(num) / float(den)
+            else:
+                value = float(text)
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"{key}: expected a float, got '{text}'.") from None
+        if value == 0 and any(c in "123456789" for c in text.lower().split("e")[0]):
+            raise ConfigError(f"{key}: {text} is too small for a float (it underflows to 0).")
+        return value
     if typ is str:
         return text
     raise ConfigError(f"{key}: values of type {typ} cannot be set from the command line.")

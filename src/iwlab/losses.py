@@ -34,7 +34,10 @@ def _as_class_weight(class_weight: Tensor | Sequence[float] | None) -> Tensor | 
     if not isinstance(class_weight, Tensor):
         # Read the numbers exactly first: converting 1e300 straight to float32 would give inf and
         # an error about an "infinite entry" the caller never wrote.
-        exact = torch.as_tensor(class_weight, dtype=torch.float64)
+        try:
+            exact = torch.as_tensor(class_weight, dtype=torch.float64)
+        except (OverflowError, TypeError, ValueError, RuntimeError) as e:  # 10**400, strings, ragged lists
+            raise ValueError(f"class_weight must be a sequence of numbers; {e}") from None
         check_weights(exact, name="class_weight", allow_zero_sum=True)
         dtype = torch.get_default_dtype()
         class_weight = exact.to(dtype)

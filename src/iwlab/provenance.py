@@ -49,8 +49,8 @@ def provenance(device: str = "cpu", run_dir: str | Path | None = None) -> dict[s
 
     ``command`` is the command line with the program reduced to ``iwlab`` and, when ``run_dir`` is
     given, every argument that names a path written relative to the run directory (``--out`` becomes
-    ``.``), so a published report reads the same on every machine. ``data`` is ``$IWLAB_DATA`` relative
-    to the run directory (``None`` when unset).
+    ``.``), so a published report reads the same on every machine. ``IWLAB_DATA`` is that variable relative
+    to the run directory (``None`` when unset; a run on generated fixture data does not read it).
 
     Example:
         >>> "torch" in provenance()["versions"]
@@ -73,7 +73,9 @@ def provenance(device: str = "cpu", run_dir: str | Path | None = None) -> dict[s
         "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": _cpus()},
         "device": device,
         "command": portable_command(sys.argv, run_dir),
-        "data": None if data is None else _relative(data, run_dir),
+        "IWLAB_DATA": None if data is None else _relative(data, run_dir),
+        # a published report reads the same on every machine; "." in the command is the run directory
+        "paths": "relative to the run directory" if run_dir is not None else "as given",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if device.startswith("cuda") and torch.cuda.is_available():

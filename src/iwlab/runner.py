@@ -35,6 +35,23 @@ class RunError(RuntimeError):
     """A run cannot start or continue (unwritable directory, full disk, config mismatch)."""
 
 
+def check_device(device: str) -> None:
+    """Refuse a device name torch does not know before anything runs (it would fail inside every cell).
+
+    Raises:
+        RunError: e.g. ``--device foo``; the message lists the usual choices.
+
+    Example:
+        >>> check_device("cpu")
+    """
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise RunError(f"--device {device!r} is not a device torch knows ({e}); use cpu, cuda or cuda:N") from None
+
+
 def default_out(name: str, profile: str) -> Path:
     """``runs/NAME-PROFILE``: deterministic, so rerunning a command resumes it.
 
@@ -180,6 +197,7 @@ def run_experiment(
         raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}; got '{figure_format}'")
     if cfg is None:
         cfg = make_config(name, profile, list(overrides or []) if not isinstance(overrides, dict) else overrides)
+    check_device(device)
     if device.startswith("cuda") and address is None:  # a Ray cluster may have GPUs the driver lacks
         import torch
 
@@ -259,11 +277,27 @@ def check_same_config(
     path.write_text(json.dumps(record, indent=2))
 
 
+def grid_labels(member: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any]:
+    """A sweep member's labels: its own, plus ``grid_point`` and the point's scalar values it lacks.
+
+    A member's own label is what it was trained with and always wins: a grid over ``seed=0,10`` trains
+    seeds 0, 1 and 10, 11 (``--seeds 2``), and ``lr=0.1`` with ``lr_scale=2`` trains at 0.2, so copying the
+    grid value over the label would mislabel the member. ``grid_point`` (``"lr=0.1,seed=10"``) names the
+    point; tuple values appear only there.
+
+    Example:
+        >>> grid_labels({"seed": 11, "lr": 0.2}, {"seed": 10, "lr_scale": 2.0})
+        {'lr_scale': 2.0, 'seed': 11, 'lr': 0.2, 'grid_point': 'seed=10,lr_scale=2.0'}
+    """
+    extra = {k: v for k, v in grid.items() if k not in member and not isinstance(v, list | tuple | dict)}
+    return {**extra, **member, "grid_point": ",".join(f"{k}={v}" for k, v in grid.items())}
+
+
 def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | None = None) -> None:
     if status == "ok":
         res: CellResult = payload
         if grid:
-            res.members = [{**m, **grid} for m in res.members]
+            res.members = [grid_labels(m, grid) for m in res.members]
         div = [d for d in res.diverged if d >= 0]
         store.write_result(
             cell_id,
@@ -470,6 +504,11 @@ def write_report(
             if progress:
                 print(f"iwlab: {len(figures)} figures in {time.monotonic() - t0:.0f} s", file=sys.stderr)
             summary = exp.summary(df, cfg)
+        if getattr(cfg, "fixture", False):  # say it before any number: these are not the paper's data
+            summary = (
+                "**Data: a generated stand-in (fixture=true), not the real dataset.** These numbers test the "
+                "pipeline; they say nothing about the paper's claims.\n\n" + summary
+            )
         if notes:
             summary += "\n\n" + "\n".join(f"**Note:** {n}" for n in notes)
         return render_report(run_dir, meta, runs, figures, summary)

@@ -68,9 +68,16 @@ def parse_grid(cfg: Any, grid: Sequence[str], pack_keys: Sequence[str] = ()) -> 
 
 
 def _merge(old: Sequence[Any], new: Sequence[Any]) -> tuple:
-    """``old`` then the values of ``new`` not in it yet (a value given twice is swept once)."""
-    out = list(old)
-    out += [v for v in new if v not in out]
+    """``old`` then the values of ``new`` not in it yet (a value given twice, even in one spec, is swept once).
+
+    Example:
+        >>> _merge((1.0,), (2.0, 1.0, 2.0))
+        (1.0, 2.0)
+    """
+    out: list[Any] = []
+    for v in (*old, *new):
+        if v not in out:
+            out.append(v)
     return tuple(out)
 
 
@@ -100,10 +107,16 @@ def run_sweep(
         >>> # run_sweep("synthetic", "quick", grid=["lr_scale=1,2"], seeds=2, out="runs/sw")
     """
     from iwlab.provenance import provenance
-    from iwlab.runner import check_same_config, default_out, preflight, run_tasks, write_report
+    from iwlab.runner import check_device, check_same_config, default_out, preflight, run_tasks, write_report
     from iwlab.store import Store
 
     exp = get_experiment(name)
+    check_device(device)
+    set_keys = {o.split("=", 1)[0].strip() for o in overrides if "=" in o}
+    grid_keys = {g.split("=", 1)[0].strip() for g in grid if "=" in g}
+    if set_keys & grid_keys:  # the grid would silently win while config.json kept the --set value
+        both = ", ".join(sorted(set_keys & grid_keys))
+        raise ConfigError(f"{both}: given both with --set and with --grid; give each key once")
     base = make_config(name, profile, list(overrides))
     if seeds is not None:
         if not hasattr(base, "seeds"):
@@ -150,10 +163,12 @@ def sweep_summary(exp: ModuleType, df: pd.DataFrame, meta: dict) -> str:
         "",
     ]
     for point in points:
-        sub = df
-        for k, v in point.items():
-            if k in sub:
-                sub = sub[sub[k].astype(str) == str(v)]
+        # each member carries its point's label (iwlab.runner.grid_labels); its own labels may differ
+        # from the point's values (seed, lr), so they cannot select the point
+        if not point:  # no grid (only packed keys or --seeds): one point, every row
+            sub = df
+        else:
+            sub = df[df.grid_point == _label(point)] if "grid_point" in df else df.iloc[:0]
         cfg = apply_overrides(base, point)
         parts += [
             f"## {_label(point) or 'all'}",

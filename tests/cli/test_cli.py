@@ -142,3 +142,15 @@ def test_unexpected_error_is_one_line_without_debug(capsys, monkeypatch):
     assert main(["list"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("iwlab: internal error: KeyError:") and "--debug" in err[0]
+
+
+def test_unknown_device_is_refused_before_anything_runs(capsys, tmp_path):
+    assert main(["run", "synthetic", "--device", "tpu", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("iwlab: error: --device 'tpu' is not a device torch knows")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_key_given_with_both_set_and_grid_is_refused(capsys, tmp_path):
+    assert main(["sweep", "synthetic", "--grid", "epochs=1", "--set", "epochs=5", "--out", str(tmp_path / "r")]) == 2
+    assert "epochs: given both with --set and with --grid" in capsys.readouterr().err

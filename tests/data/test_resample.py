@@ -186,3 +186,14 @@ def test_subsample_and_oversample_refuse_a_bool_or_float_class():
             oversample_class(y, bad, 2, _gen())
     np = pytest.importorskip("numpy")
     assert torch.equal(subsample_class(y, np.int64(1), 0.5, _gen(4)), subsample_class(y, 1, 0.5, _gen(4)))
+
+
+def test_class_outside_the_label_dtype_is_not_wrapped_onto_another_class():
+    """In uint8, class 256 == 0: the old comparison halved (or tripled) class 0."""
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1], dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="class 256 would be left empty"):
+        subsample_class(y, 256, 0.5, g)
+    with pytest.raises(ValueError, match="class 256 has no examples"):
+        oversample_class(y, 256, 3, g)
+    assert torch.equal(subsample_class(y, 1, 0.5, g).sort().values[:4], torch.arange(4))  # class 0 kept whole

@@ -278,23 +278,24 @@ def test_binary_summary_verdict_follows_the_numbers():
     from iwlab.experiments.cifar import summary
 
     spec = {
-        "plain": ({0.25: (0.2, 0.48), 1.0: (0.5, 0.5), 4.0: (0.8, 0.53)}, 1.0),  # 0.60 -> 0.05: shrinks
-        "l2": ({0.25: (0.25, 0.45), 1.0: (0.75, 0.55)}, 1.0),  # 0.50 -> 0.10: shrinks, the paper says stays
-        "dropout": ({0.25: (0.3, 0.1), 1.0: (0.5, 0.5)}, 0.9),  # not fitted: no claim
+        "plain": ({0.25: (0.2, 0.48), 1.0: (0.5, 0.5), 4.0: (0.8, 0.53)}, 1.0),  # 0.60 -> 0.05: faded
+        "l2": ({0.25: (0.25, 0.45), 1.0: (0.75, 0.50)}, 1.0),  # 0.50 -> 0.05: faded, the paper says persists
+        "dropout": ({0.25: (0.3, 0.1), 1.0: (0.5, 0.5)}, 0.9),  # not trained: no claim
     }
     md = summary(_binary_frame(spec), make_config("cifar_binary", "ci"))
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "| test |" in ln and "(epoch 1)" in ln]
     assert rows == [
-        "| plain | test | 0.600 (epoch 1) | 0.050 (epoch 9) | 0.480 / 0.500 / 0.530 | shrinks (0.600 -> 0.050) "
-        "| shrinks | yes |",
-        "| l2 | test | 0.500 (epoch 1) | 0.100 (epoch 9) | 0.450 / 0.550 / 0.550 | shrinks (0.500 -> 0.100) "
-        "| stays (L2 keeps the effect) | no |",
-        "| dropout | test | 0.200 (epoch 1) | 0.400 (epoch 9) | 0.100 / 0.500 / 0.500 | grows (0.200 -> 0.400) "
-        "| no claim (training set not fitted: lowest train acc 0.900) | n/a |",
+        "| plain | test | 0.600 (epoch 1) | 0.050 (epoch 9) | 0.480 / 0.500 / 0.530 | faded; shrinks (0.600 -> "
+        "0.050) | faded | yes |",
+        "| l2 | test | 0.500 (epoch 1) | 0.050 (epoch 9) | 0.450 / 0.500 / 0.500 | faded; shrinks (0.500 -> "
+        "0.050) | persists (L2 keeps the effect) | no |",
+        "| dropout | test | 0.200 (epoch 1) | 0.400 (epoch 9) | 0.100 / 0.500 / 0.500 | persists; grows (0.200 -> "
+        "0.400) | no claim (models not trained yet: best train acc 0.900) | n/a |",
     ]
     assert (
         "**Finding** (all sets, computed from the table below): matches Byrd & Lipton in 1 of 2 rows; contradicts "
-        "them in l2 test: shrinks (0.500 -> 0.100), expected stays (L2 keeps the effect); no verdict for 1 row" in md
+        "them in l2 test: faded; shrinks (0.500 -> 0.050), expected persists (L2 keeps the effect); no verdict for "
+        "1 row" in md
     )
     assert "larger with L2" not in md  # the old fixed sentence
 

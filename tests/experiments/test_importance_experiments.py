@@ -139,10 +139,22 @@ def test_summary_oracle_verdict_follows_the_numbers_and_says_when_one_is_missing
     md = summary(_df({"uniform": uni, "oracle_k0.5": ora}), cfg)
     # epoch 5: oracle (0.6 + 0.4) / 2 = 0.50%, uniform (1.0 + 1.2) / 2 = 1.10%; stds over seeds by hand
     so, su = np.std([0.6, 0.4], ddof=1), np.std([1.0, 1.2], ddof=1)
+    se = np.sqrt(so**2 / 2 + su**2 / 2)  # 0.20: the difference 0.60 is 3 standard errors
     assert (
         "Oracle k=0.5 beats uniform at epoch 5 (mean test error over seeds): 0.50% vs 1.10% (difference +0.60 points; "
-        f"std over seeds {so:.2f} and {su:.2f} points;" in md
+        f"std over seeds {so:.2f} and {su:.2f} points, standard error of the difference {se:.2f};" in md
     )
+    # one seed: the seed noise is unknown, so no verdict however large the difference
+    md = summary(_df({"uniform": uni[:1], "oracle_k0.5": ora[:1]}), ISConfig(methods=("uniform", "oracle_k0.5")))
+    assert "Oracle k=0.5 vs uniform at epoch 5" in md and "1 seed, so no verdict" in md and " beats " not in md
+    # two seeds whose means differ by less than 2 standard errors: no clear difference
+    # (error, time) per epoch 1..5: oracle 1.0% and 0.3% at epoch 5, mean 0.65%, std 0.49; uniform 1.1%, std 0.14
+    noisy = [
+        [(0.02, 1), (0.02, 2), (0.02, 3), (0.02, 4), (0.010, 5)],
+        [(0.02, 1), (0.02, 2), (0.02, 3), (0.02, 4), (0.003, 5)],
+    ]
+    md = summary(_df({"uniform": uni, "oracle_k0.5": noisy}), cfg)
+    assert "Oracle k=0.5 shows no clear difference to uniform at epoch 5" in md
     # oracle stopped after epoch 4 (a failed cell): no verdict, instead of one computed from NaN
     md = summary(_df({"uniform": uni, "oracle_k0.5": [r[:4] for r in ora]}), cfg)
     assert "Oracle k=0.5 vs uniform at epoch 5: no verdict, Oracle k=0.5 has no test error there." in md

@@ -290,7 +290,7 @@ def test_summary_verdict_follows_the_numbers():
     md = M.summary(_summary_frame(1.0), cfg)
     assert (
         "**Finding** (spread of the paraphrase fraction across weights, computed from the numbers above): "
-        "shrinks (0.600 -> 0.050); Byrd & Lipton: shrinks; matches: yes." in md
+        "faded; shrinks (0.600 -> 0.050); Byrd & Lipton: faded; matches: yes." in md
     )
     md = M.summary(_summary_frame(0.8), cfg)  # the training pairs are not fitted: the paper's claim does not apply
-    assert "shrinks (0.600 -> 0.050); Byrd & Lipton: no claim (training pairs not fitted: lowest train acc 0.800)" in md
+    assert "shrinks (0.600 -> 0.050); Byrd & Lipton: no claim (models not trained yet: best train acc 0.800)" in md

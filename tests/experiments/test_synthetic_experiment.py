@@ -238,14 +238,17 @@ def test_summary_verdict_follows_the_numbers_per_row_separable_first():
         "| moons | mlp | 0.001 | 0.400 (epoch 1) | 0.380 (epoch 100) | 0.500 | 0.120 | persists; stays (0.400 -> "
         "0.380) | persists (L2 keeps the effect) | yes |",
         "| gaussians | mlp | 0 | 0.100 (epoch 1) | 0.350 (epoch 100) | 0.500 | 0.150 | persists; grows (0.100 -> "
-        "0.350) | no claim (training data not separated: lowest train acc 0.850) | n/a |",
+        "0.350) | no claim (models not trained yet: best train acc 0.850) | n/a |",
     ]
     assert (
         "**Finding** (test points, computed from the table below): matches Byrd & Lipton in 2 of 3 rows; contradicts "
         "them in separable logreg L2=0: persists; grows (0.100 -> 0.300), expected faded; no verdict for 1 row" in md
     )
     # the old fixed sentence, which contradicted the numbers, is gone
-    assert "large early, small late" not in md and "'faded' if the spread at the last epoch is below 0.1" in md
+    assert (
+        "large early, small late" not in md
+        and "'faded' if the spread across weights at the last epoch is below 0.1" in md
+    )
 
 
 def test_spreads_put_separable_first_and_count_the_weights_recorded():
@@ -266,3 +269,22 @@ def test_spreads_put_separable_first_and_count_the_weights_recorded():
     from iwlab.experiments.synthetic import verdicts
 
     assert verdicts(df).matches.iloc[1] == "n/a (2 / 1 of 2 weights recorded)"
+
+
+def test_l2_rows_get_no_claim_before_the_models_have_trained():
+    """Found by a new user: L2 rows were judged "persists = matches" after 20 epochs at train accuracy 0.5."""
+    from iwlab.experiments.synthetic import verdicts
+
+    rows = []
+    for w, (f1, f9) in ((1.0, (0.5, 0.5)), (0.25, (0.0, 0.0))):
+        rows += [
+            ("separable", "mlp", 0.001, w, 0, 1, "frac_down_test", f1),
+            ("separable", "mlp", 0.001, w, 0, 9, "frac_down_test", f9),
+        ]
+        rows += [
+            ("separable", "mlp", 0.001, w, 0, 1, "train_acc", 0.5),
+            ("separable", "mlp", 0.001, w, 0, 9, "train_acc", 0.5),
+        ]
+    df = pd.DataFrame(rows, columns=["dataset", "model", "l2", "weight", "seed", "epoch", "name", "value"])
+    v = verdicts(df).iloc[0]
+    assert v.claim == "no claim (models not trained yet: best train acc 0.500)" and v.matches == "n/a"

@@ -1019,3 +1019,17 @@ def test_cuda_pow2_is_exact():
         k = torch.arange(lo, hi + 1, device="cuda")
         expected = torch.tensor([math.ldexp(1.0, i) for i in range(lo, hi + 1)], dtype=dtype)
         assert torch.equal(_pow2(k, dtype).cpu(), expected)
+
+
+def test_class_to_sample_weight_checks_the_weights():
+    """Found by the bad-input hunt: NaN and negative class weights came back as sample weights."""
+    with pytest.raises(ValueError, match="class_weight has a NaN entry at index 0"):
+        class_to_sample_weight(torch.tensor([0, 1]), torch.tensor([float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="class_weight has a negative entry"):
+        class_to_sample_weight(torch.tensor([0, 1]), torch.tensor([1.0, -1.0]))
+    assert class_to_sample_weight(torch.tensor([1, 0]), torch.tensor([0.0, 0.0])).tolist() == [0.0, 0.0]
+
+
+def test_module_class_weight_too_large_for_any_float_is_a_value_error():
+    with pytest.raises(ValueError, match="class_weight must be a sequence of numbers"):
+        WeightedCrossEntropyLoss(class_weight=[1, 10**400])

@@ -677,3 +677,61 @@ def test_fetch_refuses_bool_masks_floats_and_out_of_range_indices():
     # any integer dtype indexes by position (uint8 used to be read as a mask)
     assert fetch(ds, torch.tensor([3, 1], dtype=torch.uint8))[0].tolist() == [3.0, 1.0]
     assert fetch(ds, torch.tensor([3, 1], dtype=torch.int32))[0].tolist() == [3.0, 1.0]
+
+
+# -- found by the bad-input hunt after the first hardening pass --------------------------------------
+
+
+def _ds(n=4, classes=2):
+    return TensorDataset(torch.zeros(n, 1), torch.arange(n) % classes)
+
+
+def test_oracle_tiny_float64_scores_are_not_flushed_to_uniform():
+    """Scores of 1e-50 become 0 in float32; they must still set the probabilities: [1, 3, 0, 0] / 4."""
+    s = OracleSampler(_ds(), batch_size=4000, presample=None, seed=0)
+    b = s.sample(score_fn=lambda x, y: torch.tensor([1e-50, 3e-50, 0.0, 0.0], dtype=torch.float64))
+    counts = torch.bincount(b.indices, minlength=4)
+    assert counts[2] == 0 and counts[3] == 0
+    assert abs(counts[1].item() / 4000 - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 4000)
+
+
+def test_pcg_variance_of_large_losses_does_not_make_its_checkpoint_unloadable():
+    s = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    s.update(torch.tensor([0, 1, 2, 3]), torch.tensor([0.0, 3e20, 0.0, 3e20]))
+    assert math.isfinite(float(s.class_var_.max()))
+    t = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    t.load_state_dict(s.state_dict())
+    assert torch.equal(t.class_var_, s.class_var_) and torch.equal(t.class_mean_, s.class_mean_)
+
+
+def test_batch_size_beyond_the_pool_limit_is_refused_instead_of_looping():
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 16777216\], got 1099511627776"):
+        UniformSampler(_ds(20), batch_size=2**40)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64, torch.int32])
+def test_integer_scores_and_losses_of_any_width_are_read(dtype):
+    s = OracleSampler(_ds(), batch_size=400, presample=None, seed=0)
+    b = s.sample(score_fn=lambda x, y: torch.tensor([0, 1, 0, 3]).to(dtype))
+    assert set(b.indices.tolist()) <= {1, 3}
+    p = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    p.update(torch.tensor([0, 1]), torch.tensor([2, 4]).to(dtype))
+    assert p.class_mean_.tolist() == [2.0, 4.0]
+
+
+def test_approx_state_with_a_float64_history_is_refused():
+    s = ApproxSampler(_ds(), batch_size=2, seed=0)
+    state = s.state_dict()
+    state["history_"] = state["history_"].double()
+    with pytest.raises(ValueError, match="history_' must be float32, got torch.float64"):
+        ApproxSampler(_ds(), batch_size=2, seed=0).load_state_dict(state)
+
+
+def test_negative_sampler_seed_is_refused_not_wrapped():
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\), got -1"):
+        UniformSampler(_ds(), batch_size=2, seed=-1)
+
+
+def test_total_variation_of_an_empty_distribution_is_an_error():
+    with pytest.raises(ValueError, match="probs must be a non-empty 1-D tensor"):
+        total_variation_to_uniform(torch.zeros(0))

@@ -329,3 +329,27 @@ def test_results_says_how_many_cells_failed(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith("run_id,")
     assert "iwlab: 1 of 2 cells failed (no metrics from them): mlp: ValueError: lr is bad" in captured.err
+
+
+def test_damaged_json_in_the_store_names_the_file_and_the_place(tmp_path):
+    store = _filled(tmp_path)
+    store._conn.execute("UPDATE meta SET value='{bad' WHERE key='config'")
+    store._conn.execute("UPDATE members SET labels='[1,' WHERE member=1")
+    with pytest.raises(StoreError, match=r"results.db: table meta, key config is not valid JSON"):
+        store.meta()
+    store.close()
+    with pytest.raises(StoreError, match=r"results.db: table members, run logreg member 1, column labels is not valid"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["results.db", "config.json", "provenance.json"])
+def test_export_never_overwrites_the_runs_own_files(tmp_path, name, capsys):
+    from iwlab.cli import main
+
+    _filled(tmp_path).close()
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "provenance.json").write_text("{}")
+    before = (tmp_path / name).read_bytes()
+    assert main(["results", str(tmp_path), "--output", str(tmp_path / name)]) == 2
+    assert f"would overwrite the run's own {name}" in capsys.readouterr().err
+    assert (tmp_path / name).read_bytes() == before

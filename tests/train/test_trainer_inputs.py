@@ -290,3 +290,75 @@ def test_weights_not_representable_in_float32_are_refused():
             members=[Member(seed=0, class_weight=(1e-30, 1e-30))],
             fit=dict(sample_weight=torch.full((37,), 1e-30)),
         )
+
+
+# -- found by the bad-input hunt after the first hardening pass --------------------------------------
+
+
+def _lin(g):
+    return MLP(2, (), 1, generator=g)
+
+
+def test_class_weights_that_become_float32_subnormals_are_refused():
+    """1e-44 and 1.5e-44 become 9.8e-45 and 1.4e-44 in float32 (ratio 1.43, not 1.5): refused, not trained."""
+    x, y = torch.randn(8, 2, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 4)
+    tr = EnsembleTrainer(
+        _lin, [Member(0, class_weight=(1e-44, 1.5e-44), lr=0.5)], batch_size=4, normalization="weight_sum"
+    )
+    with pytest.raises(
+        ValueError, match=r"member 0 class_weight entry 1e-44 at index 0 is not representable in float32"
+    ):
+        tr.fit(x, y, epochs=1, progress=False)
+    tr = EnsembleTrainer(_lin, [Member(0, class_weight=(1e-22, 1.0), lr=0.5)], batch_size=4)
+    with pytest.raises(ValueError, match=r"class_weight x sample_weight .* is not representable in float32"):
+        tr.fit(x, y, epochs=1, sample_weight=torch.full((8,), 1e-22), progress=False)
+
+
+def test_rates_follow_the_parameter_dtype_and_unrepresentable_rates_are_refused():
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.tensor([0, 1] * 8)
+
+    def lin64(g):
+        return MLP(2, (), 1, generator=g).double()
+
+    # float64 model: an L2 of 1e-9 acts (in float32, 1 - lr * l2 rounds to 1 and it would vanish)
+    a = EnsembleTrainer(lin64, [Member(0, lr=0.5, l2=1e-9)], batch_size=4)
+    b = EnsembleTrainer(lin64, [Member(0, lr=0.5, l2=0.0)], batch_size=4)
+    assert a.lr.dtype == torch.float64
+    a.fit(x, y, epochs=3, progress=False)
+    b.fit(x, y, epochs=3, progress=False)
+    assert not torch.equal(a.params[0], b.params[0])
+    with pytest.raises(ValueError, match=r"member 0: lr=1e-50 cannot be represented in torch.float32"):
+        EnsembleTrainer(_lin, [Member(0, lr=1e-50)], batch_size=4)
+
+
+@pytest.mark.parametrize("seed, err", [(1.7, TypeError), (True, TypeError), (-1, ValueError), (2**64, ValueError)])
+def test_member_seeds_are_checked(seed, err):
+    with pytest.raises(err, match="member 0 seed"):
+        EnsembleTrainer(_lin, [Member(seed=seed)], batch_size=4)
+    with pytest.raises(err, match="member seed"):
+        train_single(_lin, Member(seed=seed), torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]), epochs=1, batch_size=2)
+
+
+@pytest.mark.parametrize("cw", [(1.0, -1.0), (1.0, float("nan"))])
+def test_train_single_checks_its_class_weights(cw):
+    """The reference loop runs its losses with validate=False; it checks the weights once instead."""
+    with pytest.raises(ValueError, match="member class_weight has"):
+        train_single(
+            _lin, Member(0, class_weight=cw), torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]), epochs=1, batch_size=2
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_train_sampled_takes_labels_of_any_integer_dtype(dtype):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, generator=g), torch.randint(0, 3, (32,), generator=g)
+
+    def run(labels):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 3)
+        sampler = make_sampler("uniform", TensorDataset(x, labels), 8, seed=0)
+        train_sampled(model, sampler, torch.optim.SGD(model.parameters(), lr=0.1), iterations=6, steps_per_epoch=3)
+        return model.weight.detach()
+
+    assert torch.equal(run(y.to(dtype)), run(y))

@@ -14,7 +14,9 @@ class _HelpWithProfiles(argparse.Action):
     """``-h``: the usual help, then every experiment's real profiles (imported only when asked for)."""
 
     def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: object) -> None:
-        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="show this help")
+        super().__init__(
+            option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="show this help message and exit"
+        )
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         parser.epilog = profiles_text()

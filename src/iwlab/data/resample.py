@@ -48,7 +48,8 @@ def _check_cls(cls: object) -> int:
 
 
 def _class_indices(y: Tensor, cls: int) -> Tensor:
-    return (y == cls).nonzero().squeeze(1).cpu()
+    # compare in int64: in uint8, class 256 would wrap to 0 and select class 0's examples
+    return (y.long() == cls).nonzero().squeeze(1).cpu()
 
 
 def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Generator) -> Tensor:
@@ -76,7 +77,7 @@ def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Gener
     if k == 0:
         raise ValueError(f"class {cls} would be left empty by subsampling (n={n}, fraction={fraction:g})")
     keep = members[torch.randperm(n, generator=generator)[:k]]
-    others = (y != cls).nonzero().squeeze(1).cpu()
+    others = (y.long() != cls).nonzero().squeeze(1).cpu()
     return torch.cat([others, keep]).sort().values
 
 

@@ -1080,46 +1080,36 @@ def _by_variant(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(v, df[df.variant == v]) for v in BINARY_VARIANTS if v in set(df.variant)]
 
 
-# Byrd & Lipton's claim per variant (sections 4-5): does the weights' effect fade ("shrinks") or stay?
-CLAIMS = {
-    "plain": ("shrinks",),
-    "dropout": ("shrinks",),
-    "adam": ("shrinks",),
-    "l2": ("stays", "grows"),
-    "batchnorm": ("stays", "grows"),
-}
-# the fading claim needs a model that fits its training set; this training accuracy counts as fitted
-SEPARATED_ACC = 0.99
+# Byrd & Lipton's claim per variant (sections 4-5): does the weights' effect fade or persist?
+CLAIMS = {"plain": "faded", "dropout": "faded", "adam": "faded", "l2": "persists", "batchnorm": "persists"}
 
 
-def _lowest_train_acc(df: pd.DataFrame, variant: str) -> float:
-    """Lowest training accuracy over a variant's models (weights, seeds) at its last epoch; NaN if not recorded."""
+def _train_acc_range(df: pd.DataFrame, variant: str) -> tuple[float, float]:
+    """(lowest, highest) training accuracy over a variant's models at its last epoch; NaN if not recorded."""
     a = df[(df.variant == variant) & (df.name == "train_acc")]
-    return float(a[a.epoch == a.epoch.max()].value.min()) if not a.empty else float("nan")
+    if a.empty:
+        return float("nan"), float("nan")
+    last = a[a.epoch == a.epoch.max()].value
+    return float(last.min()), float(last.max())
 
 
 def _spread_verdicts(df: pd.DataFrame, prefix: str) -> list[dict]:
-    """Rows of :func:`spreads` for every set, with the verdict (first vs last epoch), Byrd & Lipton's claim for
-    the variant and whether the two match."""
-    from iwlab.report import claim_match, trend_text
+    """Rows of :func:`spreads` for every set, with the verdict (:data:`iwlab.report.LEVEL_RULE`), Byrd &
+    Lipton's claim for the variant and whether the two match."""
+    from iwlab.report import level_verdict
 
     out = []
     for name in SETS:
         for r in spreads(df, f"{prefix}_{name}").to_dict("records"):
-            expected = CLAIMS.get(r["variant"])
-            acc = _lowest_train_acc(df, r["variant"])
-            if expected is None:
-                claim = "no claim"
-            elif expected == ("shrinks",) and not acc >= SEPARATED_ACC:
-                claim = f"no claim (training set not fitted: lowest train acc {acc:.3f})"
-                expected = None
-            else:
-                claim = expected[0] + (" (L2 keeps the effect)" if r["variant"] == "l2" else "")
-            first, last = r["spread_first"], r["spread_last"]
-            matches = claim_match(first, last, expected)
+            lowest, best = _train_acc_range(df, r["variant"])
+            verdict, claim, matches = level_verdict(
+                CLAIMS.get(r["variant"]), r["spread_first"], r["spread_last"], lowest, best
+            )
+            if claim == "persists" and r["variant"] == "l2":
+                claim = "persists (L2 keeps the effect)"
             if min(r["n_weights_first"], r["n_weights_last"]) < r["n_weights"]:  # a diverged member is missing
                 matches = f"n/a ({r['n_weights_first']} / {r['n_weights_last']} of {r['n_weights']} weights recorded)"
-            out.append({**r, "set": name, "verdict": trend_text(first, last), "claim": claim, "matches": matches})
+            out.append({**r, "set": name, "verdict": verdict, "claim": claim, "matches": matches})
     return out
 
 
@@ -1130,7 +1120,7 @@ def summary(df: pd.DataFrame, cfg: Any) -> str:
     Example:
         >>> # print(summary(iwlab.results.load(run_dir), cfg))
     """
-    from iwlab.report import TREND_RULE, finding_line
+    from iwlab.report import LEVEL_RULE, TREND_RULE, finding_line
 
     if df.empty:
         return "(no results)"
@@ -1168,11 +1158,10 @@ def summary(df: pd.DataFrame, cfg: Any) -> str:
         f"### Spread across weights of the fraction predicted as {pos}",
         "",
         f"Weight w = {pos} weight relative to {cfg.classes[0]} (the down-weighted class gets min(w, 1/w), the "
-        f"other 1). Spread = max - min over weights of the seed-mean fraction. {TREND_RULE}",
+        f"other 1). Spread = max - min over weights of the seed-mean fraction. {LEVEL_RULE} {TREND_RULE}",
         "",
-        "Byrd & Lipton's claim per variant: the effect of the weights fades (the spread shrinks) once the model "
-        f"fits its training set (here: lowest training accuracy >= {SEPARATED_ACC:g} at the last epoch) without "
-        "regularization, with dropout and with Adam; with L2 or batch norm it stays.",
+        "Byrd & Lipton's claim per variant: the effect of the weights fades once the models fit their training set "
+        "without regularization, with dropout and with Adam; with L2 or batch norm it persists.",
         "",
         finding_line(
             [(f"{r['variant']} {r['set']}", r["verdict"], r["claim"], r["matches"]) for r in rows], "all sets"

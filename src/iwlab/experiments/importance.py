@@ -601,14 +601,24 @@ def summary(df: pd.DataFrame, cfg: ISConfig) -> str:
             missing = " and ".join(n for n, v in (("Oracle k=0.5", o), ("Uniform", u)) if v.empty)
             lines += [f"Oracle k=0.5 vs uniform at epoch {e}: no verdict, {missing} has no test error there.", ""]
         else:
-            verdict = "beats" if o.mean() < u.mean() else "ties with" if o.mean() == u.mean() else "does not beat"
-            spread = (
-                f"; std over seeds {o.std():.2f} and {u.std():.2f} points" if min(len(o), len(u)) > 1 else "; 1 seed"
-            )
+            # a verdict needs the difference to stand out of the seed noise: more than 2 standard errors of the
+            # difference of the two means; one seed gives no estimate of that noise, so no verdict
+            diff = u.mean() - o.mean()
+            if min(len(o), len(u)) > 1:
+                se = math.sqrt(o.var() / len(o) + u.var() / len(u))
+                verdict = (
+                    "beats" if diff > 2 * se else "is worse than" if diff < -2 * se else "shows no clear difference to"
+                )
+                spread = (
+                    f"; std over seeds {o.std():.2f} and {u.std():.2f} points, standard error of the difference "
+                    f"{se:.2f}"
+                )
+            else:
+                verdict, spread = "vs", "; 1 seed, so no verdict: the seed noise is unknown"
             lines += [
                 f"Oracle k=0.5 {verdict} uniform at epoch {e} (mean test error over seeds): {o.mean():.2f}% vs "
-                f"{u.mean():.2f}% (difference {u.mean() - o.mean():+.2f} points{spread}; paper at epoch 5: 0.56% vs "
-                "0.79%).",
+                f"{u.mean():.2f}% (difference {diff:+.2f} points{spread}; a verdict needs |difference| > 2 standard "
+                "errors; paper at epoch 5: 0.56% vs 0.79%).",
                 "",
             ]
     return "\n".join(lines)

@@ -501,10 +501,6 @@ def _frac(w: float) -> str:
     return f"1/{inv:.0f}" if abs(inv - round(inv)) < 1e-9 else f"{w:g}"
 
 
-# Byrd & Lipton's fading claim needs a model that fits its training pairs; this training accuracy counts as fitted
-SEPARATED_ACC = 0.99
-
-
 def summary(df: pd.DataFrame, cfg: Config) -> str:
     """Markdown: per weight, the paraphrase fraction at the first and last epoch and the test accuracy, and the
     spread across weights first vs last with a verdict computed from the numbers, compared with Byrd & Lipton.
@@ -512,7 +508,7 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     Example:
         >>> # print(summary(iwlab.results.load(run_dir), cfg))
     """
-    from iwlab.report import TREND_RULE, claim_match, trend_text
+    from iwlab.report import LEVEL_RULE, TREND_RULE, level_verdict
 
     if df.empty:
         return "(no results)"
@@ -526,7 +522,7 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
         "Weight w = paraphrase weight relative to non-paraphrase (the down-weighted class gets min(w, 1/w), "
         "the other 1). Byrd & Lipton's claim (Fig. 6): once the model fits its training pairs, the fraction "
         "predicted paraphrase, which differs across weights early, converges late (over 100 epochs with "
-        f"BERT-base), so its spread across weights shrinks; their test accuracy: 78-85%. {TREND_RULE}",
+        f"BERT-base), so the effect of the weights fades; their test accuracy: 78-85%. {TREND_RULE}",
         "",
         "| weight | paraphrase fraction, first epoch | paraphrase fraction, last epoch | test acc., last "
         "| test acc., best (epoch) | train acc., last |",
@@ -542,21 +538,14 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     lines.append("")
     if not t.empty:
         first, last = float(t.frac_first.max() - t.frac_first.min()), float(t.frac_last.max() - t.frac_last.min())
-        acc = float(t.train_acc_last.min())
+        lowest, best = float(t.train_acc_last.min()), float(t.train_acc_last.max())
+        verdict, claim, matches = level_verdict("faded", first, last, lowest, best)
         if len(set(t.first_epoch)) > 1 or len(set(t.last_epoch)) > 1:
             # a cell that diverged or stopped early: its last value is from another epoch than the others'
             claim, matches = "no claim", "n/a (the weights' first or last recorded epochs differ)"
-        elif math.isnan(acc):
-            claim, matches = "no claim (training accuracy not recorded)", "n/a"
-        elif acc < SEPARATED_ACC:
-            claim, matches = f"no claim (training pairs not fitted: lowest train acc {acc:.3f})", "n/a"
-        else:
-            claim, matches = "shrinks", claim_match(first, last, ("shrinks",))
-        verdict = trend_text(first, last)
         lines += [
             f"Spread of the paraphrase fraction across weights: {first:.3f} at the first epoch, {last:.3f} at the "
-            f"last. Byrd & Lipton's claim applies once every model fits its training pairs (lowest train acc >= "
-            f"{SEPARATED_ACC:g} at the last epoch).",
+            f"last. {LEVEL_RULE}",
             "",
             f"**Finding** (spread of the paraphrase fraction across weights, computed from the numbers above): "
             f"{verdict}; Byrd & Lipton: {claim}; matches: {matches}.",

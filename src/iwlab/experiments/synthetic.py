@@ -97,6 +97,10 @@ class Config:
             raise ValueError(f"weights must be positive and finite, got {self.weights}")
         if any(not (v >= 0 and math.isfinite(v)) for v in self.l2):
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        for key in ("datasets", "models", "weights", "l2"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):  # repeats would be counted as independent replicates
+                raise ValueError(f"{key} repeat: {values}")
         if self.down_class not in (0, 1):
             raise ValueError(f"down_class must be 0 or 1, got {self.down_class}")
         if self.seeds < 1 or self.epochs < 1 or self.batch_size < 1 or self.n_per_class < 2:
@@ -377,43 +381,31 @@ def spreads(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-# Byrd & Lipton's claim concerns models that separate their training data: here, every model of a row
-# (each weight and seed) reaches this training accuracy at its last epoch
-SEPARATED_ACC = 0.95
-# The effect of the weights has faded when the spread across weights of the down-weighted-class fraction
-# is below this at the last epoch (every weight then predicts about the same fraction); it persists above.
-# The first epoch is not the yardstick: there every low-weight model still predicts one class, so the
-# spread is near its maximum for any model.
-FADED_SPREAD = 0.1
-VERDICT_RULE = (
-    f"Verdict per row: the effect of the weights has 'faded' if the spread at the last epoch is below "
-    f"{FADED_SPREAD:g}, else it 'persists'; the change from the first epoch is shown for reference."
-)
-
-
-def _separation(df: pd.DataFrame) -> dict[tuple, float]:
-    """(dataset, model, l2) -> lowest training accuracy over its members (weights, seeds) at its last epoch."""
+def _separation(df: pd.DataFrame) -> dict[tuple, tuple[float, float]]:
+    """(dataset, model, l2) -> (lowest, highest) training accuracy over its members at its last epoch."""
     a = df[df.name == "train_acc"]
     out = {}
     for key, g in a.groupby(["dataset", "model", "l2"]):
-        out[key] = float(g[g.epoch == g.epoch.max()].value.min())
+        last = g[g.epoch == g.epoch.max()].value
+        out[key] = (float(last.min()), float(last.max()))
     return out
 
 
 def verdicts(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
     """:func:`spreads` plus, per row, the verdict computed from the numbers and Byrd & Lipton's claim for it.
 
-    ``verdict``: "faded" if the last-epoch spread is below :data:`FADED_SPREAD`, else "persists", with the
-    change from the first epoch (:func:`iwlab.report.trend_text`). ``claim``: what Byrd & Lipton (2019,
-    sections 3 and 5, Figs. 1-3) predict for the row: with L2 the effect persists; without L2 (with or
-    without dropout) it fades once the models separate their training data (lowest training accuracy
-    ``train_acc_min`` >= :data:`SEPARATED_ACC` at the last epoch); where the data are not separated the
+    ``verdict``, ``claim`` and ``matches`` follow :data:`iwlab.report.LEVEL_RULE` (:func:`iwlab.report.level_verdict`):
+    "faded" if the last-epoch spread is below 0.1, else "persists". ``claim``: what Byrd & Lipton (2019,
+    sections 3 and 5, Figs. 1-3) predict for the row, once its models have trained (the best training
+    accuracy over the row's models >= 0.95; before that there is no claim): with L2 the effect persists;
+    without L2 (with or without dropout) it fades once the models separate their training data (lowest
+    training accuracy ``train_acc_min`` >= 0.95 at the last epoch); where the data are not separated the
     paper makes no claim. ``matches``: "yes", "no" or "n/a (why)".
 
     Example:
         >>> # verdicts(iwlab.results.load(run_dir))[["dataset", "model", "l2", "verdict", "matches"]]
     """
-    from iwlab.report import trend_text
+    from iwlab.report import level_verdict
 
     s = spreads(df, metric)
     if s.empty:
@@ -421,29 +413,19 @@ def verdicts(df: pd.DataFrame, metric: str = "frac_down_test") -> pd.DataFrame:
     sep = _separation(df)
     verdict, claim, matches, acc = [], [], [], []
     for r in s.itertuples():
-        a = sep.get((r.dataset, r.model, r.l2), float("nan"))
-        acc.append(a)
-        first, last = float(r.spread_first), float(r.spread_last)
-        level = "n/a" if math.isnan(last) else ("faded" if last < FADED_SPREAD else "persists")
-        verdict.append(f"{level}; {trend_text(first, last)}")
-        if r.l2 > 0:
-            claim.append("persists (L2 keeps the effect)")
-            expected: str | None = "persists"
-        elif math.isnan(a):
-            claim.append("no claim (training accuracy not recorded)")
-            expected = None
-        elif a < SEPARATED_ACC:
-            claim.append(f"no claim (training data not separated: lowest train acc {a:.3f})")
-            expected = None
-        else:
-            claim.append("faded (dropout does not keep the effect)" if r.model == "mlp_dropout" else "faded")
-            expected = "faded"
+        lowest, best = sep.get((r.dataset, r.model, r.l2), (float("nan"), float("nan")))
+        acc.append(lowest)
+        expected = "persists" if r.l2 > 0 else "faded"
+        v, c, m = level_verdict(expected, float(r.spread_first), float(r.spread_last), lowest, best)
+        if c == "faded" and r.model == "mlp_dropout":
+            c = "faded (dropout does not keep the effect)"
+        elif c == "persists":
+            c = "persists (L2 keeps the effect)"
         if min(r.n_weights_first, r.n_weights_last) < r.n_weights:
-            matches.append(f"n/a ({r.n_weights_first} / {r.n_weights_last} of {r.n_weights} weights recorded)")
-        elif level == "n/a":
-            matches.append("n/a (missing)")
-        else:
-            matches.append("n/a" if expected is None else ("yes" if level == expected else "no"))
+            m = f"n/a ({r.n_weights_first} / {r.n_weights_last} of {r.n_weights} weights recorded)"
+        verdict.append(v)
+        claim.append(c)
+        matches.append(m)
     return s.assign(train_acc_min=acc, verdict=verdict, claim=claim, matches=matches)
 
 
@@ -455,18 +437,17 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     Example:
         >>> # print(summary(df, cfg))
     """
-    from iwlab.report import TREND_RULE, finding_line
+    from iwlab.report import LEVEL_RULE, TREND_RULE, finding_line
 
     lines = [
         f"Down-weighted class: {cfg.down_class}. Weights: {', '.join(_frac(w) for w in cfg.weights)}. "
         f"Seeds: {cfg.seeds}. Epochs: {cfg.epochs}, batch {cfg.batch_size}. {_lr_used(df, cfg)}",
         "",
         "Spread = max - min, across weights, of the fraction of points predicted as the down-weighted class "
-        f"(mean over seeds). {VERDICT_RULE} {TREND_RULE}",
+        f"(mean over seeds). {LEVEL_RULE} {TREND_RULE}",
         "",
         "Byrd & Lipton's claim per row: without L2 (plain or with dropout) the effect of the weights fades once the "
-        "models separate their training data (here: the lowest training accuracy over the row's models is >= "
-        f"{SEPARATED_ACC:g} at the last epoch); with L2 it persists. Where the training data are not separated the "
+        "models separate their training data; with L2 it persists. Where the training data are not separated the "
         "paper makes no claim.",
         "",
     ]

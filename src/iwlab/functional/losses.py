@@ -432,7 +432,8 @@ def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
     Raises:
         TypeError: an argument is not a tensor.
         ValueError: ``target`` is not integer, a label is outside ``[0, C)``, the leading dims do
-            not broadcast, or the tensors are on different devices.
+            not broadcast, the tensors are on different devices, or a weight is NaN, infinite or
+            negative (:func:`check_weights`; all-zero weights are allowed).
 
     Example:
         >>> class_to_sample_weight(torch.tensor([0, 1, 1]), torch.tensor([1.0, 0.25]))
@@ -458,6 +459,7 @@ def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
             f"leading dims of target {_shape(target)} and class_weight {_shape(class_weight)} do not broadcast"
         ) from None
     _check_labels(target, class_weight.shape[-1], "class_weight has")
+    check_weights(class_weight, name="class_weight", allow_zero_sum=True)  # NaN or negative weights: an error
     return _gather_class_weight(_as_index(target), class_weight)
 
 

@@ -290,5 +290,11 @@ def total_variation_to_uniform(probs: Tensor) -> float:
     Example:
         >>> total_variation_to_uniform(torch.tensor([0.5, 0.5]))
         0.0
+
+    Raises:
+        ValueError: ``probs`` is not a non-empty 1-D tensor.
     """
+    if not isinstance(probs, Tensor) or probs.dim() != 1 or probs.numel() == 0:
+        shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
+        raise ValueError(f"probs must be a non-empty 1-D tensor of probabilities, got {shape}")
     return float(0.5 * (probs - 1.0 / probs.numel()).abs().sum())

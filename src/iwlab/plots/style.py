@@ -213,7 +213,8 @@ def _fitting_columns(labels: Sequence[str], width_in: float) -> int:
         cols = [labels[j * rows : (j + 1) * rows] for j in range(ncol)]
         need = sum(0.6 + 0.065 * max(len(lb) for lb in col) for col in cols if col)
         if need <= width_in - 0.3:
-            return ncol
+            # balance the rows: 10 labels that fit 9 to a row read better as 2 rows of 5 than as 9 + 1
+            return math.ceil(n / math.ceil(n / ncol))
     return 1
 
 
@@ -266,7 +267,8 @@ def save(fig: Figure, path: str | Path, fmt: str = "png", caption: str | None = 
     out = path.parent / f"{path.name}.{fmt}"
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
-    fig.savefig(out, dpi=DPI, format=fmt, metadata=metadata)
+    # bbox_inches="tight": a figure legend wider than the figure is grown into, never clipped
+    fig.savefig(out, dpi=DPI, format=fmt, metadata=metadata, bbox_inches="tight", pad_inches=0.05)
     if caption:
         cap_file = out.parent / CAPTIONS_FILE
         caps = read_captions(out.parent)

@@ -21,8 +21,12 @@ Strategies (``make_sampler(method, ...)``):
 * ``pcg``: scores are the running mean of the loss of each class (a univariate Gaussian per class).
 
 Weights are ``alpha_i = 1 / (P p_i^k)`` with P the pool size (:mod:`iwlab.functional.sampling`), so
-``mean(alpha * losses)`` is unbiased for the dataset mean loss when k = 1. Smoothing ``c`` is a constant
-or ``"adaptive"``: half the exponential moving average of the minibatch mean loss (paper §4.2).
+``mean(alpha * losses)`` is unbiased for the dataset mean loss when k = 1 and every example with a
+nonzero loss can be drawn (p > 0). Known exception: ``approx`` clamps predicted losses <= 0 to 0, so
+without smoothing (c = 0) such examples are never drawn and its k = 1 estimate is biased (a Monte Carlo
+check gave 0.78 for a true mean of 1.18); use smoothing > 0 until issue 12 replaces the clamp.
+Smoothing ``c`` is a constant or ``"adaptive"``: half the exponential moving average of the minibatch
+mean loss (paper §4.2).
 
 Samplers are checkpointable: ``state_dict()`` / ``load_state_dict()`` hold the random generator, the
 uniform cursor, the loss histories, the predictor and its optimizer, the EMA and the class statistics,
@@ -302,8 +306,8 @@ class ImportanceSampler:
         if n < 1:
             raise ValueError("dataset is empty")
         batch_size = _as_index(batch_size, "batch_size")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not 1 <= batch_size <= MAX_POOL:  # 2**40 would loop (and allocate) without end
+            raise ValueError(f"batch_size must be in [1, {MAX_POOL}], got {batch_size!r}")
         kk = _as_real(k, "k")
         if not (kk <= 1.0 and math.isfinite(kk)):
             raise ValueError(f"k must be finite and in (-inf, 1] (k = 1 is unbiased), got {k}")
@@ -329,6 +333,8 @@ class ImportanceSampler:
             smoothing = c
         ema = _check_real(ema, "ema", 0.0, 1.0, hi_open=True)
         seed = _as_index(seed, "seed")
+        if not 0 <= seed < 2**63:  # torch.Generator.manual_seed wraps -1 to 2**64 - 1 silently
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.k = kk
@@ -369,7 +375,9 @@ class ImportanceSampler:
             raw = self._scores(pool, score_fn).detach().cpu()  # (P,)
         if raw.dtype == torch.bool or raw.is_complex():
             raise TypeError(f"{self._score_source} must be real numbers, got dtype {raw.dtype}")
-        bad = ~torch.isfinite(raw) | (raw < 0) if raw.is_floating_point() else raw < 0
+        if not raw.is_floating_point():  # uint16..uint64 have no < on the CPU; every integer fits float64's check
+            raw = raw.to(torch.float64)
+        bad = ~torch.isfinite(raw) | (raw < 0)
         if bool(bad.any()):
             where = _first_entries(bad, 3)
             shown = "; ".join(
@@ -397,8 +405,13 @@ class ImportanceSampler:
         raw = self._pool_scores(pool, score_fn)  # (P,)
         scores = raw.float()
         c = self.smoothing_constant()
-        if raw.dtype == torch.float64 and not bool(torch.isfinite(scores).all()):
-            # float64 scores beyond float32's range: normalize them in float64, keep float32 probabilities
+        tiny = torch.finfo(torch.float32).tiny
+        # float64 scores beyond float32's range, or so small that float32 flushes them (1e-50 -> 0 would
+        # make every score 0 and sampling silently uniform): normalize them in float64, keep float32
+        # probabilities
+        if raw.dtype == torch.float64 and not bool(
+            (torch.isfinite(scores) & ((scores.abs() >= tiny) | (raw == 0))).all()
+        ):
             probs = sampling_probabilities(raw, c).float()  # (P,)
         else:
             probs = sampling_probabilities(scores, c)  # (P,)
@@ -424,8 +437,10 @@ class ImportanceSampler:
         if not values:
             return idx, losses
         raw = losses.detach().cpu().reshape(-1)  # (B,)
+        if not raw.is_floating_point():  # uint16..uint64 have no < on the CPU
+            raw = raw.to(torch.float64)
         loss = raw.float()
-        bad = ~torch.isfinite(raw) | (raw < 0) if raw.is_floating_point() else raw < 0
+        bad = ~torch.isfinite(raw) | (raw < 0)
         if bool(bad.any()):
             what = "finite and >= 0"
         else:
@@ -712,7 +727,9 @@ class PCGSampler(_ClassAwareSampler):
         super().__init__(dataset, batch_size, **kw)
         self.class_decay = _check_real(class_decay, "class_decay", 0.0, 1.0)
         self.class_mean_ = torch.zeros(self.num_classes)
-        self.class_var_ = torch.zeros(self.num_classes)
+        # float64: the variance of float32 losses can leave float32's range (losses of 3e20 give 2e40),
+        # and an inf here would make the sampler's own checkpoint unloadable
+        self.class_var_ = torch.zeros(self.num_classes, dtype=torch.float64)
         self.class_seen_ = torch.zeros(self.num_classes, dtype=torch.bool)
 
     def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
@@ -728,7 +745,7 @@ class PCGSampler(_ClassAwareSampler):
             m = float(v.mean())
             if not math.isfinite(m):  # the float32 sum overflowed; the mean itself fits
                 m = float(v.double().mean())
-            var = float(v.var(unbiased=False)) if v.numel() > 1 else 0.0
+            var = float(v.double().var(unbiased=False)) if v.numel() > 1 else 0.0
             if not bool(self.class_seen_[c]):
                 self.class_mean_[c], self.class_var_[c] = m, var
                 self.class_seen_[c] = True
@@ -755,7 +772,7 @@ class PCGSampler(_ClassAwareSampler):
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
         self.class_mean_ = state["class_mean_"].detach().cpu().clone()
-        self.class_var_ = state["class_var_"].detach().cpu().clone()
+        self.class_var_ = state["class_var_"].detach().cpu().to(torch.float64)  # older checkpoints: float32
         self.class_seen_ = state["class_seen_"].detach().cpu().clone()
 
 
@@ -877,7 +894,9 @@ class ApproxSampler(_ClassAwareSampler):
         super()._check_state(state)
         _state_equal(state, "history", self.history, "history")
         what = f"n={self.n}, history={self.history}"
-        _state_tensor(state, "history_", (self.n, self.history), "float", what)
+        h = _state_tensor(state, "history_", (self.n, self.history), "float", what)
+        if h.dtype != torch.float32:  # the predictor runs in float32; another dtype fails at the next sample()
+            raise ValueError(f"checkpoint field 'history_' must be float32, got {h.dtype}")
         lengths = _state_tensor(state, "lengths_", (self.n,), "int", what)
         if bool(((lengths < 0) | (lengths > self.history)).any()):
             raise ValueError(f"checkpoint field 'lengths_' must be in [0, {self.history}]")

@@ -70,10 +70,20 @@ def store_error(path: str | Path, err: BaseException) -> StoreError:
 
     Example:
         >>> str(store_error("runs/x/results.db", sqlite3.DatabaseError("file is not a database")))
-        'runs/x/results.db is not a readable iwlab results store (file is not a database); move it aside or use another --out'
+        'runs/x/results.db is not a readable iwlab results store (file is not a database); move it aside (a new run can use another --out)'
     """  # noqa: E501
     reason = str(err).split(": ", 1)[-1] if "Execution failed on sql" in str(err) else str(err)
-    return StoreError(f"{path} is not a readable iwlab results store ({reason}); move it aside or use another --out")
+    return StoreError(
+        f"{path} is not a readable iwlab results store ({reason}); move it aside (a new run can use another --out)"
+    )
+
+
+def json_field(text: str, path: str | Path, where: str) -> Any:
+    """``json.loads(text)``, or a :class:`StoreError` naming the file and the table/key that holds bad JSON."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise StoreError(f"{path}: {where} is not valid JSON ({e}); the store is damaged") from None
 
 
 def check_schema(conn: sqlite3.Connection, path: str | Path, *, require: bool = False) -> None:
@@ -89,7 +99,9 @@ def check_schema(conn: sqlite3.Connection, path: str | Path, *, require: bool = 
         missing = [c for c in cols if c not in have]
         if missing:
             what = f"has no table '{table}'" if not have else f"table '{table}' lacks columns {', '.join(missing)}"
-            raise StoreError(f"{path} was not written by iwlab ({what}); move it aside or use another --out")
+            raise StoreError(
+                f"{path} was not written by iwlab ({what}); move it aside (a new run can use another --out)"
+            )
 
 
 def failure_reason(error: str | None) -> str:
@@ -118,7 +130,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"{self.path} is not a file; move it aside or use another --out")
+            raise StoreError(f"{self.path} is not a file; move it aside (a new run can use another --out)")
         try:
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -174,7 +186,8 @@ class Store:
         Example:
             >>> # store.meta()["config"]
         """
-        return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+        rows = self._conn.execute("SELECT key, value FROM meta")
+        return {k: json_field(v, self.path, f"table meta, key {k}") for k, v in rows}
 
     # -- runs ------------------------------------------------------------------------------------
     def add_runs(
@@ -235,8 +248,10 @@ class Store:
         out = []
         for row in cur:
             r = dict(zip(cols, row, strict=True))
-            r["config"] = json.loads(r["config"] or "{}")
-            r["provenance"] = json.loads(r["provenance"] or "{}")
+            r["config"] = json_field(r["config"] or "{}", self.path, f"table runs, run {r['run_id']}, column config")
+            r["provenance"] = json_field(
+                r["provenance"] or "{}", self.path, f"table runs, run {r['run_id']}, column provenance"
+            )
             out.append(r)
         return out
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from iwlab.store.db import check_schema, store_error
+from iwlab.store.db import check_schema, json_field, store_error
 
 
 def _db_path(path: str | Path) -> Path:
@@ -57,7 +56,14 @@ def load(path: str | Path) -> pd.DataFrame:
             con.close()
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
         raise store_error(db, e) from None
-    labels = pd.DataFrame([json.loads(s) for s in members.pop("labels")], index=members.index)
+    keys = list(zip(members.run_id, members.member, strict=True))
+    labels = pd.DataFrame(
+        [
+            json_field(s, db, f"table members, run {r} member {m}, column labels")
+            for s, (r, m) in zip(members.pop("labels"), keys, strict=True)
+        ],
+        index=members.index,
+    )
     members = pd.concat([members, labels.drop(columns=[c for c in ("run_id", "member") if c in labels])], axis=1)
     df = metrics.merge(members, on=["run_id", "member"], how="left").merge(runs, on="run_id", how="left")
     return df.sort_values(["run_id", "member", "name", "epoch"]).reset_index(drop=True)
@@ -91,7 +97,7 @@ def export(path: str | Path, fmt: Literal["csv", "parquet"] = "csv", output: str
     Parquet with no ``output`` goes to ``RUN_DIR/results.parquet``.
 
     Raises:
-        ValueError: an unknown ``fmt``.
+        ValueError: an unknown ``fmt``, or an ``output`` that is one of the run's own files or a folder.
         ImportError: Parquet without pyarrow (the message names the install command).
         StoreError: the store cannot be read (the message names the file).
 
@@ -105,6 +111,8 @@ def export(path: str | Path, fmt: Literal["csv", "parquet"] = "csv", output: str
             import pyarrow  # noqa: F401  (optional dependency, needed by pandas' to_parquet)
         except ImportError:
             raise ImportError("parquet export needs pyarrow: pip install 'iwlab[parquet]'") from None
+    if output is not None:
+        _check_output(path, output)
     df = load(path)
     if fmt == "csv":
         if output is None:
@@ -113,6 +121,20 @@ def export(path: str | Path, fmt: Literal["csv", "parquet"] = "csv", output: str
         return None
     df.to_parquet(default_parquet_path(path) if output is None else output, index=False)
     return None
+
+
+# files of a run directory an export must never overwrite (the metrics themselves, the run's record)
+_RUN_FILES = ("results.db", "results.db-wal", "results.db-shm", "config.json", "provenance.json")
+
+
+def _check_output(path: str | Path, output: str | Path) -> None:
+    """Refuse an ``output`` that is one of the run directory's own files (``--output RUN/results.db``)."""
+    run_dir = _db_path(path).parent.resolve()
+    out = Path(output).resolve()
+    if out.parent == run_dir and out.name in _RUN_FILES:
+        raise ValueError(f"--output {output} would overwrite the run's own {out.name}; choose another file")
+    if out.is_dir():
+        raise ValueError(f"--output {output} is a directory; give a file name")
 
 
 def default_parquet_path(path: str | Path) -> Path:

@@ -60,6 +60,7 @@ import hashlib
 import inspect
 import logging
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,6 +275,36 @@ def class_indices(y: Tensor, n_classes: int | None) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**63)`` (what ``torch.Generator.manual_seed`` takes without wrapping).
+
+    Raises:
+        TypeError: a bool, float or other non-integer (``1.7`` would fail deep inside torch).
+        ValueError: a negative seed (torch would silently wrap ``-1`` to ``2**64 - 1``) or one >= 2**63.
+
+    Example:
+        >>> check_seed(3)
+        3
+    """
+    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {seed!r}")
+    seed = operator.index(seed)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
+
+
+def _rates(values: list[float], name: str, dtype: torch.dtype) -> Tensor:
+    """Members' learning rates or L2 strengths (M,) in ``dtype``; a nonzero value that becomes 0 or inf is refused."""
+    exact = torch.tensor(values, dtype=torch.float64)
+    t = exact.to(dtype)
+    lost = ((t == 0) & (exact != 0)) | torch.isinf(t)
+    if bool(lost.any()):
+        i = int(lost.nonzero()[0])
+        raise ValueError(f"member {i}: {name}={values[i]:g} cannot be represented in {dtype} (the parameters' dtype)")
+    return t
+
+
 class EnsembleTrainer:
     """Minibatch SGD or Adam on M models at once; see the module docstring.
 
@@ -344,6 +375,8 @@ class EnsembleTrainer:
         self.normalization = normalization
         self.device = torch.device(device)
         self.M = len(self.members)
+        for i, m in enumerate(self.members):
+            check_seed(m.seed, f"member {i} seed")
         self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
         modules = [model_fn(g) for g in self.generators]
         self.template = modules[0]
@@ -361,8 +394,11 @@ class EnsembleTrainer:
             for name, v in (("lr", m.lr), ("l2", m.l2)):
                 if not (math.isfinite(v) and v >= 0):
                     raise ValueError(f"member {m}: {name} must be finite and >= 0, got {v}")
-        self.lr = torch.tensor([m.lr for m in self.members], device=self.device)
-        self.l2 = torch.tensor([m.l2 for m in self.members], device=self.device)
+        # lr and L2 in the parameters' dtype: float64 models keep float64 rates (an L2 of 1e-9 would
+        # vanish in float32's 1 - lr * l2); a rate the dtype cannot hold is refused, not rounded to 0 or inf
+        pdtype = self._param_list()[0].dtype
+        self.lr = _rates([m.lr for m in self.members], "lr", pdtype).to(self.device)  # (M,)
+        self.l2 = _rates([m.l2 for m in self.members], "l2", pdtype).to(self.device)  # (M,)
         self.opt_state = self._init_opt_state()
         self.epoch = 0
         self.diverged_at = torch.full((self.M,), -1, dtype=torch.long)  # epoch of divergence, -1: never
@@ -582,10 +618,15 @@ class EnsembleTrainer:
 
     @staticmethod
     def _float32_weights(raw: Tensor, name: str) -> Tensor:
-        """``raw`` as float32 (the trainer's weight dtype), refusing entries that would change value class."""
+        """``raw`` as float32 (the trainer's weight dtype), refusing entries that would change value class.
+
+        Subnormal results are refused too: they keep only a few bits (1e-44 and 1.5e-44 become 9.8e-45
+        and 1.4e-44, a ratio of 1.43), which ``weight_sum`` would then train with.
+        """
         check_weights(raw, name=name)
         w = raw.to(torch.float32)
-        lost = ((w == 0) & (raw != 0)) | torch.isinf(w)
+        tiny = torch.finfo(torch.float32).tiny
+        lost = ((w == 0) & (raw != 0)) | torch.isinf(w) | ((w != 0) & (w.abs() < tiny))
         if bool(lost.any()):
             pos = torch.nonzero(lost)[0].tolist()
             at = pos[0] if len(pos) == 1 else tuple(pos)
@@ -622,8 +663,9 @@ class EnsembleTrainer:
                 )
             sw = self._float32_weights(raw, "sample_weight")
             prod = w * sw
-            # a product of two representable weights can still leave float32's range
-            lost = ((prod == 0) & (w != 0) & (sw != 0)) | torch.isinf(prod)
+            # a product of two representable weights can still leave float32's normal range
+            tiny = torch.finfo(torch.float32).tiny
+            lost = ((prod == 0) & (w != 0) & (sw != 0)) | torch.isinf(prod) | ((prod != 0) & (prod.abs() < tiny))
             if bool(lost.any()):
                 i, j = torch.nonzero(lost)[0].tolist()
                 raise ValueError(

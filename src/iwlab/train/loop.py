@@ -28,9 +28,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from iwlab.functional.losses import weighted_binary_cross_entropy, weighted_cross_entropy
+from iwlab.functional.losses import check_weights, weighted_binary_cross_entropy, weighted_cross_entropy
 from iwlab.models.mlp import MLP, draw_dropout_masks
-from iwlab.train.ensemble import EnsembleTrainer, Member, class_indices
+from iwlab.train.ensemble import EnsembleTrainer, Member, check_seed, class_indices
 from iwlab.train.schedule import check_count
 
 
@@ -71,7 +71,7 @@ def train_single(
     """
     epochs = check_count(epochs, "epochs")
     batch_size = check_count(batch_size, "batch_size")
-    g = torch.Generator().manual_seed(member.seed)
+    g = torch.Generator().manual_seed(check_seed(member.seed, "member seed"))
     model = model_fn(g)
     # the losses run with validate=False: check the labels here (a float 0.5 would silently count as 0)
     try:
@@ -87,6 +87,8 @@ def train_single(
     n = x.shape[0]
     n_steps = math.ceil(n / batch_size)
     cw = None if member.class_weight is None else torch.tensor(member.class_weight, dtype=x.dtype)
+    if cw is not None:  # the losses below skip their checks (validate=False): check the weights once here
+        check_weights(cw, name="member class_weight")
     model.train()
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(n, generator=g)

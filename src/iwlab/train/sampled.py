@@ -52,6 +52,19 @@ from iwlab.train.schedule import check_count
 __all__ = ["per_example_loss", "run_record", "train_sampled"]
 
 
+def _as_labels(y: Tensor) -> Tensor:
+    """Class indices of any integer dtype as int64 (``F.cross_entropy`` takes int64 only); floats are refused.
+
+    Example:
+        >>> _as_labels(torch.tensor([1, 0], dtype=torch.int32)).dtype
+        torch.int64
+    """
+    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        got = y.dtype if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"the dataset's labels must be integer class indices, got {got}")
+    return y if y.dtype == torch.int64 else y.long()
+
+
 def per_example_loss(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 4096) -> Tensor:
     """Unweighted cross-entropy of every example (N,), in chunks, without gradients (mode unchanged).
 
@@ -62,7 +75,7 @@ def per_example_loss(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 4096) 
     out = []
     with torch.no_grad():
         for s in range(0, x.shape[0], chunk):
-            out.append(F.cross_entropy(model(x[s : s + chunk]), y[s : s + chunk], reduction="none"))
+            out.append(F.cross_entropy(model(x[s : s + chunk]), _as_labels(y[s : s + chunk]), reduction="none"))
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -282,11 +295,13 @@ def train_sampled(
             batch = sampler.sample(score_fn=score_fn)
             clock.stop("scoring")
             clock.start()
-            x, y = batch.data[0], batch.data[1]
+            x, y = batch.data[0], _as_labels(batch.data[1])
             if transform is not None:
                 x = transform(x)
             logits = model(x)
-            loss = weighted_cross_entropy(logits, y, sample_weight=batch.weights, validate=False)
+            # each epoch's first step checks labels and weights (a label >= C would otherwise fail inside
+            # a gather); the other steps skip the device sync
+            loss = weighted_cross_entropy(logits, y, sample_weight=batch.weights, validate=it == first)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
