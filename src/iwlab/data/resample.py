@@ -23,6 +23,10 @@ import operator
 import torch
 from torch import Tensor
 
+from iwlab.functional.checks import check_int
+from iwlab.functional.losses import check_weights
+from iwlab.functional.sampling import draw
+
 __all__ = ["oversample_class", "subsample_class", "weighted_sampler_indices"]
 
 
@@ -38,13 +42,6 @@ def _real(v: object) -> bool:
     except (TypeError, ValueError):
         return False
     return not isinstance(v, bool | str)
-
-
-def _check_cls(cls: object) -> int:
-    # a bool or float class would compare equal to label 1 (or to nothing) without a word
-    if isinstance(cls, bool) or not hasattr(cls, "__index__"):
-        raise TypeError(f"cls must be an integer class label, got {type(cls).__name__} {cls!r}")
-    return operator.index(cls)  # type: ignore[arg-type]
 
 
 def _class_indices(y: Tensor, cls: int) -> Tensor:
@@ -68,7 +65,7 @@ def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Gener
         [0, 1, 2, 5]
     """
     _check_labels(y)
-    cls = _check_cls(cls)
+    cls = check_int(cls, "cls")  # a bool or float class would match label 1, or nothing, without a word
     if not (_real(fraction) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     members = _class_indices(y, cls)
@@ -98,7 +95,7 @@ def oversample_class(y: Tensor, cls: int, factor: float, generator: torch.Genera
         [0, 1, 1, 1, 2]
     """
     _check_labels(y)
-    cls = _check_cls(cls)
+    cls = check_int(cls, "cls")  # a bool or float class would match label 1, or nothing, without a word
     if not (_real(factor) and math.isfinite(factor) and factor >= 1):
         raise ValueError(f"factor must be a finite number >= 1, got {factor}")
     members = _class_indices(y, cls)
@@ -141,9 +138,6 @@ def weighted_sampler_indices(weights: Tensor, n: int, generator: torch.Generator
         >>> torch.bincount(idx, minlength=3)[0].item()
         0
     """
-    from iwlab.functional.losses import check_weights
-    from iwlab.functional.sampling import draw
-
     if not isinstance(weights, Tensor) or weights.dim() != 1:
         shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
         raise ValueError(f"weights must be a 1-D tensor; got {shape}")

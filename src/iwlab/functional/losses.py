@@ -253,18 +253,33 @@ def _prepare_weight(
     return cast
 
 
-def _split_weights(
+def _times_pow2(x: Tensor, k: Tensor) -> Tensor:
+    """``x * 2**k`` exactly (one rounding of the exact product), ``k`` an integer tensor broadcast to ``x``.
+
+    float32 goes through float64, where ``2**k`` is representable for every ``k`` that float32 weights
+    produce (|k| < 300), so one multiplication does it: the hot path. float64 uses :func:`_mul_pow2`.
+    """
+    if x.dtype == torch.float32:
+        return (x.double() * _pow2(k, torch.float64)).to(torch.float32)
+    return _mul_pow2(x, k)
+
+
+def _scaled_weights(
     target: Tensor,
     class_weight: Tensor | None,
     sample_weight: Tensor | None,
     shape: torch.Size,
 ) -> tuple[Tensor, Tensor] | None:
-    """``(m, e)`` with ``w_i = class_weight[y_i] * sample_weight_i = m_i * 2**e_i`` (None if no weights).
+    """``(w, k)`` with ``class_weight[y_i] * sample_weight_i = w_i * 2**k`` exactly (None if no weights).
 
-    Each factor is split into a mantissa in [0.5, 1) and an integer exponent (exactly), so the
-    product of the mantissas cannot overflow or underflow even when ``class_weight * sample_weight``
-    would (1e30 * 1e30 in float32). ``m`` is bitwise the naive product rescaled by ``2**-e``.
-    Shapes: ``target`` int64 ``(..., B)``; returns two tensors broadcast to ``shape`` ``(..., B)``.
+    ``k`` (..., 1) is one power of two per model (leading index), chosen so that the largest weight of
+    the batch lies in [0.25, 1): sums and products of ``w`` can then neither overflow nor underflow,
+    even where ``class_weight * sample_weight`` would (1e30 * 1e30 in float32). All-zero rows get
+    ``k = 0``. The scaling is exact, so in the normal range ``w * 2**k`` is bitwise the naive product.
+
+    float32 weights are multiplied in float64, where the product of two float32 numbers is exact;
+    float64 weights are split into mantissa and exponent first (``torch.frexp``).
+    Shapes: ``target`` int64 ``(..., B)``; ``w`` is broadcast to ``shape`` ``(..., B)``.
     """
     factors = []
     if class_weight is not None:
@@ -273,15 +288,31 @@ def _split_weights(
         factors.append(sample_weight)
     if not factors:
         return None
+    if factors[0].dtype == torch.float32:
+        w64 = factors[0].double() if len(factors) == 1 else factors[0].double() * factors[1].double()
+        w64 = torch.broadcast_to(w64, shape)  # (..., B)
+        k = _row_exponent(w64, torch.frexp(w64.detach()).exponent)  # (..., 1)
+        return (w64 * _pow2(-k, torch.float64)).to(torch.float32), k
     m: Tensor | None = None
-    e: Tensor | None = None
+    me: Tensor | None = None
     for f in factors:
         fe = torch.frexp(f.detach()).exponent  # int32; 0 for 0, inf and nan
         fm = _mul_pow2(f, -fe)
         m = fm if m is None else m * fm
-        e = fe if e is None else e + fe
-    assert m is not None and e is not None
-    return torch.broadcast_to(m, shape), torch.broadcast_to(e, shape)
+        me = fe if me is None else me + fe
+    assert m is not None and me is not None
+    m, me = torch.broadcast_to(m, shape), torch.broadcast_to(me, shape)
+    k = _row_exponent(m, me)  # (..., 1)
+    return _mul_pow2(m, me - k), k
+
+
+def _row_exponent(w: Tensor, e: Tensor) -> Tensor:
+    """The largest exponent ``e`` over each row's nonzero ``w`` (..., 1); 0 for all-zero or empty rows."""
+    if w.shape[-1] == 0:
+        return torch.zeros((*w.shape[:-1], 1), dtype=torch.int32, device=w.device)
+    never = torch.iinfo(torch.int32).min
+    k = torch.where(w != 0, e, never).amax(-1, keepdim=True)
+    return torch.where(k == never, 0, k)
 
 
 def _overflow_error(bad: Tensor, dtype: torch.dtype) -> ValueError:
@@ -299,7 +330,7 @@ def _reduce(
     reduction: str,
     validate: bool,
 ) -> Tensor:
-    """Apply weights ``m * 2**e`` (see :func:`_split_weights`) to ``loss`` (..., B) and reduce over B."""
+    """Apply weights ``w * 2**k`` (see :func:`_scaled_weights`) to ``loss`` (..., B) and reduce over B."""
     if weight is None:
         if reduction == "none":
             return loss
@@ -307,25 +338,17 @@ def _reduce(
             return loss.sum(-1)
         # (1/B) sum_i l_i; B = 0 was rejected before.
         return loss.mean(-1)
-    m, e = weight  # (..., B) each
+    w, k = weight  # (..., B), (..., 1): the weights are w * 2**k (see _scaled_weights)
+    terms = w * loss  # (..., B)
     if reduction == "none":
-        terms = m * loss  # (..., B)
-        out = _mul_pow2(terms, e)
+        out = _times_pow2(terms, k)
         if validate:
             bad = ~torch.isfinite(out) & torch.isfinite(terms)
             if bool(bad.any()):
                 raise _overflow_error(bad, loss.dtype)
         return out
     if loss.shape[-1] == 0:
-        return (m * loss).sum(-1)  # empty batch, reduction "sum": zeros of the leading shape
-    # Rescale every model's weights by the same power of two 2**-k, k = the largest exponent over
-    # the batch (zero weights excluded), so max_i w_i lies in [0.25, 1): sums of weights cannot
-    # overflow or underflow, and the scaling is exact, hence bitwise neutral when nothing would.
-    never = torch.iinfo(torch.int32).min
-    k = torch.where(m != 0, e, never).amax(-1, keepdim=True)  # (..., 1)
-    k = torch.where(k == never, 0, k)  # all weights zero: no scaling
-    w = _mul_pow2(m, e - k)  # (..., B)
-    terms = w * loss  # (..., B)
+        return terms.sum(-1)  # empty batch, reduction "sum": zeros of the leading shape
     if reduction == "mean" and normalization == "weight_sum":
         total = w.sum(-1)  # (...)
         if validate:
@@ -340,7 +363,7 @@ def _reduce(
         return terms.sum(-1) / total
     # "sum", or "mean" with normalization="batch_size": (1/B) sum_i w_i l_i (the IW-ERM estimator).
     scaled = terms.sum(-1) if reduction == "sum" else terms.mean(-1)  # (...)
-    out = _mul_pow2(scaled, k.squeeze(-1))
+    out = _times_pow2(scaled, k.squeeze(-1))
     if validate:
         bad = ~torch.isfinite(out) & torch.isfinite(terms).all(-1)
         if bool(bad.any()):
@@ -561,7 +584,7 @@ def weighted_cross_entropy(
     # gradients (softmax - onehot) without under/overflow. Half logits run in float32.
     logp = F.log_softmax(logits.to(dtype), dim=-1)  # (..., B, C)
     loss = -logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (..., B)
-    weight = _split_weights(index, cw, sw, batch)
+    weight = _scaled_weights(index, cw, sw, batch)
     return _reduce(loss, weight, normalization, reduction, validate)
 
 
@@ -658,5 +681,5 @@ def weighted_binary_cross_entropy(
     # for any |z| in every dtype (F.softplus switches to the identity above a threshold, which
     # is slightly inexact) and has the exact gradient, also at z = 0.
     loss = -F.logsigmoid(torch.where(positive, z, -z))  # (..., B)
-    weight = _split_weights(positive.long(), cw, sw, logits.shape)
+    weight = _scaled_weights(positive.long(), cw, sw, logits.shape)
     return _reduce(loss, weight, normalization, reduction, validate)

@@ -33,38 +33,17 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 
 import torch
 from torch import Tensor
+
+from iwlab.functional.checks import check_int, check_real
 
 __all__ = ["draw", "importance_weights", "sampling_probabilities", "total_variation_to_uniform"]
 
 # torch.multinomial refuses more categories than this; above it ``draw`` samples in two stages
 MULTINOMIAL_MAX_CATEGORIES = 2**24
 _MIN_BLOCK = 2**12
-
-
-def _as_index(value: object, name: str) -> int:
-    """``value`` as a Python int (any integer-like: int, numpy or 0-d torch integer), never bool or float."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool {value!r}")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-
-
-def _as_real(value: object, name: str) -> float:
-    """``value`` as a Python float (int, float, numpy or 0-d torch real), never bool or str."""
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _is_real_scalar_tensor(value)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _is_real_scalar_tensor(value: object) -> bool:
-    return isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool and not value.is_complex()
 
 
 def _first(mask: Tensor, values: Tensor, name: str) -> str:
@@ -92,7 +71,7 @@ def _check_scores(scores: Tensor, name: str = "scores", what: str = " (losses)")
 
 
 def _check_smoothing(smoothing: object) -> float:
-    c = _as_real(smoothing, "smoothing")
+    c = check_real(smoothing, "smoothing")
     if not (c >= 0 and math.isfinite(c)):
         raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing}")
     return c
@@ -185,11 +164,11 @@ def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> T
         >>> importance_weights(torch.tensor([0.5, 0.25]), k=0.5, n=4).tolist()
         [0.3535533845424652, 0.5]
     """
-    kk = _as_real(k, "k")
+    kk = check_real(k, "k")
     if not (kk <= 1.0 and math.isfinite(kk)):
         raise ValueError(f"k must be finite and in (-inf, 1] (k = 1 is unbiased), got {k}")
     _check_probs(probs)
-    n = probs.numel() if n is None else _as_index(n, "n")
+    n = probs.numel() if n is None else check_int(n, "n")
     if n < 1:
         raise ValueError(f"n (the size of the set sampled from) must be >= 1, got {n}")
     if probs.dtype in (torch.float32, torch.float64):
@@ -247,7 +226,7 @@ def draw(probs: Tensor, num: int, generator: torch.Generator | None = None) -> T
         >>> draw(torch.tensor([0.0, 1.0]), 3).tolist()
         [1, 1, 1]
     """
-    num = _as_index(num, "num")
+    num = check_int(num, "num")
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     _check_scores(probs, "probs", what="")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iwlab.train.checkpoint import atomic_save
+from iwlab.train.checkpoint import atomic_save, load_checkpoint, set_aside
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -195,8 +195,6 @@ def tokenize_pairs_cached(
     cache_dir = Path(cache_dir)
     path = cache_dir / f"tokens-{Path(model_name).name}-{max_length}-{h.hexdigest()[:16]}.pt"
     # an unreadable or inconsistent file is set aside (<name>.corrupt, with a warning) and rebuilt
-    from iwlab.train.checkpoint import load_checkpoint, set_aside
-
     state = load_checkpoint(path, weights_only=True, what="token cache")
     if state is not None:
         keys = ("lengths", "offsets", "ids", "types", "labels")

@@ -61,10 +61,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from iwlab.functional.checks import check_int, check_real, check_seed
 from iwlab.functional.sampling import (
     MULTINOMIAL_MAX_CATEGORIES,
-    _as_index,
-    _as_real,
     draw,
     importance_weights,
     sampling_probabilities,
@@ -222,7 +221,7 @@ def _check_real(
     value: object, name: str, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
 ) -> float:
     """``value`` as a float in the interval (lo, hi) with the given open/closed ends; refuses bool and NaN."""
-    v = _as_real(value, name)
+    v = check_real(value, name)
     ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
         span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
@@ -232,7 +231,7 @@ def _check_real(
 
 def _state_int(state: dict[str, Any], key: str) -> int:
     try:
-        return _as_index(state[key], f"checkpoint field '{key}'")
+        return check_int(state[key], f"checkpoint field '{key}'")
     except TypeError as e:
         raise ValueError(str(e)) from None
 
@@ -305,14 +304,14 @@ class ImportanceSampler:
         n = len(dataset)  # type: ignore[arg-type]
         if n < 1:
             raise ValueError("dataset is empty")
-        batch_size = _as_index(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
         if not 1 <= batch_size <= MAX_POOL:  # 2**40 would loop (and allocate) without end
             raise ValueError(f"batch_size must be in [1, {MAX_POOL}], got {batch_size!r}")
-        kk = _as_real(k, "k")
+        kk = check_real(k, "k")
         if not (kk <= 1.0 and math.isfinite(kk)):
             raise ValueError(f"k must be finite and in (-inf, 1] (k = 1 is unbiased), got {k}")
         if presample is not None:
-            ps = _as_real(presample, "presample")
+            ps = check_real(presample, "presample")
             if not (ps > 0 and math.isfinite(ps)):
                 raise ValueError(
                     f"presample must be a finite number > 0 (a multiple of batch_size) or None, got {presample}"
@@ -327,14 +326,12 @@ class ImportanceSampler:
         if smoothing != "adaptive":
             if isinstance(smoothing, str):
                 raise ValueError(f"smoothing must be a number >= 0 or 'adaptive', got {smoothing!r}")
-            c = _as_real(smoothing, "smoothing")
+            c = check_real(smoothing, "smoothing")
             if not (c >= 0 and math.isfinite(c)):
                 raise ValueError(f"smoothing must be a finite number >= 0 or 'adaptive', got {smoothing!r}")
             smoothing = c
         ema = _check_real(ema, "ema", 0.0, 1.0, hi_open=True)
-        seed = _as_index(seed, "seed")
-        if not 0 <= seed < 2**63:  # torch.Generator.manual_seed wraps -1 to 2**64 - 1 silently
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        seed = check_seed(seed)  # torch.Generator.manual_seed would wrap -1 to 2**64 - 1 silently
         self.dataset = dataset
         self.batch_size = batch_size
         self.k = kk
@@ -533,7 +530,7 @@ class ImportanceSampler:
         ema = state["ema_loss_"]
         if ema is not None:
             try:
-                v = _as_real(ema, "checkpoint field 'ema_loss_'")
+                v = check_real(ema, "checkpoint field 'ema_loss_'")
             except TypeError as e:
                 raise ValueError(str(e)) from None
             if not (v >= 0 and math.isfinite(v)):
@@ -677,7 +674,7 @@ class _ClassAwareSampler(ImportanceSampler):
         if num_classes is None:
             C = int(y.max()) + 1
         else:
-            C = _as_index(num_classes, "num_classes")
+            C = check_int(num_classes, "num_classes")
             if C < 1:
                 raise ValueError(f"num_classes must be >= 1, got {C}")
         big = y >= C
@@ -827,11 +824,11 @@ class ApproxSampler(_ClassAwareSampler):
         **kw: Any,
     ) -> None:
         super().__init__(dataset, batch_size, **kw)
-        history = _as_index(history, "history")
-        hidden = _as_index(hidden, "hidden")
+        history = check_int(history, "history")
+        hidden = check_int(hidden, "hidden")
         if history < 1 or hidden < 1:
             raise ValueError(f"history and hidden must be >= 1, got history={history}, hidden={hidden}")
-        lr = _as_real(predictor_lr, "predictor_lr")
+        lr = check_real(predictor_lr, "predictor_lr")
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"predictor_lr must be a finite number > 0, got {predictor_lr}")
         self.history = history

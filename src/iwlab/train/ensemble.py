@@ -60,7 +60,6 @@ import hashlib
 import inspect
 import logging
 import math
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +68,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from iwlab.functional.checks import check_int, check_seed
 from iwlab.functional.losses import check_weights
 from iwlab.models.mlp import MLP, draw_dropout_masks
 from iwlab.train.checkpoint import check_record, fingerprint, load_checkpoint
-from iwlab.train.schedule import check_count, log_epochs
+from iwlab.train.schedule import log_epochs
 
 Callback = Callable[["EnsembleTrainer", int], dict[str, Tensor]]
 ModelFn = Callable[[torch.Generator], nn.Module]
@@ -275,25 +275,6 @@ def class_indices(y: Tensor, n_classes: int | None) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` as an int in ``[0, 2**63)`` (what ``torch.Generator.manual_seed`` takes without wrapping).
-
-    Raises:
-        TypeError: a bool, float or other non-integer (``1.7`` would fail deep inside torch).
-        ValueError: a negative seed (torch would silently wrap ``-1`` to ``2**64 - 1``) or one >= 2**63.
-
-    Example:
-        >>> check_seed(3)
-        3
-    """
-    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {seed!r}")
-    seed = operator.index(seed)
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
-    return seed
-
-
 def _rates(values: list[float], name: str, dtype: torch.dtype) -> Tensor:
     """Members' learning rates or L2 strengths (M,) in ``dtype``; a nonzero value that becomes 0 or inf is refused."""
     exact = torch.tensor(values, dtype=torch.float64)
@@ -355,7 +336,7 @@ class EnsembleTrainer:
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        batch_size = check_count(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got '{optimizer}'")
         if not (math.isfinite(momentum) and momentum >= 0):
@@ -766,7 +747,7 @@ class EnsembleTrainer:
         Example:
             >>> # trainer.fit(x, y, epochs=100, callbacks=[train_metrics(x, y)])
         """
-        epochs = check_count(epochs, "epochs")
+        epochs = check_int(epochs, "epochs", minimum=1)
         x = self._as_data(x, "x", per_member)
         y = self._as_data(y, "y", per_member)
         if per_member:
@@ -796,7 +777,7 @@ class EnsembleTrainer:
         if eval_epochs is None:
             eval_set = set(log_epochs(epochs))
         else:
-            eval_set = {check_count(e, "every eval_epochs entry") for e in eval_epochs}
+            eval_set = {check_int(e, "every eval_epochs entry", minimum=1) for e in eval_epochs}
             if max(eval_set, default=1) > epochs:
                 raise ValueError(f"eval_epochs entry {max(eval_set)} lies past epochs={epochs}: it would never run")
         y_dtype = y.dtype
@@ -1187,7 +1168,7 @@ def fit_in_packs(
     if not members:
         raise ValueError("an ensemble needs at least one member")
     if pack_size is not None:
-        pack_size = check_count(pack_size, "pack_size")
+        pack_size = check_int(pack_size, "pack_size", minimum=1)
     init_kw, fit_kw = _split_kwargs(kwargs)
     per_member = bool(fit_kw.get("per_member", False))
     sample_weight = fit_kw.get("sample_weight")

@@ -28,10 +28,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from iwlab.functional.checks import check_int, check_seed
 from iwlab.functional.losses import check_weights, weighted_binary_cross_entropy, weighted_cross_entropy
 from iwlab.models.mlp import MLP, draw_dropout_masks
-from iwlab.train.ensemble import EnsembleTrainer, Member, check_seed, class_indices
-from iwlab.train.schedule import check_count
+from iwlab.train.ensemble import EnsembleTrainer, Member, class_indices
 
 
 def train_single(
@@ -69,8 +69,8 @@ def train_single(
     Example:
         >>> # model = train_single(make_mlp, Member(seed=1, class_weight=(1, .5)), x, y, epochs=5, batch_size=8)
     """
-    epochs = check_count(epochs, "epochs")
-    batch_size = check_count(batch_size, "batch_size")
+    epochs = check_int(epochs, "epochs", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     g = torch.Generator().manual_seed(check_seed(member.seed, "member seed"))
     model = model_fn(g)
     # the losses run with validate=False: check the labels here (a float 0.5 would silently count as 0)

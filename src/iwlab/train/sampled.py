@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iwlab.functional.checks import check_int
 from iwlab.functional.losses import weighted_cross_entropy
 from iwlab.sampling.samplers import ImportanceSampler
 from iwlab.train.checkpoint import atomic_save, check_record, fingerprint, load_checkpoint
-from iwlab.train.schedule import check_count
 
 __all__ = ["per_example_loss", "run_record", "train_sampled"]
 
@@ -229,8 +229,8 @@ def train_sampled(
         >>> # recs = train_sampled(model, sampler, torch.optim.Adam(model.parameters()), iterations=6000,
         >>> #                      steps_per_epoch=300, on_epoch=lambda m, e: {"test_error": err(m)})
     """
-    iterations = check_count(iterations, "iterations")
-    steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch")
+    iterations = check_int(iterations, "iterations", minimum=1)
+    steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
     params = list(model.parameters())
     if not params:
         raise ValueError("model has no parameters to train")
