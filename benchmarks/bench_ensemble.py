@@ -45,7 +45,7 @@ import torch
 from iwlab.data.synthetic import make_separable, sigma_max_lr
 from iwlab.functional import weighted_binary_cross_entropy
 from iwlab.models import MLP
-from iwlab.train.ensemble import EnsembleTrainer, Member
+from iwlab.train import EnsembleTrainer, Member
 
 MODELS: dict[str, tuple[int, ...]] = {"mlp": (64,), "logreg": ()}
 MODEL_NAMES = {"mlp": "MLP", "logreg": "logistic regression"}

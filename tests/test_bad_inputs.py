@@ -3,6 +3,7 @@
 CLI cases call ``iwlab.cli.main`` in-process: exit code 2 and one ``iwlab: error:`` line on stderr.
 """
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -27,7 +28,7 @@ TINY = [
     "--set", "n_test_per_class=16",
     "--set", "grid_size=8",
     "--set", "weights=1,0.25",
-    "--set", "l2=0",
+    "--set", "weight_decay=0",
 ]  # fmt: skip
 
 
@@ -44,6 +45,11 @@ def _cli_error(capsys, args) -> str:
     return err
 
 
+def _patch_experiment(monkeypatch, **changes):
+    """Swap parts of the registered synthetic experiment (the registry reads ``EXPERIMENT`` on each lookup)."""
+    monkeypatch.setattr(synthetic, "EXPERIMENT", dataclasses.replace(synthetic.EXPERIMENT, **changes))
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Fails the test if any cell starts training."""
@@ -53,7 +59,7 @@ def no_training(monkeypatch):
         calls.append(cell_id)
         raise RuntimeError("training started")
 
-    monkeypatch.setattr(synthetic, "run_cell", run_cell)
+    _patch_experiment(monkeypatch, run_cell=run_cell)
     return calls
 
 
@@ -164,7 +170,7 @@ def test_invalid_sample_weight_via_trainer():
         tr.fit(x, y, epochs=1, sample_weight=torch.zeros(16), progress=False)
 
 
-@pytest.mark.parametrize("name, value", [("lr", float("nan")), ("lr", -0.1), ("l2", float("inf"))])
+@pytest.mark.parametrize("name, value", [("lr", float("nan")), ("lr", -0.1), ("weight_decay", float("inf"))])
 def test_invalid_member_settings(name, value):
     with pytest.raises(ValueError, match=f"{name} must be finite and >= 0") as e:
         EnsembleTrainer(
@@ -265,7 +271,7 @@ def test_unwritable_output_dir(capsys, tmp_path, no_training):
 
 def test_full_disk(capsys, tmp_path, monkeypatch, no_training):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("iwlab.runner.shutil.disk_usage", lambda p: usage(2**40, 2**40 - 2**20, 2**20))
+    monkeypatch.setattr("iwlab.runner.rundir.shutil.disk_usage", lambda p: usage(2**40, 2**40 - 2**20, 2**20))
     out = tmp_path / "run"
     for cmd in ("run", "sweep"):
         err = _cli_error(capsys, [cmd, "synthetic", *TINY, "--out", str(out), "--no-progress"])
@@ -290,14 +296,14 @@ def test_diverging_cell_is_marked_and_run_goes_on(capsys, tmp_path):
 
 
 def test_worker_exception_is_recorded(capsys, tmp_path, monkeypatch):
-    real = synthetic.run_cell
+    real = synthetic.EXPERIMENT.run_cell
 
     def run_cell(cfg, cell_id, params, ctx):
         if params["model"] == "mlp":
             raise RuntimeError("simulated worker bug")
         return real(cfg, cell_id, params, ctx)
 
-    monkeypatch.setattr(synthetic, "run_cell", run_cell)
+    _patch_experiment(monkeypatch, run_cell=run_cell)
     out = tmp_path / "run"
     args = ["run", "synthetic", *TINY, "--set", "models=logreg,mlp,mlp_dropout"]
     main([*args, "--out", str(out), "--workers", "1", "--no-progress"])

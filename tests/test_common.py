@@ -1,11 +1,14 @@
-"""One check list run over every loss component (functional and module forms).
+"""One check list run over every component: every loss (functional and module forms), every registered
+experiment, every module of the package.
 
-To cover a new component, append a ``Component`` to ``COMPONENTS``: ``make_inputs`` draws
+To cover a new loss, append a ``Component`` to ``COMPONENTS``: ``make_inputs`` draws
 ``(logits, target, class_weight, sample_weight)`` for a batch with optional leading model axes,
 ``build`` returns a callable ``fn(logits, target, sample_weight)`` configured with the class
-weight, normalization and reduction, and ``plain`` is PyTorch's unweighted loss.
+weight, normalization and reduction, and ``plain`` is PyTorch's unweighted loss. A new experiment is
+covered by registering it in ``iwlab.experiments.EXPERIMENTS``.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -14,6 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from iwlab.config import ConfigError
+from iwlab.experiments import ALIASES, EXPERIMENTS, get_experiment, make_config
 from iwlab.functional import weighted_binary_cross_entropy, weighted_cross_entropy
 from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss
 
@@ -230,3 +235,55 @@ def test_half_logits_give_the_float32_loss_of_the_upcast_logits(comp, half, norm
     assert torch.equal(out, comp.build(cw, normalization, "mean", "cpu")(logits.detach().float(), target, sw))
     out.sum().backward()
     assert logits.grad.dtype == half and torch.isfinite(logits.grad).all()
+
+
+# ---- every registered experiment (issue 11) ---------------------------------------------------------
+
+
+def _fields(name):
+    return {f.name for f in dataclasses.fields(get_experiment(name).config)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_is_registered_under_its_name_with_a_validating_config(name):
+    exp = get_experiment(name)
+    assert exp.name == name
+    assert callable(getattr(exp.config, "validate", None)), f"{exp.config.__qualname__} has no validate()"
+    assert "quick" in exp.profiles and exp.profiles["quick"] == {}, "defaults are the quick profile"
+    for profile in exp.profiles:
+        make_config(name, profile)  # every profile builds and validates
+    for alias in exp.aliases:
+        assert ALIASES[alias] == name and get_experiment(alias).name == name
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_set_of_a_key_the_experiment_does_not_use_is_rejected(name):
+    """Every config key of every other experiment that this one lacks: ``--set key=...`` names it and fails."""
+    own = _fields(name)
+    foreign = sorted(set().union(*(_fields(other) for other in EXPERIMENTS if other != name)) - own)
+    assert foreign, "no other experiment has a key this one lacks?"
+    accepted = []
+    for key in foreign:
+        try:
+            make_config(name, "quick", [f"{key}=1"])
+        except ConfigError as e:
+            assert f"'{key}'" in str(e) and "unknown config key" in str(e), str(e)
+        else:
+            accepted.append(key)
+    assert not accepted, f"{name} accepted keys it does not use: {accepted}"
+
+
+# ---- every module of the package --------------------------------------------------------------------
+
+
+def test_no_import_cycles_between_modules():
+    """Module level, function-local imports included (grimp parses them too)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("iwlab")
+    cycles = set()
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                cycles.add(" -> ".join((module, *back)))
+    assert not cycles, "\n".join(sorted(cycles))

@@ -189,7 +189,7 @@ def _experiment_configs():
 
     for name in sorted(EXPERIMENTS):
         exp = get_experiment(name)
-        for profile in exp.PROFILES:
+        for profile in exp.profiles:
             yield name, profile, make_config(name, profile)
 
 
@@ -270,9 +270,9 @@ def test_out_of_range_values_are_rejected_naming_the_key(name, key, value):
         ("cifar_multiclass", "rhos=0.1,1", r"^rhos: must be in \(0, 1\)"),
         ("is_mnist", "presample=inf", r"^presample: must be a finite number"),
         ("is_mnist", "batch_size=0", r"^batch_size: must be in \[1, 65,536\]"),
-        ("is_ptb", "augment=true", r"^augment: flips and shifts apply to CIFAR-10 images, not to ptb$"),
+        ("is_ptb", "augment=true", r"^unknown config key 'augment'"),  # ptb has no images to augment
         ("is_mnist", "methods=oracle", r"method 'oracle' needs its k"),
-        ("is_mnist", "smooth_strategies=uniform", r"smooth_strategies: unknown 'uniform'"),
+        ("is_mnist", "smooth_strategies=uniform", r"^smooth_strategies: .*'uniform'"),
         ("mrpc", "momentum=1", r"^momentum: must be in \[0, 1\)"),
         ("mrpc", "max_length=1000000", r"^max_length: must be in \[8, 8,192\]"),
     ],
@@ -304,7 +304,9 @@ def test_a_float_too_small_to_represent_is_an_error_not_zero():
         make_config("synthetic", "quick", ["weights=1,1e-400"])
 
 
-@pytest.mark.parametrize("setting", ["weights=1,1,1", "datasets=separable,separable", "l2=0,0", "models=mlp,mlp"])
+@pytest.mark.parametrize(
+    "setting", ["weights=1,1,1", "datasets=separable,separable", "weight_decay=0,0", "models=mlp,mlp"]
+)
 def test_repeated_values_are_refused_not_counted_as_replicates(setting):
     key = setting.split("=")[0]
     with pytest.raises(ConfigError, match=f"^{key} repeat"):

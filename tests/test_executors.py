@@ -22,7 +22,7 @@ def test_ray_equals_local(tmp_path):
     import ray
 
     import iwlab.results
-    from iwlab.sweep import run_sweep
+    from iwlab.runner import run_sweep
 
     kw = dict(seeds=2, progress=False)
     local = run_sweep("synthetic", "quick", OVERRIDES, GRID, out=tmp_path / "local", workers=1, **kw)

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 
-from iwlab.data.synthetic import make_separable, sigma_max_lr
-from iwlab.implicit_bias import angle, linear_direction, max_margin_separator, normalized_margin
+import iwlab.implicit_bias as ib
+from iwlab.data.synthetic import make_moons, make_separable, sigma_max_lr
+from iwlab.implicit_bias import angle, linear_direction, max_margin_direction, max_margin_separator, normalized_margin
 
 
 def random_separable(seed, n=40, d=2, gap=0.3):
@@ -115,8 +116,6 @@ def test_free_matches_sklearn_svc(seed):
 
 def test_free_emulation_without_polish(monkeypatch):
     """The documented fallback (large constant feature only) is accurate to ~1e-6."""
-    import iwlab.implicit_bias as ib
-
     X, y = random_separable(11, n=60)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     w, b = max_margin_separator(Xt, yt, bias="free")
@@ -452,3 +451,14 @@ def test_homogeneous_separator_of_tiny_data_tends_to_the_free_one():
         w, b = max_margin_separator(torch.from_numpy(X * c), torch.from_numpy(y))
         torch.testing.assert_close(w * c, w_free, rtol=1e-9, atol=1e-9)
         assert b == pytest.approx(b_free, rel=1e-9, abs=1e-9)
+
+
+def test_max_margin_direction_is_the_homogeneous_separator_as_one_vector():
+    X, y = make_separable(64, seed=2)
+    w, b = max_margin_separator(X, y, bias="homogeneous")
+    d = max_margin_direction(X, y)
+    assert d.dtype == torch.float64 and d.shape == (3,)
+    assert torch.equal(d, linear_direction(w, torch.tensor(b, dtype=torch.float64)))
+    assert float(normalized_margin(d[:2], d[2], X, y)) == pytest.approx(1 / float(d.norm()), rel=1e-6)
+    with pytest.raises(ValueError, match="not linearly separable"):
+        max_margin_direction(*make_moons(64, seed=0))

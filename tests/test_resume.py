@@ -85,7 +85,7 @@ EVENTS = {
 # that is interrupted "right after a cell" cannot finish first however busy the machine is.
 _BLOCK_AFTER_FIRST_CELL = """
 import pathlib, sys, time
-import iwlab.runner as runner
+import iwlab.runner.execute as runner
 from iwlab.cli import main
 marker = pathlib.Path(sys.argv.pop(1))
 record = runner._record

@@ -3,6 +3,7 @@
 CLI cases call ``iwlab.cli.main`` in-process on a tiny synthetic config (seconds).
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -10,10 +11,10 @@ import shutil
 import pytest
 
 import iwlab.experiments.synthetic as synthetic
+import iwlab.plots.synthetic as synthetic_plots
 from iwlab.cli import main
 from iwlab.provenance import portable_command
-from iwlab.runner import eta_text
-from iwlab.sweep import parse_grid
+from iwlab.runner import eta_text, parse_grid, run_experiment
 
 TINY = [
     "--set", "epochs=3",
@@ -21,13 +22,18 @@ TINY = [
     "--set", "n_test_per_class=16",
     "--set", "grid_size=8",
     "--set", "weights=1,0.25",
-    "--set", "l2=0",
+    "--set", "weight_decay=0",
     "--set", "models=logreg",
 ]  # fmt: skip
 
 
 def _run(out, *extra, workers="1"):
     return main(["run", "synthetic", *TINY, *extra, "--out", str(out), "--workers", workers, "--no-progress"])
+
+
+def _patch_experiment(monkeypatch, **changes):
+    """Swap parts of the registered synthetic experiment (the registry reads ``EXPERIMENT`` on each lookup)."""
+    monkeypatch.setattr(synthetic, "EXPERIMENT", dataclasses.replace(synthetic.EXPERIMENT, **changes))
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +121,6 @@ def test_sweep_over_a_tuple_valued_key_reports_every_point(tmp_path):
 
 
 def test_fixture_runs_say_so_before_any_number(tmp_path):
-    from iwlab.runner import run_experiment
-
     out = run_experiment("cifar_binary", "ci", ["variants=plain", "epochs=1"], out=tmp_path / "c", progress=False)
     md = (out / "report.md").read_text()
     results = md.split("## Results", 1)[1]
@@ -130,7 +134,7 @@ def test_sweep_with_a_repeated_grid_key_runs_every_value(tmp_path, monkeypatch):
         ran.append(cfg.lr_scale)
         raise RuntimeError("not training in this test")
 
-    monkeypatch.setattr(synthetic, "run_cell", run_cell)
+    _patch_experiment(monkeypatch, run_cell=run_cell)
     args = ["sweep", "synthetic", *TINY, "--grid", "lr_scale=1,2", "--grid", "lr_scale=3"]
     assert main([*args, "--out", str(tmp_path / "sw"), "--workers", "1", "--no-progress"]) == 1
     assert sorted(ran) == [1.0, 2.0, 3.0]
@@ -143,7 +147,7 @@ def test_every_cell_failing_gives_reasons_a_report_and_exit_1(tmp_path, monkeypa
     def run_cell(cfg, cell_id, params, ctx):
         raise ValueError(f"simulated failure of {cell_id}")
 
-    monkeypatch.setattr(synthetic, "run_cell", run_cell)
+    _patch_experiment(monkeypatch, run_cell=run_cell)
     out = tmp_path / "run"
     assert _run(out, "--set", "models=logreg,mlp") == 1
     err = capsys.readouterr().err
@@ -163,7 +167,7 @@ def test_a_figure_error_is_noted_in_the_report_not_a_traceback(tmp_path, monkeyp
     def figures(run_dir, df, cfg, fmt="png"):
         raise KeyError("no such column")
 
-    monkeypatch.setattr(synthetic, "figures", figures)
+    monkeypatch.setattr(synthetic_plots, "figures", figures, raising=False)
     out = tmp_path / "run"
     assert _run(out) == 0
     err = capsys.readouterr().err

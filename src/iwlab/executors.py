@@ -19,8 +19,9 @@ one GPU at a time.
 Ctrl-C cancels the outstanding tasks and puts their cells back to ``pending``; finished cells stay
 recorded, and rerunning the same command resumes the others from their last checkpoints.
 
-Example:
-    >>> # iwlab sweep synthetic --grid lr_scale=1,2 --executor ray --workers 8 --out runs/sw
+Example (a shell command)::
+
+    iwlab sweep synthetic --grid lr_scale=1,2 --executor ray --workers 8 --out runs/sw
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ Recorder = Callable[..., None]
 
 def _import_ray() -> Any:
     try:
-        import ray
+        import ray  # optional dependency (the `ray` extra): imported only when the Ray executor is asked for
     except ImportError as e:
         raise ImportError(RAY_MISSING) from e
     return ray
@@ -77,8 +78,9 @@ def run_ray(
         KeyboardInterrupt: re-raised after cancelling outstanding tasks (their cells go back to
             ``pending``).
 
-    Example:
-        >>> # run_ray(store, "synthetic", todo, run_dir, "cpu", 4, None, bar, record, task_fn)
+    Example (as :func:`iwlab.runner.execute.run_tasks` calls it)::
+
+        run_ray(store, "synthetic", todo, run_dir, "cpu", 4, None, bar, record, run_cell_task)
     """
     ray = _import_ray()
     started = False

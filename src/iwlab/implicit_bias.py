@@ -6,6 +6,7 @@ SVM; the weights only enter a bounded offset whose effect decays like ``1 / log 
 provides the reference quantities to measure that:
 
 * :func:`max_margin_separator` -- the exact hard-margin linear SVM (two bias conventions);
+* :func:`max_margin_direction` -- the homogeneous separator as one vector ``(w*, b*)``, the limit direction;
 * :func:`angle` -- angle between (batches of) vectors, accurate also for tiny angles;
 * :func:`normalized_margin` -- ``min_i s_i (w.x_i + b) / ||(w, b)||`` for (batches of) linear
   models;
@@ -30,9 +31,9 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from iwlab.functional.losses import _mul_pow2
+from iwlab.functional._scaling import mul_pow2
 
-__all__ = ["angle", "linear_direction", "max_margin_separator", "normalized_margin"]
+__all__ = ["angle", "linear_direction", "max_margin_direction", "max_margin_separator", "normalized_margin"]
 
 #: The constant feature of ``bias="free"`` is ``FREE_BIAS_SCALE * max|x_ij|`` (see
 #: :func:`max_margin_separator`).
@@ -75,36 +76,25 @@ def max_margin_separator(
       descent on (importance-weighted) logistic or exponential loss *with a trained bias*
       converges to (Soudry et al. 2018; Xu, Ye & Ruan 2021): compare it with
       ``linear_direction(w_t, b_t)``.
-    * ``bias="free"``: the textbook SVM, ``min ||w||^2`` with ``b`` unpenalized. It is emulated by
-      giving the constant feature the value ``S = FREE_BIAS_SCALE * max|x_ij|`` (``1e4 * max|x|``),
-      so that ``b = S * b'`` and the bias costs only ``b'^2 = (b / S)^2``. That residual penalty
-      shifts the solution by a relative amount of order ``(b / (S ||w||))^2`` (~1e-8 or less
-      for data of unit scale), but the large column makes the NNLS ill-conditioned, so the
-      emulated solution is only accurate to about ``1e-6`` relative. It is therefore *polished*:
-      the KKT equations of the exact free-bias SVM are solved on the support set found by the
-      emulated solve (``w = sum a_i s_i x_i``, ``sum a_i s_i = 0``, ``s_i (w.x_i + b) = 1`` on
-      the support), and the result is kept only if it is primal and dual feasible and not longer
-      than the emulated ``w``; otherwise the emulated solution (accurate to ~1e-6) is returned.
-      In the tests the free-bias answer agrees with by-hand solutions to ~1e-12 and with
-      ``sklearn.svm.SVC`` to the latter's own tolerance.
+    * ``bias="free"``: the textbook SVM, ``min ||w||^2`` with ``b`` unpenalized, emulated by the
+      constant feature ``S = FREE_BIAS_SCALE * max|x_ij|`` (the bias then costs ``(b / S)^2``; the
+      emulation is accurate to ~1e-6 relative, the NNLS being ill-conditioned) and *polished*: the KKT
+      equations of the exact SVM (``w = sum a_i s_i x_i``, ``sum a_i s_i = 0``, ``s_i (w.x_i + b) = 1``)
+      are solved on the emulated support, and kept if primal and dual feasible and not longer than the
+      emulated ``w``. In the tests it agrees with by-hand solutions to ~1e-12 and with ``sklearn.svm.SVC``
+      to the latter's tolerance.
 
-    Scale: the free-bias separator is equivariant, ``(w, b)`` for data ``c X`` is ``(w / c, b)``;
-    the homogeneous one is not (the bias feature stays 1 while the data scale), but it is the
-    LDP with constant feature ``1 / c`` on ``X``. The solver's tolerances (the separability test,
-    the polish's dual-feasibility and margin tests) are for data of unit scale, so data whose
-    largest ``|x_ij|`` lies outside ``[2**-5, 2**4)`` are first divided by a power of two ``2**e``
-    (exact) that brings it into ``[0.5, 1)``, solved there (the constant feature becomes
-    ``2**-e``, resp. ``FREE_BIAS_SCALE * max|x| / 2**e``) and mapped back (``w / 2**e``, ``b``).
-    Data scaled by ``1e-6`` or ``1e6`` thus give the same free-bias direction as at scale 1 and a
-    geometric margin ``1 / ||w||`` that scales linearly. For the homogeneous separator of such
-    data the constant feature ``2**-e`` is far from 1 (the bias is nearly free for tiny data and
-    nearly forbidden for large data); the LDP then runs with the feature clipped to
-    ``[1e-4, 1e4] * max|x|`` (in rescaled units) to decide separability and find the support, and
-    the KKT polish (with active-set corrections) solves the exact problem. If that polish fails for
-    large data, an error is raised rather than the answer of the clipped problem. In the tests the
-    homogeneous answer satisfies the KKT conditions to ~1e-13 for data scaled by ``2**-40`` to
-    ``2**40``. The separability test is relative: data whose margin is below ~``3e-7`` times their
-    largest ``|x_ij|`` count as not separable.
+    Scale: the free-bias separator is equivariant (data ``c X`` give ``(w / c, b)``); the
+    homogeneous one is not, but it is the LDP with constant feature ``1 / c`` on ``X``. The
+    tolerances are for unit-scale data, so data whose largest ``|x_ij|`` lies outside
+    ``[2**-5, 2**4)`` are divided by the power of two ``2**e`` (exact) that brings it into
+    ``[0.5, 1)``, solved there and mapped back (``w / 2**e``, ``b``). For the homogeneous
+    separator of such data the LDP runs with the constant feature clipped to ``[1e-4, 1e4] *
+    max|x|`` (rescaled units) to decide separability and find the support, and the KKT polish
+    (with active-set corrections) solves the exact problem; if it fails for large data, an error
+    is raised rather than the clipped problem's answer. In the tests the homogeneous answer meets
+    the KKT conditions to ~1e-13 for data scaled by ``2**-40`` to ``2**40``. Separability is
+    relative: a margin below ~``3e-7`` times the largest ``|x_ij|`` counts as not separable.
 
     Solver: least-distance programming (LDP) ``min ||x|| s.t. G x >= h`` with rows
     ``G_i = s_i (x_i, c)`` and ``h = 1`` (``c = 1`` or ``S``), solved exactly by the Lawson-Hanson
@@ -207,6 +197,24 @@ def max_margin_separator(
     return w, b + 0.0
 
 
+def max_margin_direction(X: Tensor, y: Tensor) -> Tensor:
+    """The direction ``(w*, b*)``, float64 ``(d + 1,)``, that gradient descent with a trained bias converges to.
+
+    :func:`max_margin_separator` of ``X (N, d)``, ``y (N,)`` with ``bias="homogeneous"``, as one vector:
+    on separable data ``(w_t, b_t) / ||(w_t, b_t)||`` of (importance-weighted) logistic or exponential
+    loss tends to it whatever the fixed positive weights (Soudry et al. 2018, Theorem 3; Xu, Ye & Ruan 2021).
+
+    Raises:
+        ValueError: the data are not linearly separable, or as :func:`max_margin_separator`.
+
+    Example:
+        >>> max_margin_direction(torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.tensor([1, 0]))
+        tensor([0.5000, 0.5000, 0.0000], dtype=torch.float64)
+    """
+    w, b = max_margin_separator(X, y, bias="homogeneous")
+    return linear_direction(w, torch.tensor(b, dtype=w.dtype))
+
+
 def _polish_free(
     X: np.ndarray,
     s: np.ndarray,
@@ -289,8 +297,10 @@ def _polish_free(
 def angle(u: Tensor, v: Tensor) -> Tensor:
     """Angle in radians in ``[0, pi]`` between vectors along the last axis, broadcast over the rest.
 
-    Uses Kahan's formula ``2 atan2(||a - b||, ||a + b||)`` on the unit vectors ``a = u/||u||`` and
-    ``b = v/||v||``, which is accurate for tiny and near-``pi`` angles (unlike ``acos``, whose
+    The angle of ``(w_t, b_t)`` to the max-margin direction falls like ``1 / log t`` (Soudry et al.
+    2018, Theorem 3; with importance weights Xu, Ye & Ruan 2021). Uses Kahan's (2006, "How Futile are
+    Mindless Assessments of Roundoff") ``2 atan2(||a - b||, ||a + b||)`` on the unit vectors
+    ``a = u/||u||`` and ``b = v/||v||``, which is accurate for tiny and near-``pi`` angles (unlike ``acos``, whose
     error near 0 is ``sqrt(eps)``) and needs no clamping; identical directions give exactly 0.
     Each vector is first scaled by the power of two that brings its largest ``|entry|`` into
     ``[0.5, 1)`` (exact), so the angle is scale-invariant: the norm can neither overflow
@@ -337,7 +347,7 @@ def _pow2_normalize(x: Tensor) -> Tensor:
     bitwise the same as from ``x`` whenever that did not over- or underflow. Zero vectors stay 0.
     """
     e = torch.frexp(x.abs().amax(-1, keepdim=True)).exponent  # (..., 1); 0 for a zero vector
-    return _mul_pow2(x, -e)
+    return mul_pow2(x, -e)
 
 
 def _unit(x: Tensor) -> Tensor:
@@ -351,7 +361,11 @@ def linear_direction(w: Tensor, b: Tensor | float) -> Tensor:
     """Concatenate weights ``(..., d)`` and bias ``(...)`` into ``(..., d + 1)``.
 
     This is the vector that gradient descent with a trained bias aligns with the
-    ``bias="homogeneous"`` max-margin separator.
+    ``bias="homogeneous"`` max-margin separator (Soudry et al. 2018). ``b`` may be a float or 0-d
+    tensor (broadcast); the result has the promoted dtype of ``w`` and ``b``.
+
+    Raises:
+        RuntimeError: ``b`` does not broadcast to ``w.shape[:-1]``.
 
     Example:
         >>> linear_direction(torch.tensor([[1.0, 2.0]]), torch.tensor([3.0]))
@@ -370,6 +384,9 @@ def linear_direction(w: Tensor, b: Tensor | float) -> Tensor:
 
 def normalized_margin(w: Tensor, b: Tensor | float, X: Tensor, y: Tensor) -> Tensor:
     """Normalized margin ``min_i s_i (w.x_i + b) / ||(w, b)||``, batched over leading axes of ``w``.
+
+    The quantity gradient descent on separable data drives up to its maximum (Soudry et al. 2018; for
+    homogeneous networks Lyu & Li 2020; with importance weights Xu, Ye & Ruan 2021, Sec. 3).
 
     Negative when some training point is misclassified. For the ``"homogeneous"`` max-margin
     separator ``(w*, b*)`` this equals ``1 / ||(w*, b*)||``, the largest value any linear model

@@ -14,14 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from iwlab.functional.checks import check_choice, check_weights, fmt_index
 from iwlab.functional.losses import (
     NORMALIZATIONS,
     REDUCTIONS,
     Normalization,
     Reduction,
-    _check_choice,
-    _fmt_index,
-    check_weights,
     weighted_binary_cross_entropy,
     weighted_cross_entropy,
 )
@@ -47,7 +45,7 @@ def _as_class_weight(class_weight: Tensor | Sequence[float] | None) -> Tensor | 
         if bool(lost.any()):
             value = float(exact[lost][0])
             raise ValueError(
-                f"class_weight has an entry ({value:g}{_fmt_index(lost)}) that the default dtype {dtype} cannot "
+                f"class_weight has an entry ({value:g}{fmt_index(lost)}) that the default dtype {dtype} cannot "
                 "represent; pass class_weight as a float64 tensor (and use float64 logits) or rescale the weights"
             )
     if class_weight.dim() < 1:
@@ -68,8 +66,8 @@ class _WeightedLoss(nn.Module):
         validate: bool,
     ) -> None:
         super().__init__()
-        _check_choice(normalization, "normalization", NORMALIZATIONS)
-        _check_choice(reduction, "reduction", REDUCTIONS)
+        check_choice(normalization, "normalization", NORMALIZATIONS)
+        check_choice(reduction, "reduction", REDUCTIONS)
         self.register_buffer("class_weight", _as_class_weight(class_weight))
         self.normalization = normalization
         self.reduction = reduction
@@ -109,6 +107,9 @@ class WeightedCrossEntropyLoss(_WeightedLoss):
             raise as :func:`~iwlab.functional.losses.weighted_cross_entropy` does, and if the
             module's ``class_weight`` is on another device than the logits.
 
+    Source:
+        Byrd & Lipton (2019), IW-ERM with class-conditioned weights (Sec. 1.1 and 3).
+
     Example:
         >>> loss_fn = WeightedCrossEntropyLoss(class_weight=torch.tensor([1.0, 0.25]))
         >>> loss_fn(torch.zeros(2, 2), torch.tensor([1, 1]))  # 0.25 * log 2
@@ -129,6 +130,10 @@ class WeightedCrossEntropyLoss(_WeightedLoss):
         """Loss of ``logits`` ``(..., B, C)`` against labels ``(..., B)`` and optional ``sample_weight`` ``(..., B)``.
 
         Returns ``(..., B)`` for ``reduction="none"``, else ``(...)``; float32 for half logits.
+
+        Raises:
+            ValueError: the module's ``class_weight`` is on another device than ``logits``; else as
+                :func:`~iwlab.functional.losses.weighted_cross_entropy`.
         """
         return weighted_cross_entropy(
             logits,
@@ -162,6 +167,9 @@ class WeightedBCEWithLogitsLoss(_WeightedLoss):
             axis of size 2. Calls raise as
             :func:`~iwlab.functional.losses.weighted_binary_cross_entropy` does.
 
+    Source:
+        Byrd & Lipton (2019), IW-ERM with class-conditioned weights (Sec. 3), binary form.
+
     Example:
         >>> loss_fn = WeightedBCEWithLogitsLoss(class_weight=[1.0, 0.5], reduction="none")
         >>> loss_fn(torch.zeros(3), torch.tensor([0, 1, 1]))
@@ -188,6 +196,10 @@ class WeightedBCEWithLogitsLoss(_WeightedLoss):
 
         ``sample_weight`` is ``(..., B)`` or None. Returns ``(..., B)`` for ``reduction="none"``,
         else ``(...)``; float32 for half logits.
+
+        Raises:
+            ValueError: the module's ``class_weight`` is on another device than ``logits``; else as
+                :func:`~iwlab.functional.losses.weighted_binary_cross_entropy`.
         """
         return weighted_binary_cross_entropy(
             logits,

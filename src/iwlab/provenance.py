@@ -12,6 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy
+import torch
+
+import iwlab
+
 
 def git_commit(path: str | Path | None = None) -> dict[str, Any]:
     """Commit hash of the iwlab source tree and whether it had uncommitted changes.
@@ -56,11 +61,6 @@ def provenance(device: str = "cpu", run_dir: str | Path | None = None) -> dict[s
         >>> "torch" in provenance()["versions"]
         True
     """
-    import numpy
-    import torch
-
-    import iwlab
-
     data = os.environ.get("IWLAB_DATA")
     info = {
         "iwlab": iwlab.__version__,

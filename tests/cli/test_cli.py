@@ -120,7 +120,7 @@ def test_help_lists_every_experiments_real_profiles_and_the_workers_default(caps
     assert e.value.code == 0
     out = capsys.readouterr().out
     rows = {ln.split()[0]: ln for ln in out.split("experiments and their profiles")[1].splitlines()[1:] if ln.strip()}
-    assert "cpu_hour" in rows["mrpc"] and "ci" in rows["is_mnist"] and "ci" in rows["cifar_binary"]
+    assert "cpu_hour" in rows["mrpc"] and "ci" in rows["importance_sampling_mnist"] and "ci" in rows["cifar_binary"]
     assert rows["synthetic"].split()[1:] == ["quick,", "paper"]
     assert "one per CPU core" in " ".join(out.split())
 

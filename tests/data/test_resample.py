@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iwlab.data.resample import oversample_class, subsample_class, weighted_sampler_indices
+from iwlab.data.resample import kept_count, oversample_class, subsample_class, weighted_sampler_indices
 
 
 def _gen(seed=0):
@@ -13,6 +13,25 @@ def _gen(seed=0):
 def _labels(n0=512, n1=512, n2=0):
     y = torch.cat([torch.zeros(n0), torch.ones(n1), torch.full((n2,), 2)]).long()
     return y[torch.randperm(y.numel(), generator=_gen(123))]
+
+
+# -- kept_count: the one rounding rule of every sub-sampler ----------------------------------------
+
+
+@pytest.mark.parametrize("n, fraction, kept", [(100, 1 / 8, 13), (5, 0.5, 3), (7, 0.5, 4), (20, 0.5, 10), (3, 0.1, 0)])
+def test_kept_count_rounds_halves_up(n, fraction, kept):
+    assert kept_count(n, fraction) == kept
+
+
+def test_kept_count_agrees_with_subsample_class():
+    y = torch.tensor([0] * 4 + [1] * 100)
+    assert torch.bincount(y[subsample_class(y, 1, 1 / 8, _gen())]).tolist() == [4, kept_count(100, 1 / 8)]
+
+
+@pytest.mark.parametrize("n, fraction", [(10, 0.0), (10, 1.5), (10, float("nan")), (-1, 0.5), (2.5, 0.5), (True, 0.5)])
+def test_kept_count_refuses_bad_values(n, fraction):
+    with pytest.raises(ValueError):
+        kept_count(n, fraction)
 
 
 # -- subsample_class -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of iwlab.data.synthetic (and the dataset figure)."""
+"""Tests of iwlab.data.synthetic (and the training-set figure)."""
 
 import math
 
@@ -13,10 +13,12 @@ from iwlab.data.synthetic import (
     make_gaussians,
     make_moons,
     make_separable,
+    plane_grid,
     separable_support_corners,
     sigma_max_lr,
 )
 from iwlab.implicit_bias import max_margin_separator, normalized_margin
+from iwlab.plots.data import plot_synthetic_datasets
 
 NAMES = ["separable", "moons", "gaussians"]
 
@@ -179,10 +181,24 @@ def test_sigma_max_lr_known():
 
 
 def test_plot_writes_png(tmp_path):
-    from iwlab.plots.data import plot_synthetic_datasets
-
-    out = plot_synthetic_datasets(tmp_path / "sub" / "synthetic.png", seed=1, n_per_class=128)
+    sets = {name: make_dataset(name, 128, seed=1) for name in NAMES}
+    out = plot_synthetic_datasets(tmp_path / "sub" / "synthetic.png", sets, seed=1)
     assert out == tmp_path / "sub" / "synthetic.png"
     data = out.read_bytes()
     assert len(data) > 10_000
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_synthetic_datasets(tmp_path / "empty.png", {})
+
+
+def test_plane_grid_covers_the_data_with_a_margin():
+    X = torch.tensor([[0.0, -1.0], [2.0, 1.0]])
+    g, (x0, x1, y0, y1) = plane_grid(X, 5)
+    assert g.shape == (25, 2) and g.dtype == torch.float32
+    assert (x0, x1, y0, y1) == (-0.5, 2.5, -1.5, 1.5)
+    assert g[0].tolist() == [-0.5, -1.5] and g[1].tolist() == [0.25, -1.5]  # x varies fastest
+    for bad in (torch.zeros(0, 2), torch.zeros(3, 3)):
+        with pytest.raises(ValueError, match="shape"):
+            plane_grid(bad, 5)
+    with pytest.raises(ValueError, match="size"):
+        plane_grid(X, 1)

@@ -9,20 +9,16 @@ import pytest
 import torch
 
 from iwlab.cli import main as cli_main
+from iwlab.config import ConfigError
 from iwlab.data.cifar10 import make_fixture, write_cifar_batches
-from iwlab.experiments import make_config
-from iwlab.experiments.cifar import (
-    agreement,
-    agreement_from_artifacts,
-    agreement_per_member,
-    agreement_table,
-    class_weight_for,
-    multiclass_weights,
-    weighted_accuracy,
-)
-from iwlab.plots.cifar import multiclass_frame
+from iwlab.experiments import cifar_binary, cifar_imbalanced, cifar_multiclass, make_config
+from iwlab.experiments.cifar_multiclass import multiclass_frame
+from iwlab.experiments.cifar_summary import agreement_table
+from iwlab.functional.weighting import class_weights_from_ratio, one_class_share_weights
+from iwlab.plots.cifar import agreement_from_artifacts
 from iwlab.runner import run_experiment
 from iwlab.store import load
+from iwlab.train.evaluators import mask_diverged
 
 FAST = ["n_train_per_class=8", "n_test_per_class=4", "size=8"]
 BINARY_FAST = [*FAST, "n_other=16", "n_noise=8", "width=0.125", "dense=8"]
@@ -91,44 +87,9 @@ def test_binary_agreement_matches_artifacts(binary_run):
     np.testing.assert_allclose(last.value, pred["test"].mean(1), atol=1e-6)
 
 
-def test_agreement_by_hand():
-    # 2 weightings x 3 seeds x 4 examples
-    p = np.array(
-        [
-            [[1, 1, 0, 0], [1, 0, 0, 1], [1, 0, 0, 1]],  # majority: 1 0 0 1
-            [[0, 1, 0, 1], [0, 1, 1, 1], [0, 1, 1, 0]],  # majority: 0 1 1 1
-        ]
-    )
-    seeds, weights = agreement_per_member(p)
-    # seed agreement with the weighting's majority, per model
-    np.testing.assert_allclose(seeds, [[0.5, 1.0, 1.0], [0.75, 1.0, 0.75]])
-    # modal label over the two majority votes (ties -> 0): 0 0 0 1; each weighting's agreement with it
-    np.testing.assert_allclose(weights, [0.75, 0.5])
-    a = agreement(p)
-    assert a["across_seeds"] == pytest.approx((0.5 + 1 + 1 + 0.75 + 1 + 0.75) / 6)
-    # per example, the fraction of weightings giving the modal label: 1/2, 1/2, 1/2, 2/2
-    assert a["across_weightings"] == pytest.approx(np.mean([0.5, 0.5, 0.5, 1.0]))
-    # three classes and one seed: majority = the prediction itself
-    q = np.array([[[2, 0]], [[2, 1]], [[1, 1]]])
-    assert agreement(q) == {"across_weightings": pytest.approx((2 / 3 + 2 / 3) / 2), "across_seeds": 1.0}
-
-
-def test_weighted_accuracy_by_hand():
-    y = torch.tensor([0, 0, 1, 2, 2, 2])
-    pred = torch.tensor([[0, 1, 1, 2, 0, 0], [0, 0, 0, 2, 2, 2]])
-    v = torch.tensor([0.5, 0.2, 0.1])
-    want = [(0.5 * 1 + 0.2 * 1 + 0.1 * 1) / (0.5 * 2 + 0.2 + 0.1 * 3), (0.5 * 2 + 0.1 * 3) / 1.5]
-    torch.testing.assert_close(weighted_accuracy(pred, y, v), torch.tensor(want))
-    per_member = torch.stack([v, torch.tensor([1.0, 1.0, 1.0])])
-    torch.testing.assert_close(weighted_accuracy(pred, y, per_member), torch.tensor([want[0], 5 / 6]))
-    w = multiclass_weights(0.9, 3)
-    assert w[3] == 0.9 and all(abs(x - 0.1 / 9) < 1e-12 for i, x in enumerate(w) if i != 3)
-    assert multiclass_weights(0.1, 0) == (pytest.approx(0.1),) * 10
-
-
 def test_class_weights_down_weight_one_class():
-    assert class_weight_for(1 / 256) == (1.0, 1 / 256)
-    assert class_weight_for(256.0) == (1 / 256, 1.0)
+    assert class_weights_from_ratio(1 / 256) == (1.0, 1 / 256)
+    assert class_weights_from_ratio(256.0) == (1 / 256, 1.0)
     cfg = make_config("cifar_binary", "paper")
     assert len(cfg.weights) == 17 and min(cfg.weights) == 2.0**-8 and max(cfg.weights) == 2.0**8
     assert len(cfg.weights_regularized) == 9 and cfg.seeds == 9 and cfg.epochs == 1000 and cfg.size == 32
@@ -136,27 +97,24 @@ def test_class_weights_down_weight_one_class():
 
 
 def test_members_of_the_paper_profile():
-    from iwlab.experiments.cifar import _binary_members, cells
-
     cfg = make_config("cifar_binary", "paper", ["fixture=true"])
-    assert [c for c, _ in cells(cfg)] == ["plain", "l2", "dropout", "adam"]
-    plain = _binary_members(cfg, {"variant": "plain"})
-    assert len(plain) == 17 * 9 and {m.lr for m in plain} == {0.1} and {m.l2 for m in plain} == {0.0}
-    dropout = _binary_members(cfg, {"variant": "dropout"})
+    assert [c for c, _ in cifar_binary.cells(cfg)] == ["plain", "l2", "dropout", "adam"]
+    plain = cifar_binary.members(cfg, "plain")
+    assert len(plain) == 17 * 9 and {m.lr for m in plain} == {0.1} and {m.weight_decay for m in plain} == {0.0}
+    dropout = cifar_binary.members(cfg, "dropout")
     assert len(dropout) == 9 * 9 and {m.labels["weight"] for m in dropout} == {4.0**k for k in range(-4, 5)}
     assert {m.lr for m in dropout if m.labels["weight"] == 1.0} == {0.05}
-    assert {m.l2 for m in _binary_members(cfg, {"variant": "l2"})} == {1e-3}
+    l2 = cifar_binary.members(cfg, "l2")
+    assert {m.weight_decay for m in l2} == {1e-3} and {m.labels["weight_decay"] for m in l2} == {1e-3}
     # imbalanced: dogs kept 1/4 -> the weighted model multiplies the cats' loss by 1/4 (dog weight 4)
     imb = make_config("cifar_imbalanced", "quick", ["subsampled=dog", "factors=4", "seeds=1", "fixture=true"])
-    ((cell, params),) = cells(imb)
-    members = _binary_members(imb, params)
+    ((cell, params),) = cifar_imbalanced.cells(imb)
+    members = cifar_imbalanced.members(imb, params["subsampled"], params["factor"])
     assert cell == "dog_x4" and [m.class_weight for m in members] == [(1.0, 1.0), (0.25, 1.0)]
 
 
 def test_diverged_members_record_nothing():
-    from iwlab.experiments.cifar import _drop_diverged
-
-    out = _drop_diverged({"a": torch.tensor([0.5, 0.0, 1.0])}, np.array([False, True, False]))
+    out = mask_diverged({"a": torch.tensor([0.5, 0.0, 1.0])}, torch.tensor([-1, 4, -1]))
     assert out["a"][0] == 0.5 and out["a"][1].isnan() and out["a"][2] == 1.0
 
 
@@ -170,7 +128,7 @@ def test_multiclass_end_to_end_and_gain(tmp_path):
     row = wacc[(wacc.rho == 0.5) & (wacc.weighted_class == 3) & (wacc.epoch == 3)].iloc[0]
     accs = df[(df.run_id == row.run_id) & (df.member == row.member) & (df.epoch == 3)]
     acc = {int(n.removeprefix("acc_class")): v for n, v in zip(accs.name, accs.value, strict=True) if "class" in n}
-    v = multiclass_weights(0.5, 3)
+    v = one_class_share_weights(0.5, 3)
     assert row.value == pytest.approx(sum(v[c] * acc[c] for c in acc) / sum(v[c] for c in acc), abs=1e-6)
     t = multiclass_frame(df)
     assert t[t.rho == 0.1].gain.abs().max() < 1e-6  # the unweighted models against themselves
@@ -275,14 +233,12 @@ def _binary_frame(spec, sets=("test",)):
 
 
 def test_binary_summary_verdict_follows_the_numbers():
-    from iwlab.experiments.cifar import summary
-
     spec = {
         "plain": ({0.25: (0.2, 0.48), 1.0: (0.5, 0.5), 4.0: (0.8, 0.53)}, 1.0),  # 0.60 -> 0.05: faded
         "l2": ({0.25: (0.25, 0.45), 1.0: (0.75, 0.50)}, 1.0),  # 0.50 -> 0.05: faded, the paper says persists
         "dropout": ({0.25: (0.3, 0.1), 1.0: (0.5, 0.5)}, 0.9),  # not trained: no claim
     }
-    md = summary(_binary_frame(spec), make_config("cifar_binary", "ci"))
+    md = cifar_binary.summary(_binary_frame(spec), make_config("cifar_binary", "ci"))
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "| test |" in ln and "(epoch 1)" in ln]
     assert rows == [
         "| plain | test | 0.600 (epoch 1) | 0.050 (epoch 9) | 0.480 / 0.500 / 0.530 | faded; shrinks (0.600 -> "
@@ -301,15 +257,13 @@ def test_binary_summary_verdict_follows_the_numbers():
 
 
 def test_imbalanced_summary_verdict_follows_the_numbers():
-    from iwlab.experiments.cifar import summary
-
     rows = []
     # cats kept 1/2: the weights move the test fraction by 0.2 at epoch 1 and by 0.01 at epoch 9
     for weighted, first, last in ((False, 0.3, 0.30), (True, 0.5, 0.31)):
         for e, v in ((1, first), (9, last)):
             rows.append(("cat", 2.0, weighted, 0, e, "frac_dog_test", v))
     df = pd.DataFrame(rows, columns=["subsampled", "factor", "weighted", "seed", "epoch", "name", "value"])
-    md = summary(
+    md = cifar_imbalanced.summary(
         df.assign(variant="plain", weight=np.where(df.weighted, 0.5, 1.0)), make_config("cifar_imbalanced", "ci")
     )
     # dogs are the majority (cats sub-sampled): sub-sampling alone predicting 0.30 dog is not towards the majority
@@ -321,8 +275,6 @@ def test_imbalanced_summary_verdict_follows_the_numbers():
 
 
 def test_multiclass_summary_verdict_follows_the_numbers():
-    from iwlab.experiments.cifar import summary
-
     rows = []
     for e in (1, 2, 3):  # unweighted (rho = 0.1) models: every class at 0.5, so the baseline is 0.5
         rows += [(0.1, 0, 0, e, f"acc_class{c}", 0.5) for c in range(10)]
@@ -330,7 +282,7 @@ def test_multiclass_summary_verdict_follows_the_numbers():
     for rho, accs in ((0.5, (0.7, 0.6, 0.52)), (0.9, (0.5, 0.6, 0.8))):
         rows += [(rho, 0, 0, e, "weighted_acc", a) for e, a in zip((1, 2, 3), accs, strict=True)]
     df = pd.DataFrame(rows, columns=["rho", "weighted_class", "seed", "epoch", "name", "value"])
-    md = summary(df, make_config("cifar_multiclass", "ci"))
+    md = cifar_multiclass.summary(df, make_config("cifar_multiclass", "ci"))
     assert (
         "| 0.5 | 0.700 +- 0.000 | 0.520 +- 0.000 | +0.200 | +0.200 (1) | +0.020 | shrinks (0.200 -> 0.020) | yes |"
         in md
@@ -339,3 +291,43 @@ def test_multiclass_summary_verdict_follows_the_numbers():
         "| 0.9 | 0.500 +- 0.000 | 0.800 +- 0.000 | +0.000 | +0.300 (3) | +0.300 | stays (0.300 -> 0.300) | no |" in md
     )
     assert "matches Byrd & Lipton in 1 of 2 rows; contradicts them in rho=0.9" in md
+
+
+@pytest.mark.parametrize(
+    "name,key",
+    [
+        ("cifar_imbalanced", "weights=1"),  # used to be inherited and silently ignored
+        ("cifar_imbalanced", "lr_adam=0.1"),
+        ("cifar_imbalanced", "dropout=0.1"),
+        ("cifar_imbalanced", "variants=plain"),
+        ("cifar_resnet", "weight_decay=0.1"),
+        ("cifar_resnet", "weights_regularized=1"),
+        ("cifar_resnet", "label_noise=0.1"),
+        ("cifar_cars_trucks", "label_noise=0.1"),
+        ("cifar_label_noise", "lr_adam=0.1"),
+        ("cifar_binary", "label_noise=0.1"),
+        ("cifar_binary", "arch=resnet"),
+        ("cifar_multiclass", "pack_size=2"),
+        ("cifar_multiclass", "n_noise=2"),
+    ],
+)
+def test_keys_an_experiment_does_not_use_are_refused(name, key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key.split('=')[0]}'"):
+        make_config(name, "ci", [key])
+
+
+@pytest.mark.parametrize(
+    "name,override,message",
+    [
+        ("cifar_binary", "variants=batchnorm", "variants: expected one of plain, l2, dropout, adam"),
+        ("cifar_resnet", "variants=dropout", "variants: expected one of plain, batchnorm"),
+        ("cifar_resnet", "dense=8,8", "one hidden dense layer"),
+        ("cifar_binary", "init=xavier", "init: expected one of glorot, he, torch"),
+        ("cifar_binary", "weight_decay=-1", "weight_decay: must be >= 0"),
+        ("cifar_imbalanced", "subsampled=truck", "subsampled must name classes"),
+        ("cifar_label_noise", "label_noise=0.5", "label_noise: must be in"),
+    ],
+)
+def test_bad_values_fail_at_config_time(name, override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(name, "ci", [override])

@@ -1,16 +1,30 @@
-"""is_mnist / is_cifar10 / is_ptb end to end on generated data, and the Table 1 / time-to-accuracy maths."""
+"""importance_sampling_mnist / _cifar10 / _ptb end to end on generated data, their configs, and the Table 1 /
+time-to-accuracy maths."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from iwlab.cli import main as cli_main
+from iwlab.config import ConfigError
 from iwlab.data.mnist import make_fixture, write_mnist_idx
-from iwlab.experiments import make_config
-from iwlab.experiments.importance import ISConfig, cells, method_label, parse_method, table1, time_to_accuracy
+from iwlab.experiments import get_experiment, make_config
+from iwlab.experiments import importance_sampling_cifar10 as cifar10_exp
+from iwlab.experiments import importance_sampling_mnist as mnist_exp
+from iwlab.experiments import importance_sampling_ptb as ptb_exp
+from iwlab.experiments.importance_sampling_common import cells
+from iwlab.experiments.importance_sampling_summary import summary, table1, time_to_accuracy
 from iwlab.results import export
 from iwlab.runner import run_experiment
+from iwlab.sampling import SamplerSpec
 from iwlab.store import Store, load
+
+ISConfig = mnist_exp.Config  # the shared maths, checked on MNIST's config
+
+
+def method_label(m):
+    return SamplerSpec.parse(m).label
+
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,13 +37,14 @@ def _statuses(run_dir):
         store.close()
 
 
-@pytest.mark.parametrize("name", ["is_mnist", "is_cifar10", "is_ptb"])
+@pytest.mark.parametrize("name", ["is_mnist", "importance_sampling_cifar10", "is_ptb"])
 def test_end_to_end_every_method_recorded(name, tmp_path):
     out = run_experiment(name, "ci", ["seeds=2"], out=tmp_path / name, workers=1, progress=False)
     cfg = make_config(name, "ci", ["seeds=2"])
     assert set(_statuses(out).values()) == {"done"}
     df = load(out)
     metric = "perplexity" if name == "is_ptb" else "test_error"
+    assert metric == cfg.METRIC
     for m in cfg.methods:
         d = df[df.method == m]
         assert sorted(d.seed.unique()) == [0, 1]
@@ -40,6 +55,8 @@ def test_end_to_end_every_method_recorded(name, tmp_path):
         assert np.allclose(t.time_total, t.time_scoring + t.time_training)
         assert (t.time_total.groupby("seed").diff().dropna() >= 0).all()  # cumulative
         assert "loss_gradnorm_spearman" in set(d.name)
+        spec = SamplerSpec.parse(m)  # the member columns the figures read instead of parsing the method
+        assert set(d.strategy) == {spec.strategy} and set(d.k) == {spec.k} and set(d.label) == {spec.label}
     if name != "is_ptb":
         assert df[df.name == "test_error"].value.between(0, 1).all()
     else:
@@ -76,15 +93,42 @@ def test_cli_quick_reads_mnist_from_iwlab_data_and_exports_every_method(tmp_path
     assert set(exported.method.unique()) == set(cfg.methods)
 
 
-def test_parse_method():
-    assert parse_method("uniform") == ("uniform", 1.0)
-    assert parse_method("oracle_k0.5") == ("oracle", 0.5)
-    assert parse_method("pcg_k-1") == ("pcg", -1.0)
-    for bad in ("oracle", "uniform_k1", "approx_k2", "loss_k1", "oracle_k"):
-        with pytest.raises(ValueError):
-            parse_method(bad)
-    with pytest.raises(ValueError):
+def test_cells_refuse_a_method_without_its_k():
+    with pytest.raises(ValueError, match="needs its k"):
         cells(ISConfig(methods=("approx",)))
+
+
+@pytest.mark.parametrize("module, old", [(mnist_exp, "is_mnist"), (cifar10_exp, "is_cifar10"), (ptb_exp, "is_ptb")])
+def test_each_experiment_registers_under_its_name_and_keeps_the_old_one_as_an_alias(module, old):
+    exp = module.EXPERIMENT
+    assert exp.name == f"importance_sampling_{module.Config.DATASET}" and exp.aliases == (old,)
+    assert get_experiment(old) is exp and get_experiment(exp.name) is exp
+    assert exp.profiles["quick"] == {} and set(exp.profiles) == {"quick", "paper", "ci"}
+    for profile in exp.profiles:
+        make_config(exp.name, profile)  # every profile validates
+
+
+@pytest.mark.parametrize(
+    "name, setting, pattern",
+    [
+        # keys of another dataset are not keys of this experiment: refused, not silently ignored
+        ("is_ptb", "augment=true", r"^unknown config key 'augment'"),
+        ("is_ptb", "image_size=8", r"^unknown config key 'image_size'"),
+        ("is_mnist", "context=5", r"^unknown config key 'context'"),
+        ("is_cifar10", "verify_checksums=false", r"^unknown config key 'verify_checksums'"),
+        ("is_mnist", "dataset=ptb", r"^unknown config key 'dataset'"),
+        # wrong values fail at config time, not at the first training step
+        ("is_cifar10", "image_size=12", r"^image_size must divide 32, got 12$"),
+        ("is_mnist", "methods=oracle", r"method 'oracle' needs its k"),
+        ("is_mnist", "methods=oracle_k2", r"k must be <= 1"),
+        ("is_mnist", "methods=uniform,oracle_k1,oracle_k1.0", r"name the same sampler twice"),
+        ("is_mnist", "smooth_strategies=uniform", r"^smooth_strategies: expected one of oracle, approx, pcg"),
+        ("is_mnist", "presample=inf", r"^presample: must be a finite number"),
+    ],
+)
+def test_config_refuses_keys_it_does_not_use_and_bad_values(name, setting, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        make_config(name, "quick", [setting])
 
 
 def _df(values):
@@ -125,8 +169,6 @@ def test_time_to_accuracy_by_hand():
 
 
 def test_summary_oracle_verdict_follows_the_numbers_and_says_when_one_is_missing():
-    from iwlab.experiments.importance import summary
-
     cfg = ISConfig(methods=("uniform", "oracle_k0.5"), table_epochs=(1,))
     uni = [
         [(0.02, 1), (0.02, 2), (0.02, 3), (0.02, 4), (0.010, 5)],

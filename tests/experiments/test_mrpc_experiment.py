@@ -18,7 +18,9 @@ from iwlab.cli import main as cli_main  # noqa: E402
 from iwlab.data.mrpc import make_fixture  # noqa: E402
 from iwlab.experiments import make_config  # noqa: E402
 from iwlab.experiments import mrpc as M  # noqa: E402
+from iwlab.functional.weighting import class_weights_from_ratio  # noqa: E402
 from iwlab.runner import run_experiment  # noqa: E402
+from iwlab.train.batches import length_grouped_batches  # noqa: E402
 
 WEIGHTS = (0.25, 1.0)  # the ci profile's
 METRICS = ("frac_paraphrase_test", "test_acc", "train_loss", "train_acc", "seconds")
@@ -132,7 +134,7 @@ def test_weighted_loss_is_the_cores():
     logits, y = torch.zeros(4, 2), torch.tensor([1, 1, 0, 0])
     from iwlab.functional.losses import weighted_cross_entropy
 
-    cw = torch.tensor(M.class_weight_for(0.25))
+    cw = torch.tensor(class_weights_from_ratio(0.25))
     assert float(weighted_cross_entropy(logits, y, class_weight=cw)) == pytest.approx(0.625 * 0.693147, 1e-5)
 
 
@@ -140,7 +142,7 @@ def test_train_batches_cover_every_pair_once():
     lengths = torch.randint(5, 50, (103,))
     g = torch.Generator().manual_seed(0)
     for grouped in (False, True):
-        b = M.train_batches(lengths, 8, g, grouped)
+        b = length_grouped_batches(lengths, 8, g, grouped)
         assert sorted(torch.cat(b).tolist()) == list(range(103))
 
 
@@ -193,7 +195,7 @@ def test_cell_with_damaged_checkpoint_restarts(mrpc_cells, data_dir, tmp_path, m
     monkeypatch.setenv("IWLAB_DATA", str(data_dir))
     damage = {"truncated": lambda b: b[: len(b) // 2], "empty": lambda b: b""}[how]
     ctx = _cell_ctx(tmp_path, mrpc_cells, damage)
-    with caplog.at_level(logging.WARNING, logger="iwlab.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="iwlab.files"):
         again = M.run_cell(make_config("mrpc", "ci", ["weights=1"]), "w=1", {"weight": 1.0}, ctx)
     corrupt = ctx.checkpoint_path.with_name(ctx.checkpoint_path.name + ".corrupt")
     assert corrupt.is_file()
@@ -267,12 +269,12 @@ def test_damaged_token_cache_is_set_aside_and_rebuilt(tmp_path, caplog, damage):
         state = torch.load(path)
         state["ids"] = state["ids"][:-2]
         torch.save(state, path)
-    with caplog.at_level(logging.WARNING, logger="iwlab.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="iwlab.files"):
         got = tokenize_pairs_cached(tmp_path, "fake", tok, s1, s2, y, 16)
     for k, v in want.state().items():
         assert torch.equal(getattr(got, k), v), k
     assert path.with_name(path.name + ".corrupt").is_file() and path.is_file()
-    (msg,) = [r.getMessage() for r in caplog.records if r.name == "iwlab.train.checkpoint"]
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "iwlab.files"]
     assert msg.startswith(f"token cache {path} cannot be used (") and f"{path}.corrupt" in msg
 
 

@@ -4,23 +4,27 @@ import io
 import json
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_single import train_single
 
 from iwlab.cli import main as cli_main
+from iwlab.config import ConfigError
 from iwlab.data.synthetic import make_dataset
+from iwlab.experiments import make_config
+from iwlab.experiments.synthetic import Config, spreads, summary, verdicts
 from iwlab.models import MLP, logistic_regression
 from iwlab.runner import RunError, run_experiment
-from iwlab.store import load
+from iwlab.store import Store, load
 from iwlab.train import Member
-from iwlab.train.loop import train_single
 
 TINY = ["epochs=3", "n_per_class=32", "n_test_per_class=32", "grid_size=20", "weights=1,0.25"]
 DATASETS = ("separable", "moons", "gaussians")
 WEIGHTS = (1.0, 0.25)
-L2S = (0.0, 1e-3)
+DECAYS = (0.0, 1e-3)
 BASE_METRICS = ("frac_down_test", "frac_down_grid", "train_loss", "train_acc", "param_norm")
 
 
@@ -70,19 +74,21 @@ def test_runs_all_done(tiny_run):
 
 def test_exported_metrics_complete(tiny_run, capsys):
     df = _csv(tiny_run, capsys)
-    assert {"run_id", "member", "epoch", "name", "value", "dataset", "model", "weight", "l2", "seed"} <= set(df.columns)
+    assert {"run_id", "member", "epoch", "name", "value", "dataset", "model", "weight", "weight_decay", "seed"} <= set(
+        df.columns
+    )
     assert set(df.status) == {"done"}
     # every member of every cell at every evaluation epoch (log_epochs(3) = 1, 2, 3)
     expected = []
     for model in ("logreg", "mlp", "mlp_dropout"):
-        l2s = (0.0,) if model == "mlp_dropout" else L2S
+        decays = (0.0,) if model == "mlp_dropout" else DECAYS
         for ds in DATASETS:
-            for l2 in l2s:
+            for wd in decays:
                 for w in WEIGHTS:
                     for epoch in (1, 2, 3):
                         names = BASE_METRICS + (("angle",) if (model, ds) == ("logreg", "separable") else ())
-                        expected += [(model, ds, l2, w, epoch, n) for n in names]
-    got = list(zip(df.model, df.dataset, df.l2, df.weight, df.epoch, df.name, strict=True))
+                        expected += [(model, ds, wd, w, epoch, n) for n in names]
+    got = list(zip(df.model, df.dataset, df.weight_decay, df.weight, df.epoch, df.name, strict=True))
     missing = set(expected) - set(got)
     assert not missing, sorted(missing)[:5]
     assert len(df[df.name.isin(BASE_METRICS)]) == (12 + 12 + 6) * 3 * len(BASE_METRICS)
@@ -105,10 +111,10 @@ def _grid_fraction(model, x_train, size):
 
 
 @pytest.mark.parametrize(
-    "model,ds,l2,w",
+    "model,ds,wd,w",
     [("logreg", "separable", 1e-3, 0.25), ("mlp", "moons", 0.0, 0.25), ("mlp_dropout", "gaussians", 0.0, 1.0)],
 )
-def test_metrics_match_an_independent_single_run(tiny_run, model, ds, l2, w):
+def test_metrics_match_an_independent_single_run(tiny_run, model, ds, wd, w):
     """Retrain one member alone (nn.Module + torch.optim) and recompute its metrics by hand."""
     x, y = make_dataset(ds, 32, seed=0)
     xt, _ = make_dataset(ds, 32, seed=10_007)
@@ -124,7 +130,7 @@ def test_metrics_match_an_independent_single_run(tiny_run, model, ds, l2, w):
             return MLP(2, (64,), 1, p, generator=g)
 
     df = load(tiny_run)
-    rows = df[(df.model == model) & (df.dataset == ds) & (df.l2 == l2) & (df.weight == w)]
+    rows = df[(df.model == model) & (df.dataset == ds) & (df.weight_decay == wd) & (df.weight == w)]
     assert rows.lr.iloc[0] == pytest.approx(lr, rel=1e-9)
     seen = {}
 
@@ -142,7 +148,7 @@ def test_metrics_match_an_independent_single_run(tiny_run, model, ds, l2, w):
             }
         m.train()
 
-    member = Member(seed=0, class_weight=(1.0, w), lr=lr, l2=l2)
+    member = Member(seed=0, class_weight=(1.0, w), lr=lr, weight_decay=wd)
     train_single(model_fn, member, x, y, epochs=3, batch_size=8, on_epoch=on_epoch)
     for epoch in (1, 2, 3):
         for name, want in seen[epoch].items():
@@ -189,20 +195,16 @@ def test_rerun_with_other_config_is_refused(tiny_run):
 def test_quick_profile_finding(tmp_path):
     """The paper's finding on the quick profile: without L2 the effect of the weights fades (separable
     data, MLP); with L2 it persists."""
-    from iwlab.experiments.synthetic import spreads
-
     run_dir = run_experiment("synthetic", "quick", [], out=tmp_path / "quick", workers=2, progress=False)
     assert {r[1] for r in _runs(run_dir)} == {"done"}
     s = spreads(load(run_dir), "frac_down_test")
-    sep = s[(s.dataset == "separable") & (s.model == "mlp")].set_index("l2")
-    plain, l2 = sep.loc[0.0], sep.loc[0.001]
+    sep = s[(s.dataset == "separable") & (s.model == "mlp")].set_index("weight_decay")
+    plain, decayed = sep.loc[0.0], sep.loc[0.001]
     assert plain.first_epoch == 1 and plain.last_epoch == 300
     assert plain.spread_first >= 5 * plain.spread_last, (plain.spread_first, plain.spread_last)
-    assert l2.spread_last > 0.1, l2.spread_last
+    assert decayed.spread_last > 0.1, decayed.spread_last
     # the report's computed verdicts say the same (issue 10 item 16)
-    from iwlab.experiments.synthetic import verdicts
-
-    v = verdicts(load(run_dir)).set_index(["dataset", "model", "l2"])
+    v = verdicts(load(run_dir)).set_index(["dataset", "model", "weight_decay"])
     for key, word in ((("separable", "mlp", 0.0), "faded"), (("separable", "mlp", 0.001), "persists")):
         assert v.loc[key].verdict.startswith(word) and v.loc[key].matches == "yes", v.loc[key]
     assert "contradicts" not in (run_dir / "report.md").read_text()
@@ -211,23 +213,21 @@ def test_quick_profile_finding(tmp_path):
 def _verdict_frame():
     """frac_down_test at epochs 1 and 100 for weights 1 and 1/4, chosen so each row's verdict is known by hand."""
     spec = {
-        # (dataset, model, l2): ((w=1, w=1/4) at epoch 1, (w=1, w=1/4) at epoch 100, lowest train acc at 100)
+        # (dataset, model, weight_decay): ((w=1, w=1/4) at epoch 1, (w=1, w=1/4) at epoch 100, lowest train acc at 100)
         ("gaussians", "mlp", 0.0): ((0.5, 0.4), (0.5, 0.15), 0.85),  # 0.10 -> 0.35: grows, data not separated
         ("separable", "mlp", 0.0): ((0.5, 0.09), (0.5, 0.47), 1.0),  # 0.41 -> 0.03: shrinks, as the paper says
         ("separable", "logreg", 0.0): ((0.5, 0.4), (0.5, 0.2), 1.0),  # 0.10 -> 0.30: grows, against the paper
         ("moons", "mlp", 0.001): ((0.5, 0.1), (0.5, 0.12), 1.0),  # 0.40 -> 0.38: stays, as the paper says for L2
     }
     rows = []
-    for (ds, model, l2), (first, last, acc) in spec.items():
+    for (ds, model, wd), (first, last, acc) in spec.items():
         for w, f, la in zip((1.0, 0.25), first, last, strict=True):
-            rows += [(ds, model, l2, w, 0, 1, "frac_down_test", f), (ds, model, l2, w, 0, 100, "frac_down_test", la)]
-            rows += [(ds, model, l2, w, 0, 1, "train_acc", 0.5), (ds, model, l2, w, 0, 100, "train_acc", acc)]
-    return pd.DataFrame(rows, columns=["dataset", "model", "l2", "weight", "seed", "epoch", "name", "value"])
+            rows += [(ds, model, wd, w, 0, 1, "frac_down_test", f), (ds, model, wd, w, 0, 100, "frac_down_test", la)]
+            rows += [(ds, model, wd, w, 0, 1, "train_acc", 0.5), (ds, model, wd, w, 0, 100, "train_acc", acc)]
+    return pd.DataFrame(rows, columns=["dataset", "model", "weight_decay", "weight", "seed", "epoch", "name", "value"])
 
 
 def test_summary_verdict_follows_the_numbers_per_row_separable_first():
-    from iwlab.experiments.synthetic import Config, summary
-
     md = summary(_verdict_frame(), Config(weights=(1.0, 0.25)))
     table = [ln for ln in md.splitlines() if ln.startswith("| ") and "(epoch 1)" in ln]
     assert table == [
@@ -236,13 +236,13 @@ def test_summary_verdict_follows_the_numbers_per_row_separable_first():
         "| separable | mlp | 0 | 0.410 (epoch 1) | 0.030 (epoch 100) | 0.500 | 0.470 | faded; shrinks (0.410 -> "
         "0.030) | faded | yes |",
         "| moons | mlp | 0.001 | 0.400 (epoch 1) | 0.380 (epoch 100) | 0.500 | 0.120 | persists; stays (0.400 -> "
-        "0.380) | persists (L2 keeps the effect) | yes |",
+        "0.380) | persists (weight decay keeps the effect) | yes |",
         "| gaussians | mlp | 0 | 0.100 (epoch 1) | 0.350 (epoch 100) | 0.500 | 0.150 | persists; grows (0.100 -> "
         "0.350) | no claim (models not trained yet: best train acc 0.850) | n/a |",
     ]
     assert (
         "**Finding** (test points, computed from the table below): matches Byrd & Lipton in 2 of 3 rows; contradicts "
-        "them in separable logreg L2=0: persists; grows (0.100 -> 0.300), expected faded; no verdict for 1 row" in md
+        "them in separable logreg wd=0: persists; grows (0.100 -> 0.300), expected faded; no verdict for 1 row" in md
     )
     # the old fixed sentence, which contradicted the numbers, is gone
     assert (
@@ -252,8 +252,6 @@ def test_summary_verdict_follows_the_numbers_per_row_separable_first():
 
 
 def test_spreads_put_separable_first_and_count_the_weights_recorded():
-    from iwlab.experiments.synthetic import spreads
-
     df = _verdict_frame()
     # a diverged member: w = 1/4 of separable mlp has no value at epoch 100
     df = df[~((df.dataset == "separable") & (df.model == "mlp") & (df.weight == 0.25) & (df.epoch == 100))]
@@ -266,15 +264,12 @@ def test_spreads_put_separable_first_and_count_the_weights_recorded():
     ]
     row = s.iloc[1]
     assert (row.n_weights, row.n_weights_first, row.n_weights_last, row.spread_last) == (2, 2, 1, 0.0)
-    from iwlab.experiments.synthetic import verdicts
-
     assert verdicts(df).matches.iloc[1] == "n/a (2 / 1 of 2 weights recorded)"
 
 
-def test_l2_rows_get_no_claim_before_the_models_have_trained():
-    """Found by a new user: L2 rows were judged "persists = matches" after 20 epochs at train accuracy 0.5."""
-    from iwlab.experiments.synthetic import verdicts
-
+def test_weight_decay_rows_get_no_claim_before_the_models_have_trained():
+    """Found by a new user: weight-decay (L2) rows were judged "persists = matches" after 20 epochs at train
+    accuracy 0.5."""
     rows = []
     for w, (f1, f9) in ((1.0, (0.5, 0.5)), (0.25, (0.0, 0.0))):
         rows += [
@@ -285,6 +280,41 @@ def test_l2_rows_get_no_claim_before_the_models_have_trained():
             ("separable", "mlp", 0.001, w, 0, 1, "train_acc", 0.5),
             ("separable", "mlp", 0.001, w, 0, 9, "train_acc", 0.5),
         ]
-    df = pd.DataFrame(rows, columns=["dataset", "model", "l2", "weight", "seed", "epoch", "name", "value"])
+    df = pd.DataFrame(rows, columns=["dataset", "model", "weight_decay", "weight", "seed", "epoch", "name", "value"])
     v = verdicts(df).iloc[0]
     assert v.claim == "no claim (models not trained yet: best train acc 0.500)" and v.matches == "n/a"
+
+
+def test_each_cell_saves_the_training_sets_its_figures_draw(tiny_run):
+    """Plots read the data from the run (issue 11): every cell records its data.npz in the store."""
+    store = Store(tiny_run / "results.db")
+    try:
+        saved = {a["run_id"]: tiny_run / a["path"] for a in store.artifacts("data")}
+    finally:
+        store.close()
+    assert set(saved) == {"logreg", "mlp", "mlp_dropout"}
+    with np.load(saved["mlp"]) as f:
+        assert sorted(f.files) == sorted(f"{k}_{ds}" for ds in DATASETS for k in "xy")
+        for ds in DATASETS:
+            x, y = make_dataset(ds, 32, seed=0)
+            assert np.array_equal(f[f"x_{ds}"], x.numpy()) and np.array_equal(f[f"y_{ds}"], y.numpy())
+
+
+def test_config_takes_weight_decay_and_rejects_what_it_cannot_use():
+    with pytest.raises(ConfigError, match="unknown config key 'l2'"):
+        make_config("synthetic", "quick", ["l2=0"])  # renamed: the coupled decay is weight_decay
+    assert make_config("synthetic", "quick", ["weight_decay=0,0.002"]).weight_decay == (0.0, 0.002)
+    for bad, word in (
+        ("down_class=2", "down_class"),
+        ("datasets=separable,spirals", "datasets"),
+        ("models=svm", "models"),
+        ("weight_decay=0,0", "weight_decay repeat"),
+        ("weight_decay=-0.1", "weight_decay"),
+        ("weights=1,0", "weights"),
+    ):
+        with pytest.raises(ConfigError, match=word):
+            make_config("synthetic", "quick", [bad])
+    # the same checks for a Config built in code
+    for kwargs in ({"down_class": 2}, {"datasets": ("spirals",)}, {"epochs": 0}, {"weights": (1.0, 1.0)}):
+        with pytest.raises(ValueError):
+            Config(**kwargs).validate()

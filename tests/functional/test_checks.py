@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from iwlab.functional.checks import check_int, check_real, check_seed
+import iwlab.functional
+import iwlab.functional.losses
+from iwlab.functional.checks import check_choice, check_int, check_real, check_seed, check_weights, fmt_index
 
 
 @pytest.mark.parametrize("v", [3, np.int64(3), torch.tensor(3)])
@@ -35,3 +37,29 @@ def test_seeds(v, err):
     assert check_seed(2**63 - 1) == 2**63 - 1
     with pytest.raises(err, match="^member 0 seed must be"):
         check_seed(v, "member 0 seed")
+
+
+def test_choice():
+    check_choice("sum", "reduction", ("none", "sum"))
+    with pytest.raises(ValueError, match=r"^reduction must be one of 'none', 'sum'; got 'avg'$"):
+        check_choice("avg", "reduction", ("none", "sum"))
+
+
+@pytest.mark.parametrize(
+    "mask, note",
+    [
+        (torch.tensor(True), ""),
+        (torch.tensor([False, True]), " at index 1"),
+        (torch.eye(2, dtype=torch.bool), " at index (0, 0)"),
+    ],
+)
+def test_fmt_index(mask, note):
+    assert fmt_index(mask) == note
+
+
+def test_check_weights_public_paths():
+    # the losses' module and the package re-export the one function (old import paths stay valid)
+    assert iwlab.functional.losses.check_weights is check_weights
+    assert iwlab.functional.check_weights is check_weights
+    with pytest.raises(ValueError, match=r"^w is all zeros \(shape \(2,\)\)"):
+        check_weights(torch.zeros(2), name="w")

@@ -19,6 +19,7 @@ from iwlab.functional import (
     weighted_binary_cross_entropy,
     weighted_cross_entropy,
 )
+from iwlab.functional._scaling import mul_pow2, pow2
 from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss
 
 B, C, M = 7, 4, 3
@@ -759,13 +760,12 @@ def test_normal_range_results_and_gradients_are_bitwise_unchanged(loss, kind, dt
 
 
 def test_pow2_helper_is_exact_beyond_the_representable_power():
-    from iwlab.functional.losses import _mul_pow2
 
     for dtype, k in [(torch.float32, 200), (torch.float32, -200), (torch.float64, 1500), (torch.float64, -1500)]:
         x = torch.tensor(
             [1e-30, -3.0, 0.0, 1e30] if dtype == torch.float32 else [1e-300, -3.0, 0.0, 1e300], dtype=dtype
         )
-        got = _mul_pow2(x, torch.full((4,), k, dtype=torch.int32))
+        got = mul_pow2(x, torch.full((4,), k, dtype=torch.int32))
         expected = []
         for v in x.tolist():
             try:
@@ -1013,12 +1013,11 @@ def test_cuda_logits_with_cpu_tensors_name_the_argument(loss):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_cuda_pow2_is_exact():
-    from iwlab.functional.losses import _pow2
 
     for dtype, (lo, hi) in [(torch.float32, (-126, 127)), (torch.float64, (-1022, 1023))]:
         k = torch.arange(lo, hi + 1, device="cuda")
         expected = torch.tensor([math.ldexp(1.0, i) for i in range(lo, hi + 1)], dtype=dtype)
-        assert torch.equal(_pow2(k, dtype).cpu(), expected)
+        assert torch.equal(pow2(k, dtype).cpu(), expected)
 
 
 def test_class_to_sample_weight_checks_the_weights():

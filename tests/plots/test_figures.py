@@ -73,14 +73,28 @@ def test_mrpc_figure_has_one_legend_that_names_every_weight_and_the_band(drawn, 
 
 
 def _is_frame():
+    """As the store gives it: the method's strategy and k are member columns (the figures never parse methods)."""
     rows = []
-    for m in ("uniform", "oracle_k0.5"):
+    for m, strategy, k in (("uniform", "uniform", 1.0), ("oracle_k0.5", "oracle", 0.5)):
         for seed, scale in ((0, 1.0), (1, 2.0)):
+            member = (m, strategy, k, seed)
             for e in (1, 2, 3):
                 # a within-epoch std 3x the mean: mean - std < 0 on a log axis
-                rows += [(m, seed, e, "train_loss", 0.5 * scale / e), (m, seed, e, "train_loss_std", 1.5 * scale / e)]
-                rows.append((m, seed, e, "test_error", 0.02 * scale / e))
-    return pd.DataFrame(rows, columns=["method", "seed", "epoch", "name", "value"])
+                rows.append((*member, e, "train_loss", 0.5 * scale / e))
+                rows.append((*member, e, "train_loss_std", 1.5 * scale / e))
+                rows.append((*member, e, "test_error", 0.02 * scale / e))
+    return pd.DataFrame(rows, columns=["method", "strategy", "k", "seed", "epoch", "name", "value"])
+
+
+def test_importance_styles_come_from_the_strategy_and_k_columns(drawn, tmp_path):
+    """A method's line style and label follow its stored strategy and k, whatever its name says."""
+    df = _is_frame()
+    df.loc[df.method == "oracle_k0.5", ["strategy", "k"]] = ("pcg", 1.0)
+    cfg = SimpleNamespace(methods=("uniform", "oracle_k0.5"), steps_per_epoch=10, DATASET="mnist")
+    PI.metric_curves(df, cfg, "test_error", tmp_path / "test_error.png")
+    fig = drawn[-1][0]
+    assert "PCG k=1" in _legend_texts(fig) and "Oracle k=0.5" not in _legend_texts(fig)
+    assert [ln.get_linestyle() for ln in fig.axes[0].lines] == ["-", ":"]
 
 
 def _band_ys(ax):
@@ -89,7 +103,7 @@ def _band_ys(ax):
 
 
 def test_importance_loss_band_is_computed_in_log_space_and_stays_positive(drawn, tmp_path):
-    cfg = SimpleNamespace(methods=("uniform", "oracle_k0.5"), steps_per_epoch=10, dataset="mnist")
+    cfg = SimpleNamespace(methods=("uniform", "oracle_k0.5"), steps_per_epoch=10, DATASET="mnist")
     PI.train_loss_curves(_is_frame(), cfg, tmp_path / "train_loss.png")
     fig = drawn[-1][0]
     ys = _band_ys(fig.axes[0])
@@ -103,7 +117,7 @@ def test_importance_loss_band_is_computed_in_log_space_and_stays_positive(drawn,
 
 
 def test_importance_metric_band_is_min_to_max_over_seeds(drawn, tmp_path):
-    cfg = SimpleNamespace(methods=("uniform", "oracle_k0.5"), steps_per_epoch=10, dataset="mnist")
+    cfg = SimpleNamespace(methods=("uniform", "oracle_k0.5"), steps_per_epoch=10, DATASET="mnist")
     PI.metric_curves(_is_frame(), cfg, "test_error", tmp_path / "test_error.png")
     fig = drawn[-1][0]
     ys = _band_ys(fig.axes[0])

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from iwlab.report import claim_match, finding_line, render_report, trend, trend_text
+from iwlab.experiments.findings import claim_match, finding_line, trend, trend_text
+from iwlab.report import render_report
 
 META = {"experiment": "synthetic", "profile": "quick", "config": {"epochs": 3}, "provenance": {}}
 RUNS = [{"run_id": "mlp", "status": "done", "error": None}]

@@ -136,7 +136,7 @@ def test_fraction_figure_puts_separable_data_first_whatever_the_config_order(tmp
         for e in (1, 2)
         for name in ("frac_down_test", "frac_down_grid")
     ]
-    df = pd.DataFrame(rows, columns=["dataset", "model", "l2", "weight", "seed", "epoch", "name", "value"])
+    df = pd.DataFrame(rows, columns=["dataset", "model", "weight_decay", "weight", "seed", "epoch", "name", "value"])
     figs = []
     _catch(monkeypatch, figs)
     cfg = SimpleNamespace(datasets=("gaussians", "separable"), down_class=1)

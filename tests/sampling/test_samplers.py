@@ -16,10 +16,10 @@ from iwlab.functional.sampling import (
     total_variation_to_uniform,
 )
 from iwlab.sampling import (
-    METHODS,
+    STRATEGIES,
     ApproxSampler,
     OracleSampler,
-    PCGSampler,
+    PerClassGaussianSampler,
     UniformSampler,
     make_sampler,
 )
@@ -170,7 +170,7 @@ def test_uniform_is_epochs_of_permutations():
 def test_pcg_scores_are_class_means():
     x = torch.zeros(9, 1)
     y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    s = PCGSampler(TensorDataset(x, y), batch_size=3, presample=None, class_decay=0.5)
+    s = PerClassGaussianSampler(TensorDataset(x, y), batch_size=3, presample=None, class_decay=0.5)
     s.update(torch.tensor([0, 3]), torch.tensor([1.0, 3.0]))
     # class 2 unseen: scores the mean of the seen classes
     assert s._scores(torch.arange(9), None).tolist() == [1.0] * 3 + [3.0] * 3 + [2.0] * 3
@@ -255,7 +255,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["tensor", "list"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_common_shapes_dtypes_devices(method, kind, device):
     if kind == "list" and device != "cpu":
         pytest.skip("list datasets live on the CPU")
@@ -273,14 +273,14 @@ def test_common_shapes_dtypes_devices(method, kind, device):
     assert torch.equal(x.cpu(), ref.cpu())
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_common_seeding(method):
     a, b, c = _run(_make(method, seed=3)), _run(_make(method, seed=3)), _run(_make(method, seed=4))
     assert all(torch.equal(i1, i2) and torch.equal(w1, w2) for (i1, w1), (i2, w2) in zip(a, b, strict=True))
     assert not all(torch.equal(i1, i2) for (i1, _), (i2, _) in zip(a, c, strict=True))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_common_checkpoint_resumes_exactly(method):
     whole = _make(method, seed=5)
     ref = _run(whole, 10)
@@ -306,7 +306,7 @@ def test_common_weight_normalization_k1_mean_weight_is_one(method):
     assert float(ws.mean()) == pytest.approx(1.0, abs=0.05)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_common_bad_inputs(method):
     ds, _ = _data("tensor")
     with pytest.raises(ValueError, match="batch_size"):
@@ -378,7 +378,7 @@ def _same(a, b):
             assert a[key] == b[key], key
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_load_state_dict_from_a_dataset_of_another_size_raises_and_changes_nothing(method):
     s = make_sampler(method, _ds(10), 4, seed=1)
     _run_updates(s, 2)
@@ -437,7 +437,7 @@ def test_update_refuses_a_non_finite_or_negative_loss_naming_its_index_and_keeps
     assert s.sample(score_fn=lambda x, y: x.pow(2).sum(1)).indices.shape == (4,)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_update_refuses_indices_outside_the_dataset(method):
     s = make_sampler(method, _ds(10), 4)
     before = _snapshot(s)
@@ -473,7 +473,7 @@ def test_adaptive_ema_of_losses_whose_float32_sum_overflows_is_their_mean():
 
 
 def test_pcg_class_mean_of_losses_whose_float32_sum_overflows_is_their_mean():
-    s = PCGSampler(_ds(10, 2), 4, presample=None)
+    s = PerClassGaussianSampler(_ds(10, 2), 4, presample=None)
     s.update(torch.tensor([0, 2]), torch.tensor([3e38, 3e38]))  # both class 0
     assert float(s.class_mean_[0]) == float(torch.tensor(3e38))
     probs = s.sample().probs  # class 1 unseen scores the seen mean: every example equally likely
@@ -481,7 +481,7 @@ def test_pcg_class_mean_of_losses_whose_float32_sum_overflows_is_their_mean():
 
 
 def test_update_refuses_float64_losses_beyond_float32():
-    s = PCGSampler(_ds(10), 4)
+    s = PerClassGaussianSampler(_ds(10), 4)
     with pytest.raises(ValueError, match=r"float32's range.*losses\[0\] = 1e\+300 \(dataset index 4\)"):
         s.update(torch.tensor([4]), torch.tensor([1e300], dtype=torch.float64))
     assert not bool(s.class_seen_.any())
@@ -543,7 +543,7 @@ def test_presample_and_k_that_cannot_work_raise(method):
             make_sampler(method, ds, 4, **{arg: bad})
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_integer_like_batch_size_is_accepted_bool_and_float_are_not(method):
     np = pytest.importorskip("numpy")
     ds = _ds(10)
@@ -696,10 +696,10 @@ def test_oracle_tiny_float64_scores_are_not_flushed_to_uniform():
 
 
 def test_pcg_variance_of_large_losses_does_not_make_its_checkpoint_unloadable():
-    s = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    s = PerClassGaussianSampler(_ds(), batch_size=2, presample=None, seed=0)
     s.update(torch.tensor([0, 1, 2, 3]), torch.tensor([0.0, 3e20, 0.0, 3e20]))
     assert math.isfinite(float(s.class_var_.max()))
-    t = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    t = PerClassGaussianSampler(_ds(), batch_size=2, presample=None, seed=0)
     t.load_state_dict(s.state_dict())
     assert torch.equal(t.class_var_, s.class_var_) and torch.equal(t.class_mean_, s.class_mean_)
 
@@ -714,7 +714,7 @@ def test_integer_scores_and_losses_of_any_width_are_read(dtype):
     s = OracleSampler(_ds(), batch_size=400, presample=None, seed=0)
     b = s.sample(score_fn=lambda x, y: torch.tensor([0, 1, 0, 3]).to(dtype))
     assert set(b.indices.tolist()) <= {1, 3}
-    p = PCGSampler(_ds(), batch_size=2, presample=None, seed=0)
+    p = PerClassGaussianSampler(_ds(), batch_size=2, presample=None, seed=0)
     p.update(torch.tensor([0, 1]), torch.tensor([2, 4]).to(dtype))
     assert p.class_mean_.tolist() == [2.0, 4.0]
 

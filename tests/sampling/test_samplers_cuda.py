@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from iwlab.functional.sampling import draw
-from iwlab.sampling import METHODS, fetch, make_sampler
+from iwlab.sampling import STRATEGIES, fetch, make_sampler
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -27,7 +27,7 @@ def _steps(s, k):
     return out
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STRATEGIES)
 def test_cuda_dataset_checkpoint_loaded_onto_the_gpu_resumes_exactly(method):
     ref = _steps(make_sampler(method, _ds("cuda"), 8, seed=5), 8)
     first = make_sampler(method, _ds("cuda"), 8, seed=5)

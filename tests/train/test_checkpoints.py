@@ -8,13 +8,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from iwlab.files import atomic_save, check_record, fingerprint, load_checkpoint
 from iwlab.models import MLP, logistic_regression
 from iwlab.sampling import make_sampler
 from iwlab.train import EnsembleTrainer, Member, fit_in_packs
-from iwlab.train.checkpoint import atomic_save, check_record, fingerprint, load_checkpoint
 from iwlab.train.sampled import train_sampled
 
-LOGGER = "iwlab.train.checkpoint"
+LOGGER = "iwlab.files"
 
 
 def _data(n=37, seed=0):
@@ -31,7 +31,7 @@ def _mlp(g):
 def _members(lr3=0.1):
     return [
         Member(seed=0, lr=0.1),
-        Member(seed=1, lr=0.2, l2=1e-2),
+        Member(seed=1, lr=0.2, weight_decay=1e-2),
         Member(seed=2, lr=0.1, class_weight=(1.0, 0.25)),
         Member(seed=3, lr=lr3),
     ]
@@ -195,19 +195,19 @@ def test_resume_with_other_member_lr_is_refused(tmp_path):
 
 def _other_members(field):
     m = _members()
-    if field == "l2":
-        m[0] = Member(seed=0, lr=0.1, l2=1e-3)
+    if field == "weight_decay":
+        m[0] = Member(seed=0, lr=0.1, weight_decay=1e-3)
     elif field == "class_weight":
         m[2] = Member(seed=2, lr=0.1, class_weight=(1.0, 0.5))
     elif field == "seed":
-        m[1] = Member(seed=7, lr=0.2, l2=1e-2)
+        m[1] = Member(seed=7, lr=0.2, weight_decay=1e-2)
     return m
 
 
 @pytest.mark.parametrize(
     "change, field",
     [
-        (dict(members=_other_members("l2")), "member 0 l2=0.0; this run has l2=0.001"),
+        (dict(members=_other_members("weight_decay")), "member 0 weight_decay=0.0; this run has weight_decay=0.001"),
         (dict(members=_other_members("class_weight")), "member 2 class_weight=[1.0, 0.25]; this run has"),
         (dict(members=_other_members("seed")), "member 1 seed=1; this run has seed=7"),
         (dict(members=_members()[:3]), "number of members=4; this run has number of members=3"),
@@ -238,10 +238,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, change, field):
 def test_checkpoint_past_requested_epochs_is_refused(tmp_path):
     ckpt = tmp_path / "c.pt"
     _fit(ckpt=ckpt, epochs=5)
-    with pytest.raises(ValueError, match=rf"checkpoint {ckpt} is at epoch 5 but fit\(epochs=3\) was asked for"):
+    with pytest.raises(ValueError, match=rf"checkpoint {ckpt} is at epoch 5 but epochs=3 was asked for"):
         _fit(ckpt=ckpt, epochs=3)
     t = _fit(epochs=5)
-    with pytest.raises(ValueError, match=r"this trainer is at epoch 5 but fit\(epochs=3\)"):
+    with pytest.raises(ValueError, match=r"the job is at epoch 5 but epochs=3 was asked for"):
         t.fit(*_data(), epochs=3, progress=False)
 
 
@@ -283,7 +283,7 @@ def test_load_state_dict_by_hand_checks_settings_and_the_next_fit_checks_data():
 def test_state_dict_records_settings():
     t = _fit(epochs=1, fit_kw=dict(sample_weight=torch.ones(37)))
     spec = t.state_dict()["spec"]
-    assert spec["members"][1] == {"seed": 1, "lr": 0.2, "l2": 1e-2, "class_weight": None}
+    assert spec["members"][1] == {"seed": 1, "lr": 0.2, "weight_decay": 1e-2, "class_weight": None}
     assert spec["members"][2]["class_weight"] == [1.0, 0.25]
     assert spec["optimizer"] == {"name": "sgd", "momentum": 0.0, "betas": [0.9, 0.999], "eps": 1e-8}
     assert (spec["batch_size"], spec["normalization"], spec["backend"], spec["dropout"]) == (
@@ -341,7 +341,7 @@ def test_train_sampled_damaged_checkpoint_restarts(tmp_path, caplog, how):
         (dict(k=1.0), "sampler k=0.5; this run has sampler k=1.0"),
         (dict(lr=0.1), "optimizer group 0 lr=0.01; this run has optimizer group 0 lr=0.1"),
         (dict(steps_per_epoch=4), "steps_per_epoch=5; this run has steps_per_epoch=4"),
-        (dict(method="pcg"), "sampler class=OracleSampler; this run has sampler class=PCGSampler"),
+        (dict(method="pcg"), "sampler class=OracleSampler; this run has sampler class=PerClassGaussianSampler"),
         (dict(ds=TensorDataset(_ds().tensors[0] * 2, _ds().tensors[1])), "sampler data_fingerprint="),
         (dict(ds=TensorDataset(_ds().tensors[0][:90], _ds().tensors[1][:90])), "sampler n=96; this run has"),
     ],

@@ -8,15 +8,15 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from iwlab.files import fingerprint
 from iwlab.models import MLP, init_from_generator_
 from iwlab.sampling import make_sampler
 from iwlab.train import EnsembleTrainer, Member
-from iwlab.train.checkpoint import fingerprint
 from iwlab.train.sampled import train_sampled
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-MEMBERS = [Member(seed=0, lr=0.1, class_weight=(1.0, 0.25)), Member(seed=1, lr=0.05, l2=1e-2)]
+MEMBERS = [Member(seed=0, lr=0.1, class_weight=(1.0, 0.25)), Member(seed=1, lr=0.05, weight_decay=1e-2)]
 
 
 def _data(n=37):

@@ -1,6 +1,6 @@
 """EnsembleTrainer against independent single-model runs (nn.Module + autograd + torch.optim).
 
-The reference, :func:`iwlab.train.loop.train_single`, shares only the per-member random protocol with
+The reference, :func:`reference_single.train_single`, shares only the per-member random protocol with
 the ensemble (seeded generator -> init, then per epoch randperm and dropout masks); its gradients come
 from autograd through the module and its updates from ``torch.optim``. Training M of these must give
 the same parameters as one ensemble of M members.
@@ -10,11 +10,11 @@ import math
 
 import pytest
 import torch
+from reference_single import train_single
 from torch import nn
 
 from iwlab.models import MLP, logistic_regression
 from iwlab.train import EnsembleTrainer, History, Member, log_epochs
-from iwlab.train.loop import train_single
 
 ATOL = 1e-5
 EPOCHS = 4
@@ -51,7 +51,7 @@ def _members(n_classes, optimizer):
     # L2 = 1e-2 and L2 = 0 mixed in one ensemble, and different lr per member
     l2s = [0.0, 1e-2, 1e-2, 0.0]
     return [
-        Member(seed=10 + i, class_weight=cw, lr=lr * (1 + 0.5 * i), l2=l2)
+        Member(seed=10 + i, class_weight=cw, lr=lr * (1 + 0.5 * i), weight_decay=l2)
         for i, (cw, l2) in enumerate(zip(cws, l2s, strict=True))
     ]
 
@@ -385,8 +385,8 @@ def test_errors():
         EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, normalization="mean")
     with pytest.raises(ValueError, match="lr"):
         EnsembleTrainer(model_fn, [Member(seed=0, lr=-0.1)], batch_size=4)
-    with pytest.raises(ValueError, match="l2"):
-        EnsembleTrainer(model_fn, [Member(seed=0, l2=float("nan"))], batch_size=4)
+    with pytest.raises(ValueError, match="weight_decay"):
+        EnsembleTrainer(model_fn, [Member(seed=0, weight_decay=float("nan"))], batch_size=4)
     with pytest.raises(ValueError, match="per_member"):
         EnsembleTrainer(model_fn, [Member(seed=0), Member(seed=1)], batch_size=4).fit(
             x.expand(3, 16, 2), y.expand(3, 16), per_member=True, **fit
@@ -397,7 +397,7 @@ def test_errors():
     def bad_cb(tr, epoch):
         return {"x": torch.zeros(tr.M + 1)}
 
-    with pytest.raises(ValueError, match="callback metric 'x'"):
+    with pytest.raises(ValueError, match="metric 'x' returned"):
         EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, callbacks=[bad_cb], **fit)
 
 

@@ -10,12 +10,12 @@ import logging
 
 import pytest
 import torch
+from reference_single import train_single
 from torch import nn
 
 from iwlab.models import ByrdLiptonCNN, ResNet, init_from_generator_
 from iwlab.models.mlp import MLP
 from iwlab.train import EnsembleTrainer, Member, fit_in_packs, merge_histories, pack_checkpoint_path
-from iwlab.train.loop import train_single
 
 ATOL = 1e-5
 EPOCHS = 3
@@ -67,7 +67,7 @@ def _members(n_classes, optimizer, k=3):
     lr = 0.01 if optimizer == "adam" else 0.05
     cws = [(1.0, 0.25), None, (1.0, 1 / 16)] if n_classes == 2 else [(1.0, 0.25, 0.5), None, (0.5, 1.0, 2.0)]
     l2s = [0.0, 1e-2, 0.0]
-    return [Member(seed=20 + i, class_weight=cws[i], lr=lr * (1 + 0.5 * i), l2=l2s[i]) for i in range(k)]
+    return [Member(seed=20 + i, class_weight=cws[i], lr=lr * (1 + 0.5 * i), weight_decay=l2s[i]) for i in range(k)]
 
 
 def _assert_matches_single_runs(trainer, model_fn, members, x, y, epochs, **kw):

@@ -3,14 +3,13 @@ normalization (no epsilon) for weights of any common scale."""
 
 import pytest
 import torch
+from reference_single import train_single
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from iwlab.models import MLP, init_from_generator_
 from iwlab.sampling import make_sampler
-from iwlab.train import EnsembleTrainer, Member, fit_in_packs
-from iwlab.train.ensemble import class_indices
-from iwlab.train.loop import train_single
+from iwlab.train import EnsembleTrainer, Member, class_indices, fit_in_packs
 from iwlab.train.sampled import train_sampled
 
 
@@ -36,7 +35,7 @@ def _conv3(g):
     return init_from_generator_(nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3)), g)
 
 
-MEMBERS = [Member(seed=0, lr=0.2, class_weight=None), Member(seed=1, lr=0.1, l2=1e-2)]
+MEMBERS = [Member(seed=0, lr=0.2, class_weight=None), Member(seed=1, lr=0.1, weight_decay=1e-2)]
 
 
 def _train(model_fn, x, y, epochs=3, members=None, **kw):
@@ -248,7 +247,7 @@ def test_weight_sum_is_invariant_to_a_common_scale_of_the_weights(scale, model_f
     kw = dict(batch_size=8, normalization="weight_sum")
 
     def members(s):
-        return [Member(seed=0, lr=0.2, class_weight=(s,) * n_classes), Member(seed=1, lr=0.1, l2=1e-2)]
+        return [Member(seed=0, lr=0.2, class_weight=(s,) * n_classes), Member(seed=1, lr=0.1, weight_decay=1e-2)]
 
     ones = EnsembleTrainer(model_fn, members(1.0), **kw)
     ones.fit(x, y, epochs=3, progress=False)
@@ -322,8 +321,8 @@ def test_rates_follow_the_parameter_dtype_and_unrepresentable_rates_are_refused(
         return MLP(2, (), 1, generator=g).double()
 
     # float64 model: an L2 of 1e-9 acts (in float32, 1 - lr * l2 rounds to 1 and it would vanish)
-    a = EnsembleTrainer(lin64, [Member(0, lr=0.5, l2=1e-9)], batch_size=4)
-    b = EnsembleTrainer(lin64, [Member(0, lr=0.5, l2=0.0)], batch_size=4)
+    a = EnsembleTrainer(lin64, [Member(0, lr=0.5, weight_decay=1e-9)], batch_size=4)
+    b = EnsembleTrainer(lin64, [Member(0, lr=0.5, weight_decay=0.0)], batch_size=4)
     assert a.lr.dtype == torch.float64
     a.fit(x, y, epochs=3, progress=False)
     b.fit(x, y, epochs=3, progress=False)

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``iwlab`` console script; user errors print one line and exit 2.
 
     Example:
-        >>> # main(["run", "synthetic", "--profile", "quick"])
+        >>> main(["run", "no_such_experiment"])  # a user error: one line on stderr, exit code 2
+        2
     """
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from iwlab.experiments import EXPERIMENTS, get_experiment
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``list`` subcommand."""
@@ -12,11 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Print each experiment: its name and description, then its profiles on a line of their own."""
-    from iwlab.experiments import EXPERIMENTS, get_experiment
-
+    """Print each experiment: its name and description, then its profiles (and old names) on lines of their own."""
+    width = max(18, *(len(n) for n in EXPERIMENTS))
     for name in sorted(EXPERIMENTS):
         exp = get_experiment(name)
-        print(f"{name:<18} {exp.DESCRIPTION}")
-        print(f"{'':<18} profiles: {', '.join(exp.PROFILES)}")
+        print(f"{name:<{width}} {exp.description}")
+        print(f"{'':<{width}} profiles: {', '.join(exp.profiles)}")
+        if exp.aliases:
+            print(f"{'':<{width}} also: {', '.join(exp.aliases)}")
     return 0

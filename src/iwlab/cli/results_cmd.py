@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iwlab.store import default_parquet_path, export, failure_reason, load_runs
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``results`` subcommand."""
@@ -33,8 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the export, then say on stderr how many cells failed (their metrics are missing)."""
-    from iwlab.store import default_parquet_path, export, failure_reason, load_runs
-
     text = export(args.run_dir, args.format, args.output)
     if text is not None:
         sys.stdout.write(text)

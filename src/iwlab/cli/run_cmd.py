@@ -7,6 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
+from iwlab.experiments import EXPERIMENTS, get_experiment
+from iwlab.runner import failed_cells, run
+
 MAX_DEFAULT_WORKERS = 4
 
 
@@ -31,10 +36,12 @@ def profiles_text() -> str:
         >>> "synthetic" in profiles_text()
         True
     """
-    from iwlab.experiments import EXPERIMENTS, get_experiment
-
+    width = max(18, *(len(n) for n in EXPERIMENTS))
     lines = ["experiments and their profiles (--profile):"]
-    lines += [f"  {name:<18} {', '.join(get_experiment(name).PROFILES)}" for name in sorted(EXPERIMENTS)]
+    for name in sorted(EXPERIMENTS):
+        exp = get_experiment(name)
+        also = f" (also: {', '.join(exp.aliases)})" if exp.aliases else ""
+        lines.append(f"  {name:<{width}} {', '.join(exp.profiles)}{also}")
     return "\n".join(lines)
 
 
@@ -95,8 +102,6 @@ def resolve_device(device: str | None) -> str:
     """``cuda`` when asked for or available, else ``cpu``."""
     if device:
         return device
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -115,14 +120,12 @@ def default_workers(workers: int | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the experiment and print where its report is."""
-    from iwlab.runner import run_experiment
-
-    run_dir = run_experiment(
+    """Run the experiment (a sweep without a grid) and print where its report is."""
+    run_dir = run(
         args.experiment,
         args.profile,
         args.overrides,
-        args.out,
+        out=args.out,
         device=resolve_device(args.device),
         workers=default_workers(args.workers),
         progress=not args.no_progress,
@@ -134,8 +137,6 @@ def main(args: argparse.Namespace) -> int:
 
 def report_and_status(run_dir: Path) -> int:
     """Print where the report is, and each failed cell's one-line reason; exit status 1 when a cell failed."""
-    from iwlab.runner import failed_cells
-
     print(f"report: {run_dir / 'report.html'}")
     failed = failed_cells(run_dir)
     for cid, reason in failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from iwlab.cli.run_cmd import add_common, default_workers, report_and_status, resolve_device
+from iwlab.runner import run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,14 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the sweep and print where its report is."""
-    from iwlab.sweep import run_sweep
-
-    run_dir = run_sweep(
+    """Run the sweep (the same path as ``iwlab run``, with a grid) and print where its report is."""
+    run_dir = run(
         args.experiment,
         args.profile,
         args.overrides,
-        args.grid,
+        list(args.grid),
         seeds=args.seeds,
         out=args.out,
         device=resolve_device(args.device),

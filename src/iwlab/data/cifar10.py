@@ -1,4 +1,4 @@
-"""CIFAR-10: the canonical python batches (and the shared npz copy), plus Byrd & Lipton's task builders.
+"""CIFAR-10 readers: the canonical python batches, the shared npz copy, and a generated fixture.
 
 Formats read, in this order, from ``data_dir(root) / "cifar10"``:
 
@@ -13,16 +13,15 @@ last, 0..255; float images are refused, never rescaled), labels ``(N,)`` of an i
 per image. Errors are one line naming the file and the array or key; a truncated or corrupt npz or batch
 is reported as such with the file's name.
 
-Task builders turn the arrays into float tensors ``(N, 3, s, s)`` normalized with the published
-training-set channel means and stds (optionally average-pooled to ``s < 32`` for CPU profiles):
-:func:`binary_task` (class pairs such as cats/dogs, sub-sampling, label noise, out-of-domain and noise
-evaluation sets) and :func:`multiclass_task`.
+:func:`to_tensor` turns images into float tensors ``(N, 3, s, s)`` normalized with the published
+training-set channel means and stds (optionally average-pooled to ``s < 32`` for CPU profiles). Byrd &
+Lipton's tasks (class pairs, sub-sampling, label noise, evaluation sets) are built in
+:mod:`iwlab.data.cifar10_tasks`.
 
 Example:
     >>> arrays = make_fixture(n_train_per_class=4, n_test_per_class=2)
-    >>> task = binary_task(arrays, ("cat", "dog"), n_noise=5, size=16)
-    >>> task.x_train.shape, task.x_noise.shape
-    (torch.Size([8, 3, 16, 16]), torch.Size([5, 3, 16, 16]))
+    >>> to_tensor(arrays.x_train, size=16).shape
+    torch.Size([40, 3, 16, 16])
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iwlab.data.download import data_dir, ensure, verify
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)  # training-set channel means and stds (Krizhevsky's CIFAR-10)
 STD = (0.2470, 0.2435, 0.2616)
@@ -54,36 +55,6 @@ class CifarArrays:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-@dataclass
-class BinaryTask:
-    """A two-class task with its evaluation sets; label 1 is the second class (e.g. dog)."""
-
-    x_train: Tensor
-    y_train: Tensor
-    flipped: Tensor
-    x_test: Tensor
-    y_test: Tensor
-    x_other: Tensor
-    x_noise: Tensor
-    classes: tuple[str, str]
-
-
-@dataclass
-class MulticlassTask:
-    """All ten classes; labels 0..9 in :data:`CLASSES` order."""
-
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
-def _class_index(name: str) -> int:
-    if name not in CLASSES:
-        raise ValueError(f"unknown CIFAR-10 class '{name}'; valid: {', '.join(CLASSES)}")
-    return CLASSES.index(name)
 
 
 def _one_line(e: BaseException) -> str:
@@ -212,7 +183,9 @@ def read_batches(directory: str | Path) -> CifarArrays:
             :func:`validate_arrays` (the message names the batch file and its key).
 
     Example:
-        >>> # read_batches("~/.cache/iwlab/cifar10/cifar-10-batches-py")
+        >>> import tempfile; d = write_cifar_batches(tempfile.mkdtemp(), make_fixture(1, 1), n_batches=2)
+        >>> sorted(p.name for p in d.iterdir()), read_batches(d).x_train.shape
+        (['data_batch_1', 'data_batch_2', 'test_batch'], (10, 32, 32, 3))
     """
     directory = Path(directory)
     suffixes = [p.name[len("data_batch_") :] for p in directory.glob("data_batch_*") if p.is_file()]
@@ -327,11 +300,10 @@ def load_cifar10(root: str | Path | None = None, download: bool = False) -> Cifa
         ChecksumError: the tarball's md5 is not the canonical one.
         ValueError: see :func:`read_npz` and :func:`read_batches` (one line naming the file and key).
 
-    Example:
-        >>> # arrays = load_cifar10()   # with IWLAB_DATA=/path/to/data holding cifar10/
-    """
-    from iwlab.data.download import data_dir, ensure, verify
+    Example::
 
+        arrays = load_cifar10()  # with IWLAB_DATA=/path/to/data holding cifar10/
+    """
     folder = data_dir(root) / "cifar10"
     if (folder / "cifar10.npz").exists():
         return read_npz(folder / "cifar10.npz")
@@ -392,119 +364,3 @@ def to_tensor(x: np.ndarray, size: int = 32) -> Tensor:
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return ((t - mean) / std).contiguous()
-
-
-def noise_images(n: int = 1000, seed: int = 0, size: int = 32) -> Tensor:
-    """``n`` images of uniform random pixels, seeded, normalized like the real images.
-
-    Example:
-        >>> noise_images(3, size=16).shape
-        torch.Size([3, 3, 16, 16])
-    """
-    g = torch.Generator().manual_seed(seed)
-    pix = torch.randint(0, 256, (n, 32, 32, 3), generator=g, dtype=torch.uint8)
-    return to_tensor(pix.numpy(), size)
-
-
-def _take(idx: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
-    if n is None or n >= len(idx):
-        return idx
-    return np.sort(rng.choice(idx, size=n, replace=False))
-
-
-def binary_task(
-    arrays: CifarArrays,
-    classes: tuple[str, str] = ("cat", "dog"),
-    *,
-    n_train_per_class: int | None = None,
-    n_test_per_class: int | None = None,
-    n_other: int | None = None,
-    subsample: dict[str, float] | None = None,
-    label_noise: float = 0.0,
-    n_noise: int = 1000,
-    size: int = 32,
-    seed: int = 0,
-) -> BinaryTask:
-    """Two classes of CIFAR-10 with Byrd & Lipton's evaluation sets.
-
-    ``subsample={"cat": 0.25}`` keeps a quarter of the cats (after ``n_train_per_class``);
-    ``label_noise=0.05`` flips 5% of each class's training labels (``flipped`` marks them).
-    ``x_other`` holds test images of the other 8 classes; ``x_noise`` uniform-noise images.
-
-    Example:
-        >>> t = binary_task(make_fixture(10, 2), ("automobile", "truck"), subsample={"truck": 0.5}, n_noise=2)
-        >>> int((t.y_train == 1).sum()), int((t.y_train == 0).sum())
-        (5, 10)
-    """
-    validate_arrays(arrays, "binary_task: arrays")
-    a, b = (_class_index(c) for c in classes)
-    if a == b:
-        raise ValueError(f"the two classes must differ, got {classes}")
-    if not 0.0 <= label_noise < 0.5:
-        raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise}")
-    rng = np.random.default_rng(seed)
-    parts = []
-    for label, cls in ((0, a), (1, b)):
-        idx = _take(np.flatnonzero(arrays.y_train == cls), n_train_per_class, rng)
-        frac = (subsample or {}).get(CLASSES[cls], 1.0)
-        if not 0.0 < frac <= 1.0:
-            raise ValueError(f"subsample fraction for {CLASSES[cls]} must be in (0, 1], got {frac}")
-        k = int(round(len(idx) * frac))
-        if k == 0:
-            raise ValueError(
-                f"class {CLASSES[cls]} would be left empty by subsampling (n={len(idx)}, fraction={frac:g})"
-            )
-        idx = np.sort(rng.choice(idx, size=k, replace=False)) if k < len(idx) else idx
-        parts.append((idx, np.full(len(idx), label)))
-    for name in subsample or {}:
-        if _class_index(name) not in (a, b):
-            raise ValueError(f"subsample names {name}, which is not one of the task's classes {classes}")
-    idx = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    flipped = np.zeros(len(y), dtype=bool)
-    if label_noise > 0:
-        for label in (0, 1):
-            members = np.flatnonzero(y == label)
-            k = int(round(len(members) * label_noise))
-            flipped[rng.choice(members, size=k, replace=False)] = True
-        y = np.where(flipped, 1 - y, y)
-    test_parts = [_take(np.flatnonzero(arrays.y_test == c), n_test_per_class, rng) for c in (a, b)]
-    test_idx = np.concatenate(test_parts)
-    y_test = np.concatenate([np.zeros(len(test_parts[0])), np.ones(len(test_parts[1]))]).astype(np.int64)
-    other = _take(np.flatnonzero((arrays.y_test != a) & (arrays.y_test != b)), n_other, rng)
-    return BinaryTask(
-        x_train=to_tensor(arrays.x_train[idx], size),
-        y_train=torch.from_numpy(y),
-        flipped=torch.from_numpy(flipped),
-        x_test=to_tensor(arrays.x_test[test_idx], size),
-        y_test=torch.from_numpy(y_test),
-        x_other=to_tensor(arrays.x_test[other], size),
-        x_noise=noise_images(n_noise, seed=seed + 1, size=size),
-        classes=(CLASSES[a], CLASSES[b]),
-    )
-
-
-def multiclass_task(
-    arrays: CifarArrays,
-    *,
-    n_train_per_class: int | None = None,
-    n_test_per_class: int | None = None,
-    size: int = 32,
-    seed: int = 0,
-) -> MulticlassTask:
-    """All ten classes, optionally fewer images per class and smaller images.
-
-    Example:
-        >>> multiclass_task(make_fixture(3, 1), size=8).x_train.shape
-        torch.Size([30, 3, 8, 8])
-    """
-    validate_arrays(arrays, "multiclass_task: arrays")
-    rng = np.random.default_rng(seed)
-    tr = np.concatenate([_take(np.flatnonzero(arrays.y_train == c), n_train_per_class, rng) for c in range(10)])
-    te = np.concatenate([_take(np.flatnonzero(arrays.y_test == c), n_test_per_class, rng) for c in range(10)])
-    return MulticlassTask(
-        x_train=to_tensor(arrays.x_train[tr], size),
-        y_train=torch.from_numpy(arrays.y_train[tr].astype(np.int64)),
-        x_test=to_tensor(arrays.x_test[te], size),
-        y_test=torch.from_numpy(arrays.y_test[te].astype(np.int64)),
-    )

@@ -9,9 +9,10 @@ against its md5 either way.
 Downloads stream into ``FILE.part``, which is checked and only then renamed to ``FILE``; an
 interrupted or corrupted download therefore never leaves a file that looks complete.
 
-Example:
-    >>> # folder = ensure("mnist")            # downloads once, then only verifies
-    >>> # images = read_idx(folder / "train-images-idx3-ubyte.gz")   # uint8 (60000, 28, 28)
+Example::
+
+    folder = ensure("mnist")  # downloads once (about 11 MB), then only verifies
+    images = read_idx(folder / "train-images-idx3-ubyte.gz")  # uint8 (60000, 28, 28)
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Resource:
     """One file of a dataset: where it comes from, its name on disk and its md5.
 
     ``size`` (bytes), when known, lets a checksum failure say that a file is truncated.
+
+    Attributes:
+        url: where the file is downloaded from.
+        filename: its name in ``data_dir() / DATASET``.
+        md5: its hex md5.
+        size: its size in bytes, or None.
 
     Example:
         >>> Resource("https://example.org/a.txt", "a.txt", "0" * 32).filename
@@ -137,6 +144,12 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
     The folder is not created here.
 
+    Args:
+        explicit: a folder, or None / ``""`` to fall back to ``$IWLAB_DATA`` and then ``~/.cache/iwlab``.
+
+    Returns:
+        The folder, with ``~`` expanded.
+
     Example:
         >>> data_dir("/data/iwlab").as_posix()
         '/data/iwlab'
@@ -151,6 +164,15 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def md5sum(path: str | os.PathLike[str]) -> str:
     """Hex md5 of a file, read in 1 MiB chunks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        32 lowercase hex digits.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
@@ -169,6 +191,11 @@ def verify(path: str | os.PathLike[str], md5: str, *, expected_size: int | None 
 
     The message is one line naming the file, the expected and the actual md5, and says
     ``truncated`` when the file is smaller than ``expected_size``.
+
+    Args:
+        path: the file.
+        md5: the expected hex md5 (any case).
+        expected_size: the registered size in bytes, or None.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -205,12 +232,23 @@ def fetch(url: str, dest: str | os.PathLike[str], md5: str, *, timeout: float = 
     ``file://`` URLs work too (handy for mirrors on a shared file system). On a checksum failure
     the partial file is removed and :class:`ChecksumError` raised; nothing is left at ``dest``.
 
+    Args:
+        url: ``https://``, ``http://`` or ``file://`` URL.
+        dest: destination file (its folder is created if missing).
+        md5: the expected hex md5.
+        timeout: seconds to wait for the connection and each read.
+
+    Returns:
+        ``dest`` as a :class:`~pathlib.Path`.
+
     Raises:
         DownloadError: the URL cannot be reached (offline, DNS, HTTP error).
         ChecksumError: the downloaded bytes have the wrong md5.
 
     Example:
-        >>> # fetch(RESOURCES["ptb"][0].url, "/data/ptb/ptb.train.txt", RESOURCES["ptb"][0].md5)
+        >>> import tempfile; src = Path(tempfile.mkdtemp()) / "a.txt"; _ = src.write_bytes(b"abc")
+        >>> fetch(src.as_uri(), src.parent / "mirror" / "a.txt", "900150983cd24fb0d6963f7d28e17f72").read_bytes()
+        b'abc'
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -250,8 +288,26 @@ def ensure(name: str, root: str | os.PathLike[str] | None = None, download: bool
     :class:`FileNotFoundError` saying where to put it. A present file with the wrong md5 raises
     :class:`ChecksumError` (it is never silently replaced).
 
+    Args:
+        name: a key of :data:`RESOURCES` (``"mnist"``, ``"cifar10"``, ``"ptb"``, ``"mrpc"``).
+        root: the data root (see :func:`data_dir`).
+        download: fetch missing files.
+
+    Returns:
+        ``data_dir(root) / name``.
+
+    Raises:
+        ValueError: an unknown ``name``.
+        FileNotFoundError: a file is missing and ``download`` is false.
+        ChecksumError: a file's md5 differs from the registered one.
+        DownloadError: a download failed.
+
     Example:
-        >>> # ensure("mnist", download=False)  -> PosixPath('/data/iwlab/mnist')
+        >>> import tempfile
+        >>> ensure("ptb", tempfile.mkdtemp(), download=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: dataset ptb: missing ptb.train.txt, ptb.valid.txt, ptb.test.txt in ...
     """
     if name not in RESOURCES:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(RESOURCES))}")
@@ -301,6 +357,12 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     """Read an IDX file (gzipped or not) into a tensor: ``uint8`` for MNIST images and labels.
 
     Files of the other IDX element types (int8/16/32, float32/64) come back in that dtype.
+
+    Args:
+        path: an IDX file; gzip is detected from the magic bytes, not the name.
+
+    Returns:
+        A CPU tensor of the file's shape, in native byte order.
 
     Raises:
         ValueError: bad magic number, a corrupt gzip stream, a file shorter than its header says

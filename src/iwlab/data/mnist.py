@@ -10,6 +10,8 @@ usual training-set pixel mean :data:`MEAN` = 0.1307 and std :data:`STD` = 0.3081
 60,000 training images). Katharopoulos & Fleuret's Keras code only scaled to [0, 1]; standardizing is a
 fixed affine change of the input that Adam is nearly insensitive to.
 
+Source: the data of Katharopoulos & Fleuret (2017, Sec. 4.1); LeCun et al.'s IDX files.
+
 Example:
     >>> arrays = make_fixture(n_train=8, n_test=4)
     >>> x = to_tensor(arrays.x_train)        # float32 (8, 1, 28, 28)
@@ -28,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from iwlab.data.download import data_dir, ensure, read_idx
 
 __all__ = [
     "FILES",
@@ -54,7 +58,14 @@ FILES = {
 
 @dataclass
 class MnistArrays:
-    """Raw MNIST in file order: images ``(N, 28, 28) uint8``, labels ``(N,) int64`` in 0..9."""
+    """Raw MNIST in file order: images ``(N, 28, 28) uint8``, labels ``(N,) int64`` in 0..9.
+
+    Attributes:
+        x_train: ``(60000, 28, 28) uint8`` pixel values 0..255 on the real data.
+        y_train: ``(60000,) int64`` digit labels.
+        x_test: ``(10000, 28, 28) uint8``.
+        y_test: ``(10000,) int64``.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -63,8 +74,6 @@ class MnistArrays:
 
 
 def _read(path: Path, images: bool) -> np.ndarray:
-    from iwlab.data.download import read_idx
-
     arr = read_idx(path).numpy()
     if images:
         if arr.ndim != 3 or arr.shape[1:] != (28, 28) or arr.dtype != np.uint8:
@@ -80,7 +89,11 @@ def _read(path: Path, images: bool) -> np.ndarray:
 def read_mnist_dir(directory: str | os.PathLike[str]) -> MnistArrays:
     """Read the four IDX files (no checksum check) from ``directory``; images and labels must pair up.
 
-    Returns images ``uint8 (N, 28, 28)`` and labels ``int64 (N,)`` in 0..9, in file order.
+    Args:
+        directory: folder holding the four files named in :data:`FILES` (gzipped or plain IDX).
+
+    Returns:
+        :class:`MnistArrays`: images ``uint8 (N, 28, 28)`` and labels ``int64 (N,)`` in 0..9, in file order.
 
     Raises:
         FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
@@ -114,8 +127,15 @@ def load_mnist(
 ) -> MnistArrays:
     """MNIST from ``data_dir(root) / "mnist"``: every file md5-verified, downloaded first if ``download``.
 
-    ``verify=False`` skips the md5 check (for fixtures written by :func:`write_mnist_idx`, e.g. in CI);
-    it never downloads.
+    Args:
+        root: the data root (see :func:`iwlab.data.download.data_dir`: ``root``, else ``$IWLAB_DATA``,
+            else ``~/.cache/iwlab``).
+        download: fetch missing files (about 11 MB) first.
+        verify: check every md5. ``verify=False`` skips the check (for fixtures written by
+            :func:`write_mnist_idx`, e.g. in CI); it never downloads.
+
+    Returns:
+        :class:`MnistArrays` (60,000 training and 10,000 test images on the real data).
 
     Raises:
         FileNotFoundError: a file is missing and ``download`` is false (the message names it and
@@ -124,17 +144,23 @@ def load_mnist(
         ValueError: a file is truncated or not IDX.
 
     Example:
-        >>> # arrays = load_mnist()      # with IWLAB_DATA=/path/to/data holding mnist/*.gz
-        >>> # arrays.x_train.shape -> (60000, 28, 28)
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp(); _ = write_mnist_idx(Path(root) / "mnist", make_fixture(6, 2))
+        >>> load_mnist(root, verify=False).x_train.shape  # real data (md5-verified): (60000, 28, 28)
+        (6, 28, 28)
     """
-    from iwlab.data.download import data_dir, ensure
-
     folder = ensure("mnist", root=root, download=download) if verify else data_dir(root) / "mnist"
     return read_mnist_dir(folder)
 
 
 def to_tensor(x: np.ndarray | Tensor) -> Tensor:
     """uint8 ``(N, 28, 28)`` (numpy or torch) -> float32 ``(N, 1, 28, 28)`` equal to ``(x / 255 - MEAN) / STD``.
+
+    Args:
+        x: uint8 images ``(N, H, W)`` (any ``H, W``), numpy or torch, on any device.
+
+    Returns:
+        float32 ``(N, 1, H, W)``, standardized (unitless), on ``x``'s device.
 
     Raises:
         ValueError: ``x`` is not 3-D or not uint8 (float images are refused, never divided by 255 a second time).
@@ -167,7 +193,15 @@ def write_mnist_idx(directory: str | os.PathLike[str], arrays: MnistArrays, gzip
     """Write arrays as the four IDX files (gzipped under the canonical ``.gz`` names when ``gzip``).
 
     Without ``gzip`` the files are plain IDX saved under the same names (:func:`read_idx` detects gzip
-    from the magic bytes, so both read back). Returns ``directory``.
+    from the magic bytes, so both read back).
+
+    Args:
+        directory: destination folder (created if missing).
+        arrays: images ``uint8 (N, 28, 28)`` and labels ``(N,)`` integers in 0..255.
+        gzip: gzip each file (with mtime 0, so the bytes are reproducible).
+
+    Returns:
+        ``directory`` as a :class:`~pathlib.Path`.
 
     Raises:
         ValueError: images that are not ``uint8`` (never cast: floats in [0, 1] would become black), or
@@ -201,6 +235,14 @@ def write_mnist_idx(directory: str | os.PathLike[str], arrays: MnistArrays, gzip
 
 def make_fixture(n_train: int = 100, n_test: int = 20, seed: int = 0) -> MnistArrays:
     """A tiny learnable fake MNIST: one random blob prototype per digit plus noise, labels cycling 0..9.
+
+    Args:
+        n_train: training images.
+        n_test: test images.
+        seed: seed of the numpy generator (same seed, same arrays).
+
+    Returns:
+        :class:`MnistArrays` with images ``uint8 (n, 28, 28)`` and labels ``int64 (n,)``.
 
     Example:
         >>> a = make_fixture(12, 3); a.x_train.shape, a.y_train[:3].tolist()

@@ -18,6 +18,8 @@ their md5 and downloaded when missing and online, via :func:`iwlab.data.download
 ``train.tsv`` + ``dev.tsv`` (in ``mrpc/`` or ``mrpc/MRPC/``; dev plays the test set, since GLUE's test
 labels are not public). :func:`write_mrpc` writes either layout (fixtures, round trips).
 
+Source: Dolan & Brockett (2005); the paraphrase task of Byrd & Lipton (2019, Sec. 3, Figure 6).
+
 Example:
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -31,9 +33,12 @@ from __future__ import annotations
 
 import numbers
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from iwlab.data.download import DownloadError, data_dir, ensure
 
 __all__ = [
     "GLUE_FILES",
@@ -101,13 +106,30 @@ class MRPCSplit:
         return sum(self.labels) / len(self.labels)
 
     def subset(self, index: list[int]) -> MRPCSplit:
-        """The pairs at ``index``, in that order."""
+        """The pairs at ``index``, in that order.
+
+        Args:
+            index: positions into the split (repeats allowed).
+
+        Returns:
+            A new :class:`MRPCSplit` with the same ``path``.
+
+        Raises:
+            IndexError: a position is out of range.
+        """
         pick = lambda xs: [xs[i] for i in index]  # noqa: E731
         labels = pick(self.labels) if self.labels is not None else None
         return MRPCSplit(labels, pick(self.id1), pick(self.id2), pick(self.s1), pick(self.s2), self.path)
 
     def require_labels(self) -> list[int]:
-        """The labels, or a clear error for an unlabeled split (GLUE's test.tsv)."""
+        """The labels, or a clear error for an unlabeled split (GLUE's test.tsv).
+
+        Returns:
+            The labels (ints 0 or 1).
+
+        Raises:
+            MRPCFormatError: the split has no labels.
+        """
         if self.labels is None:
             raise MRPCFormatError(
                 f"{self.path or 'this MRPC split'} has no labels (GLUE's test.tsv has 'index' instead of "
@@ -121,6 +143,12 @@ def read_mrpc(path: str | os.PathLike[str]) -> MRPCSplit:
 
     Accepts a UTF-8 byte-order mark and LF or CRLF line ends; blank lines at the end are ignored.
 
+    Args:
+        path: an original ``msr_paraphrase_*.txt`` or a GLUE ``*.tsv`` file.
+
+    Returns:
+        :class:`MRPCSplit` with ``path`` set; ``labels`` is None for GLUE's test layout.
+
     Raises:
         MRPCFormatError: unknown header, a row without 5 tab-separated fields, a label other than 0/1,
             an empty id or sentence, a blank line in the middle; the message names the file and the line.
@@ -128,7 +156,10 @@ def read_mrpc(path: str | os.PathLike[str]) -> MRPCSplit:
             ends): one line naming the file and what to do. gzip is not read transparently: decompress it.
 
     Example:
-        >>> # read_mrpc(data_dir() / "mrpc" / "msr_paraphrase_train.txt").positive_fraction  -> 0.6747
+        >>> import tempfile
+        >>> p = write_mrpc(Path(tempfile.mkdtemp()) / "train.tsv", MRPCSplit([1], ["1"], ["2"], ["A b."], ["B a."]))
+        >>> read_mrpc(p).labels  # the real msr_paraphrase_train.txt: 4076 pairs, positive_fraction 0.6747
+        [1]
     """
     path = Path(path)
     text = _read_text(path)
@@ -214,11 +245,22 @@ def write_mrpc(
     An unlabeled split is written with GLUE's test header (``index`` column). Sentences must not
     contain tabs or newlines (the format has no escaping).
 
+    Args:
+        path: destination file (its folder is created if missing).
+        split: the pairs to write.
+        layout: ``"original"`` (UTF-8 BOM, CRLF) or ``"glue"`` (no BOM, LF).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
     Raises:
         ValueError: an unknown ``layout``, or a field holding a tab or a line break.
 
     Example:
-        >>> # write_mrpc(tmp / "train.tsv", split, layout="glue")
+        >>> import tempfile
+        >>> s = MRPCSplit(None, ["1"], ["2"], ["A b."], ["B a."])  # unlabeled: GLUE test header
+        >>> write_mrpc(Path(tempfile.mkdtemp()) / "test.tsv", s, layout="glue").read_text()[:5]
+        'index'
     """
     if layout not in ("original", "glue"):
         raise ValueError(f"layout must be 'original' or 'glue', got {layout!r}")
@@ -243,11 +285,23 @@ def find_mrpc(root: str | os.PathLike[str] | None = None, download: bool = True)
     Order: the original files (md5-checked, downloaded when missing and ``download``), else GLUE's
     ``train.tsv`` + ``dev.tsv`` in ``mrpc/`` or ``mrpc/MRPC/`` (not checksummed: GLUE copies differ).
 
-    Example:
-        >>> # find_mrpc()  -> (.../mrpc/msr_paraphrase_train.txt, .../mrpc/msr_paraphrase_test.txt)
-    """
-    from iwlab.data.download import DownloadError, data_dir, ensure
+    Args:
+        root: the data root (``root``, else ``$IWLAB_DATA``, else ``~/.cache/iwlab``).
+        download: fetch the original files when neither layout is present.
 
+    Returns:
+        ``(train_file, test_file)`` paths.
+
+    Raises:
+        FileNotFoundError: neither layout is present and ``download`` is false or fails.
+        ChecksumError: an original file's md5 differs from the registered one.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp(); _ = make_fixture(Path(root) / "mrpc", 4, 2)
+        >>> [p.name for p in find_mrpc(root, download=False)]  # real data: the msr_paraphrase_*.txt files
+        ['train.tsv', 'dev.tsv']
+    """
     folder = data_dir(root) / "mrpc"
     if all((folder / f).is_file() for f in ORIGINAL_FILES):
         ensure("mrpc", root, download=False)  # verifies both md5s
@@ -271,8 +325,22 @@ def find_mrpc(root: str | os.PathLike[str] | None = None, download: bool = True)
 def load_mrpc(root: str | os.PathLike[str] | None = None, download: bool = True) -> tuple[MRPCSplit, MRPCSplit]:
     """``(train, test)`` splits found by :func:`find_mrpc`, both labelled.
 
+    Args:
+        root: the data root, as for :func:`find_mrpc`.
+        download: fetch the original files when missing.
+
+    Returns:
+        ``(train, test)`` :class:`MRPCSplit` s (4076 and 1725 pairs in the original release).
+
+    Raises:
+        FileNotFoundError, ChecksumError: as :func:`find_mrpc`.
+        MRPCFormatError: a malformed file, or a split without labels.
+
     Example:
-        >>> # train, test = load_mrpc(); len(train), len(test)  -> (4076, 1725)
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp(); _ = make_fixture(Path(root) / "mrpc", 6, 3)
+        >>> [len(s) for s in load_mrpc(root, download=False)]  # original release: [4076, 1725]
+        [6, 3]
     """
     train_path, test_path = find_mrpc(root, download)
     train, test = read_mrpc(train_path), read_mrpc(test_path)
@@ -303,14 +371,22 @@ def make_fixture(
     a fixture can stand in for the data); ``"original"`` writes the original file names (which then fail
     :func:`find_mrpc`'s md5 check, as they should). Sentences carry quote characters, as the real ones do.
 
+    Args:
+        folder: destination folder (created if missing).
+        n_train: training pairs.
+        n_test: test (dev) pairs.
+        layout: ``"glue"`` or ``"original"`` file names and format.
+        seed: seed of the ``random.Random`` that draws the sentences.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
     Example:
         >>> import tempfile
         >>> d = make_fixture(tempfile.mkdtemp(), 8, 4)
         >>> len(read_mrpc(d / "train.tsv")), len(read_mrpc(d / "dev.tsv"))
         (8, 4)
     """
-    import random
-
     rng = random.Random(seed)
     folder = Path(folder)
 

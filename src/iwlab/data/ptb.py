@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iwlab.data.download import data_dir, ensure
+
 __all__ = ["EOS", "PTB_VOCAB_SIZE", "SPLITS", "UNK", "PtbData", "encode", "load_ptb", "make_fixture", "read_ptb_dir"]
 
 EOS = "<eos>"
@@ -58,6 +60,15 @@ class PtbData:
     """Vocabulary and next-word examples of each split: ``x_* (N, context) int64``, ``y_* (N,) int64``.
 
     ``pad_index == len(vocab)`` fills the left of contexts shorter than ``context``.
+
+    Attributes:
+        vocab: the sorted training words plus ``<eos>`` (10,000 on the real data); id = position.
+        word_to_id: inverse of ``vocab``.
+        pad_index: ``len(vocab)``, the left padding of short contexts (never a target).
+        eos_index: id of ``<eos>``.
+        context: words of context per example (20 in Katharopoulos & Fleuret 2017, Sec. 4.3).
+        x_train, x_valid, x_test: ``(N, context) int64`` left-padded contexts.
+        y_train, y_valid, y_test: ``(N,) int64`` next-word ids in ``[0, len(vocab))``.
     """
 
     vocab: list[str]
@@ -106,6 +117,19 @@ def encode(
 ) -> tuple[Tensor, Tensor]:
     """Sentences (each ending in ``<eos>``) -> ``x (N, context)``, ``y (N,)`` int64; see the module doc.
 
+    Every token except a sentence's first is one example; its context never crosses the sentence
+    boundary (Katharopoulos & Fleuret 2017, Sec. 4.3).
+
+    Args:
+        sentences: lists of words, each ending in ``<eos>``.
+        word_to_id: the vocabulary; words outside it map to ``<unk>`` when present.
+        context: words of context per example (an int >= 1).
+        pad_index: the id that left-pads short contexts; must not be a word's id.
+
+    Returns:
+        ``x`` ``(N, context) int64`` and ``y`` ``(N,) int64``, ``N`` = number of tokens minus number
+        of sentences.
+
     Raises:
         ValueError: ``context`` is not an int >= 1, ``pad_index`` is a word's id, or a word is out of the
             vocabulary and there is no ``<unk>``.
@@ -151,6 +175,13 @@ def read_ptb_dir(directory: str | os.PathLike[str], context: int = 20) -> PtbDat
 
     Files are UTF-8 text (a byte-order mark is ignored), one sentence of space-separated words per line.
 
+    Args:
+        directory: folder holding ``ptb.train.txt``, ``ptb.valid.txt`` and ``ptb.test.txt``.
+        context: words of context per example (20 in the paper).
+
+    Returns:
+        :class:`PtbData`; the vocabulary is built from the training file.
+
     Raises:
         FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
         ValueError: one line naming the file: gzip-compressed, not UTF-8, or empty (no words); or a bad
@@ -189,7 +220,16 @@ def load_ptb(
 ) -> PtbData:
     """PTB from ``data_dir(root) / "ptb"``: md5-verified (downloaded first if ``download``), then encoded.
 
-    ``verify=False`` skips the md5 check (for fixtures such as :func:`make_fixture`'s); it never downloads.
+    Args:
+        root: the data root (``root``, else ``$IWLAB_DATA``, else ``~/.cache/iwlab``; see
+            :func:`iwlab.data.download.data_dir`).
+        download: fetch missing files (about 5 MB) first.
+        context: words of context per example (20 in Katharopoulos & Fleuret 2017, Sec. 4.3).
+        verify: check every md5. ``verify=False`` skips the check (for fixtures such as
+            :func:`make_fixture`'s); it never downloads.
+
+    Returns:
+        :class:`PtbData` (vocabulary 10,000 and 887,521 training examples on the real data).
 
     Raises:
         FileNotFoundError: a file is missing (the message names it and ``IWLAB_DATA``).
@@ -197,11 +237,12 @@ def load_ptb(
         ValueError: see :func:`read_ptb_dir`.
 
     Example:
-        >>> # data = load_ptb()      # IWLAB_DATA=/path/to/data holding ptb/ptb.*.txt
-        >>> # data.vocab_size, data.x_train.shape -> 10000, torch.Size([887521, 20])
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp(); _ = make_fixture(Path(root) / "ptb")
+        >>> data = load_ptb(root, context=4, verify=False)  # real data (md5-verified): 10000, (887521, 20)
+        >>> data.vocab_size, tuple(data.x_train.shape)
+        (19, (37, 4))
     """
-    from iwlab.data.download import data_dir, ensure
-
     folder = ensure("ptb", root=root, download=download) if verify else data_dir(root) / "ptb"
     return read_ptb_dir(folder, context=context)
 
@@ -222,6 +263,12 @@ def make_fixture(directory: str | os.PathLike[str]) -> Path:
     """Write a tiny hand-made ``ptb.{train,valid,test}.txt`` (Mikolov's layout) into ``directory``.
 
     The last training sentence has 22 words, so a 20-word context is truncated there.
+
+    Args:
+        directory: destination folder (created if missing).
+
+    Returns:
+        ``directory`` as a :class:`~pathlib.Path`.
 
     Example:
         >>> import tempfile; sorted(p.name for p in make_fixture(tempfile.mkdtemp()).iterdir())

@@ -5,8 +5,11 @@ loss versus keeping a fraction ``w`` of its examples (:func:`subsample_class`), 
 repeating its examples (:func:`oversample_class`), and weighting versus drawing examples with
 probability proportional to their weights (:func:`weighted_sampler_indices`, importance sampling).
 
-All functions return ``int64`` index tensors into the dataset and take a ``torch.Generator``, so
-the same seed always gives the same indices.
+The drawing functions return ``int64`` index tensors into the dataset and take a ``torch.Generator``,
+so the same seed always gives the same indices. Every sub-sample size in iwlab comes from
+:func:`kept_count`: ``round(fraction * n)`` with halves rounded up (``floor(fraction * n + 0.5)``), so
+n = 100 and fraction 1/8 keep 13, wherever the sub-sampling happens (here or in
+:func:`iwlab.data.cifar10_tasks.binary_task`).
 
 Example:
     >>> y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
@@ -27,7 +30,7 @@ from iwlab.functional.checks import check_int
 from iwlab.functional.losses import check_weights
 from iwlab.functional.sampling import draw
 
-__all__ = ["oversample_class", "subsample_class", "weighted_sampler_indices"]
+__all__ = ["kept_count", "oversample_class", "subsample_class", "weighted_sampler_indices"]
 
 
 def _check_labels(y: Tensor) -> None:
@@ -49,10 +52,38 @@ def _class_indices(y: Tensor, cls: int) -> Tensor:
     return (y.long() == cls).nonzero().squeeze(1).cpu()
 
 
-def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Generator) -> Tensor:
-    """Indices that keep every example of the other classes and ``round(fraction * n)`` of ``cls``.
+def kept_count(n: int, fraction: float) -> int:
+    """How many of ``n`` examples a sub-sample keeps: ``floor(fraction * n + 0.5)`` (halves round up).
 
-    ``n`` is the number of examples of class ``cls``; the kept ones are drawn without replacement.
+    Python's ``round`` would round halves to even (n = 100, fraction 1/8: 12 instead of 13, and 2.5 -> 2
+    but 3.5 -> 4); this one rule is used by every sub-sampler in iwlab.
+
+    Args:
+        n: number of examples, an int >= 0.
+        fraction: the kept fraction, a real number in ``(0, 1]``.
+
+    Returns:
+        An int in ``[0, n]`` (0 when ``fraction * n < 0.5``: callers decide whether that is an error).
+
+    Raises:
+        ValueError: ``fraction`` not in ``(0, 1]``, or ``n`` not an int >= 0.
+
+    Example:
+        >>> kept_count(100, 1 / 8), kept_count(5, 0.5), kept_count(20, 0.5)
+        (13, 3, 10)
+    """
+    if isinstance(n, bool) or not hasattr(n, "__index__") or operator.index(n) < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    if not (_real(fraction) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return math.floor(fraction * operator.index(n) + 0.5)
+
+
+def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Generator) -> Tensor:
+    """Indices that keep every example of the other classes and ``kept_count(n, fraction)`` of ``cls``.
+
+    ``n`` is the number of examples of class ``cls``; the kept ones are drawn without replacement
+    (halves round up: see :func:`kept_count`).
     The result is sorted, so the dataset keeps its order.
 
     Raises:
@@ -70,7 +101,7 @@ def subsample_class(y: Tensor, cls: int, fraction: float, generator: torch.Gener
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     members = _class_indices(y, cls)
     n = members.numel()
-    k = math.floor(fraction * n + 0.5)
+    k = kept_count(n, fraction)
     if k == 0:
         raise ValueError(f"class {cls} would be left empty by subsampling (n={n}, fraction={fraction:g})")
     keep = members[torch.randperm(n, generator=generator)[:k]]

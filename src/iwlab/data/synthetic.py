@@ -27,14 +27,14 @@ Datasets and their parameters
     ``[-0.95, 1.2] x [-1.46, 1.15]``. With 512 points per class, the paper's learning rate
     ``1 / sigma_max(X)`` (:func:`sigma_max_lr`) is about 0.043 (paper: about 0.045).
 
-``"moons"`` -- :func:`make_moons` (``noise = 0.2``).
+``"moons"`` -- :func:`make_moons` (``noise = 0.2``, :data:`MOONS_PARAMS`).
     Two interleaving half circles as in ``sklearn.datasets.make_moons``: the *negatives* lie on
     the upper half circle ``(cos t, sin t)``, the *positives* on ``(1 - cos t, 0.5 - sin t)``,
     ``t`` evenly spaced in ``[0, pi]``, plus isotropic Gaussian noise of standard deviation
     ``noise``; everything is shifted by ``-(0.5, 0.25)`` so the dataset is centred at the origin.
     Not linearly separable (even at ``noise = 0``).
 
-``"gaussians"`` -- :func:`make_gaussians` (``distance = 2.0``, ``std = 1.0``).
+``"gaussians"`` -- :func:`make_gaussians` (``distance = 2.0``, ``std = 1.0``, :data:`GAUSSIANS_PARAMS`).
     Two isotropic Gaussians with standard deviation ``std``: positives centred at
     ``(+distance / 2, 0)``, negatives at ``(-distance / 2, 0)``. They overlap heavily (the Bayes
     error at the defaults is ``Phi(-1) ~ 16%``), so the data are not linearly separable.
@@ -59,11 +59,14 @@ from torch import Tensor
 
 __all__ = [
     "DATASETS",
+    "GAUSSIANS_PARAMS",
+    "MOONS_PARAMS",
     "SEPARABLE_PARAMS",
     "make_dataset",
     "make_gaussians",
     "make_moons",
     "make_separable",
+    "plane_grid",
     "separable_support_corners",
     "sigma_max_lr",
 ]
@@ -76,6 +79,15 @@ SEPARABLE_PARAMS: dict[str, Any] = {
     "translation": (0.5, -1.25),  # translation applied after the rotation
 }
 """Constants of :func:`make_separable` (see the module docstring for the geometry)."""
+
+MOONS_PARAMS: dict[str, Any] = {
+    "noise": 0.2,  # default standard deviation of the Gaussian noise
+    "shift": (0.5, 0.25),  # subtracted from every point, so the set is centred at the origin
+}
+"""Constants of :func:`make_moons` (``noise`` is its default)."""
+
+GAUSSIANS_PARAMS: dict[str, Any] = {"distance": 2.0, "std": 1.0}
+"""Defaults of :func:`make_gaussians`: distance between the means, per-coordinate standard deviation."""
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -104,7 +116,8 @@ def separable_support_corners() -> tuple[Tensor, Tensor]:
     their corner sets are, so these 8 points certify the separability of :func:`make_separable`.
 
     Returns:
-        ``(X, y)`` as from the generators: 4 positive corners, then 4 negative corners.
+        ``(X, y)`` as from the generators: ``float32 (8, 2)`` and ``int64 (8,)``, 4 positive
+        corners, then 4 negative corners.
 
     Example:
         >>> Xc, yc = separable_support_corners()
@@ -133,6 +146,9 @@ def make_separable(n_per_class: int = 512, seed: int = 0) -> tuple[Tensor, Tenso
         ``X`` ``float32 (2n, 2)`` and ``y`` ``int64 (2n,)``; positives (1) first, then
         negatives (0).
 
+    Raises:
+        ValueError: ``n_per_class < 1``.
+
     Example:
         >>> X, y = make_separable(512, seed=0)
         >>> X.shape, int(y.sum())
@@ -154,8 +170,10 @@ def make_separable(n_per_class: int = 512, seed: int = 0) -> tuple[Tensor, Tenso
     return torch.cat([pos, neg]).to(torch.float32), _labels(n_per_class)
 
 
-def make_moons(n_per_class: int = 512, noise: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
+def make_moons(n_per_class: int = 512, noise: float = MOONS_PARAMS["noise"], seed: int = 0) -> tuple[Tensor, Tensor]:
     """Two interleaving half circles (like ``sklearn.datasets.make_moons``), centred at the origin.
+
+    Byrd & Lipton (2019), appendix Fig. A.1 (a non-separable 2-D set); the geometry is sklearn's.
 
     Positives (label 1) are the lower moon ``(1 - cos t, 0.5 - sin t)``, negatives (label 0) the
     upper moon ``(cos t, sin t)``, ``t`` evenly spaced in ``[0, pi]``; Gaussian noise of standard
@@ -170,6 +188,9 @@ def make_moons(n_per_class: int = 512, noise: float = 0.2, seed: int = 0) -> tup
         ``X`` ``float32 (2n, 2)`` and ``y`` ``int64 (2n,)``; positives (1) first, then
         negatives (0).
 
+    Raises:
+        ValueError: ``n_per_class < 1``.
+
     Example:
         >>> X, y = make_moons(256, noise=0.2, seed=1)
         >>> X.shape
@@ -180,15 +201,18 @@ def make_moons(n_per_class: int = 512, noise: float = 0.2, seed: int = 0) -> tup
     t = torch.linspace(0.0, math.pi, n_per_class, dtype=torch.float64)
     upper = torch.stack([torch.cos(t), torch.sin(t)], dim=1)
     lower = torch.stack([1.0 - torch.cos(t), 0.5 - torch.sin(t)], dim=1)
-    X = torch.cat([lower, upper]) - torch.tensor([0.5, 0.25], dtype=torch.float64)
+    X = torch.cat([lower, upper]) - torch.tensor(MOONS_PARAMS["shift"], dtype=torch.float64)
     X = X + float(noise) * torch.randn(X.shape, generator=g, dtype=torch.float64)
     return X.to(torch.float32), _labels(n_per_class)
 
 
 def make_gaussians(
-    n_per_class: int = 512, distance: float = 2.0, std: float = 1.0, seed: int = 0
+    n_per_class: int = 512,
+    distance: float = GAUSSIANS_PARAMS["distance"],
+    std: float = GAUSSIANS_PARAMS["std"],
+    seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Two overlapping isotropic Gaussians (not linearly separable).
+    """Two overlapping isotropic Gaussians (not linearly separable); Byrd & Lipton (2019), Fig. A.2.
 
     Positives (label 1) are drawn from ``N((+distance/2, 0), std^2 I)``, negatives (label 0) from
     ``N((-distance/2, 0), std^2 I)``.
@@ -202,6 +226,9 @@ def make_gaussians(
     Returns:
         ``X`` ``float32 (2n, 2)`` and ``y`` ``int64 (2n,)``; positives (1) first, then
         negatives (0).
+
+    Raises:
+        ValueError: ``n_per_class < 1``.
 
     Example:
         >>> X, y = make_gaussians(100, distance=2.0, std=1.0, seed=0)
@@ -235,8 +262,11 @@ def make_dataset(name: str, n_per_class: int = 512, seed: int = 0, **kwargs: Any
         **kwargs: extra generator arguments (e.g. ``noise`` for moons, ``distance`` and ``std``
             for gaussians).
 
+    Returns:
+        ``X`` ``float32 (2 n_per_class, 2)`` and ``y`` ``int64 (2 n_per_class,)``, as the generator.
+
     Raises:
-        ValueError: unknown ``name`` (the message lists the valid names).
+        ValueError: unknown ``name`` (the message lists the valid names), or ``n_per_class < 1``.
 
     Example:
         >>> X, y = make_dataset("moons", n_per_class=64, seed=3)
@@ -258,7 +288,13 @@ def sigma_max_lr(X: Tensor) -> float:
     ``~0.045`` on their data (about 0.043 on :func:`make_separable` with 512 points per class).
 
     Args:
-        X: data matrix of shape ``(N, d)`` (no bias column).
+        X: data matrix of shape ``(N, d)`` (no bias column), any real dtype (computed in float64).
+
+    Returns:
+        The learning rate, a Python float (``inf`` for an all-zero ``X``).
+
+    Raises:
+        RuntimeError: ``X`` is not 2-d (from :func:`torch.linalg.matrix_norm`).
 
     Example:
         >>> X = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
@@ -267,3 +303,39 @@ def sigma_max_lr(X: Tensor) -> float:
     """
     s = torch.linalg.matrix_norm(X.detach().to(torch.float64), ord=2)
     return float(1.0 / s)
+
+
+def plane_grid(X: Tensor, size: int) -> tuple[Tensor, tuple[float, float, float, float]]:
+    """A ``size x size`` grid over the bounding box of 2-D data plus a margin of 25% per side.
+
+    The decision surfaces and the fraction of the plane predicted as a class (Byrd & Lipton 2019,
+    Figs. 1-3: "off-manifold" points) are evaluated on it. Row-major in ``y``: point ``i * size + j``
+    is ``(xs[j], ys[i])`` (``meshgrid(..., indexing="xy")``), so ``values.reshape(size, size)``
+    plots with ``contourf(xs, ys, ...)``.
+
+    Args:
+        X: data ``(N, 2)``, ``N >= 1``, float32.
+        size: points per axis, >= 2.
+
+    Returns:
+        ``(points, box)``: ``points`` float32 ``(size * size, 2)``, ``box = (x0, x1, y0, y1)`` as
+        Python floats (the grid's extent, data units).
+
+    Raises:
+        ValueError: ``X`` is not ``(N, 2)`` with ``N >= 1``, or ``size < 2``.
+
+    Example:
+        >>> g, box = plane_grid(torch.tensor([[0.0, 0.0], [1.0, 1.0]]), 3)
+        >>> g.shape, box
+        (torch.Size([9, 2]), (-0.25, 1.25, -0.25, 1.25))
+    """
+    if X.dim() != 2 or X.shape[0] < 1 or X.shape[1] != 2:
+        raise ValueError(f"X must have shape (N, 2) with N >= 1, got {tuple(X.shape)}")
+    if int(size) < 2:
+        raise ValueError(f"size must be >= 2, got {size}")
+    lo, hi = X.min(0).values, X.max(0).values
+    pad = 0.25 * (hi - lo)
+    x0, y0 = (lo - pad).tolist()
+    x1, y1 = (hi + pad).tolist()
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, size), torch.linspace(y0, y1, size), indexing="xy")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), (x0, x1, y0, y1)

@@ -29,6 +29,18 @@ def flip_shift(x: Tensor, flip: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
     ``out[i, :, h, w] = x'[i, :, h - dy[i], w - dx[i]]`` where that pixel exists, else 0 (``x'`` is the
     optionally flipped image); positive ``dx`` moves the content right, positive ``dy`` down.
 
+    Args:
+        x: images ``(N, C, H, W)``, any dtype, any device.
+        flip: ``(N,)`` bool, mirror image ``i`` left-right.
+        dy: ``(N,)`` integer vertical shifts in pixels.
+        dx: ``(N,)`` integer horizontal shifts in pixels.
+
+    Returns:
+        A new tensor like ``x`` (the input is not modified); uncovered pixels are 0.
+
+    Raises:
+        ValueError: ``x`` is not 4-D.
+
     Example:
         >>> x = torch.arange(4.0).view(1, 1, 1, 4)
         >>> flip_shift(x, torch.tensor([False]), torch.tensor([0]), torch.tensor([1])).tolist()
@@ -55,6 +67,21 @@ def random_flip_shift(x: Tensor, generator: torch.Generator | None, max_shift: i
 
     ``x`` is ``(N, C, H, W)`` on any device; the random draws are made on the CPU from ``generator``
     (same seed, same augmentation, whatever the device). The input is not modified.
+
+    Source: Katharopoulos & Fleuret (2017, Sec. 4.2): "random flipping, horizontal and vertical shifting".
+
+    Args:
+        x: images ``(N, C, H, W)``.
+        generator: CPU ``torch.Generator`` for the draws (None: the global RNG). Per batch it draws, in
+            this order, ``N`` uniforms (flips), ``N`` vertical and ``N`` horizontal shifts.
+        max_shift: largest shift in pixels (>= 0).
+        flip_p: probability of a left-right flip, in ``[0, 1]``.
+
+    Returns:
+        The augmented batch, same shape, dtype and device as ``x``.
+
+    Raises:
+        ValueError: ``max_shift < 0``, ``flip_p`` outside ``[0, 1]``, or ``x`` not 4-D.
 
     Example:
         >>> g = torch.Generator().manual_seed(1)

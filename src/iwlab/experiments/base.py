@@ -1,20 +1,20 @@
 """What an experiment provides, and the context a cell runs in.
 
-An experiment module (e.g. :mod:`iwlab.experiments.synthetic`) defines:
-
-* ``NAME``, ``DESCRIPTION``;
-* ``Config``: a dataclass whose defaults are the ``quick`` profile, and ``PROFILES``: name -> overrides;
-* ``cells(cfg) -> list[tuple[str, dict]]``: independent units of work (one ensemble each);
-* ``run_cell(cfg, cell_id, params, ctx) -> CellResult``: trains one cell (runs in a worker);
-* ``figures(run_dir, df, cfg) -> list[Path]``: figures from stored results (plots never train);
-* ``summary(df, cfg) -> str``: Markdown with the numbers for the report.
+An experiment module (e.g. :mod:`iwlab.experiments.synthetic`) defines ``EXPERIMENT``, an
+:class:`Experiment`: its name, description, ``Config`` dataclass (defaults = the ``quick`` profile),
+profiles (name -> overrides), ``cells``, ``run_cell`` and ``summary``. Figures live a layer up, in
+:mod:`iwlab.plots` (they read only the store and saved artifacts), and are looked up by name there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -65,3 +65,36 @@ class CellResult:
     def __post_init__(self) -> None:
         if not self.diverged:
             self.diverged = [-1] * len(self.members)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One registered experiment: what ``iwlab run NAME`` builds, trains and summarizes.
+
+    Attributes:
+        name: the registry name (``iwlab run NAME``).
+        description: one line for ``iwlab list``: the setting and the paper's figures or tables.
+        config: the Config dataclass; it holds only the keys this experiment uses, its defaults are the
+            ``quick`` profile, and its ``validate()`` rejects values the experiment cannot use.
+        profiles: profile name -> overrides of the defaults (``quick`` is ``{}``; ``paper``; ``ci``).
+        cells: ``cells(cfg) -> [(cell_id, params)]``, the independent units of work.
+        run_cell: ``run_cell(cfg, cell_id, params, ctx) -> CellResult``; runs in a worker process.
+        summary: ``summary(df, cfg) -> str``, Markdown with the numbers for the report.
+        pack_keys: config keys whose values one cell trains together (a sweep over them stays in one cell).
+        aliases: older names that still resolve to this experiment.
+
+    Example:
+        >>> from iwlab.experiments import get_experiment
+        >>> get_experiment("synthetic").name
+        'synthetic'
+    """
+
+    name: str
+    description: str
+    config: type
+    profiles: Mapping[str, Mapping[str, Any]]
+    cells: Callable[[Any], list[tuple[str, dict[str, Any]]]]
+    run_cell: Callable[[Any, str, dict[str, Any], CellContext], CellResult]
+    summary: Callable[[pd.DataFrame, Any], str]
+    pack_keys: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()

@@ -48,13 +48,19 @@ tsv); ``fixture=true`` uses a tiny generated stand-in (:func:`iwlab.data.mrpc.ma
 
 Example:
     >>> cfg = make_config("mrpc", "quick", ["epochs=2"])  # doctest: +SKIP
-    >>> # IWLAB_DATA=/path/to/data iwlab run mrpc --profile quick
+    >>> make_config("mrpc", "ci").epochs  # doctest: +SKIP
+    2
+
+Run::
+
+    IWLAB_DATA=/path/to/data iwlab run mrpc --profile quick
 """
 
 from __future__ import annotations
 
 import math
-import time
+import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -63,8 +69,14 @@ import pandas as pd
 import torch
 
 from iwlab.config import MOMENTUM, NONNEG, RATE, SEED, WEIGHT, Bound, count
-from iwlab.experiments.base import CellContext, CellResult
-from iwlab.train.checkpoint import atomic_save
+from iwlab.data.mrpc import load_mrpc, make_fixture
+from iwlab.experiments.base import CellContext, CellResult, Experiment
+from iwlab.experiments.findings import LEVEL_RULE, TREND_RULE, level_verdict, ratio_text
+from iwlab.files import fingerprint
+from iwlab.functional.weighting import class_weights_from_ratio
+from iwlab.models.text import load_text_model, tokenize_pairs_cached
+from iwlab.train.fit import fit
+from iwlab.train.text_job import TextClassifierJob, accepts_token_types, predict_logits
 
 NAME = "mrpc"
 DESCRIPTION = "Byrd & Lipton MRPC: fine-tuning a pretrained transformer with class weights vs epochs (Fig 6)"
@@ -170,16 +182,6 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def class_weight_for(w: float) -> tuple[float, float]:
-    """Class weights for a paraphrase/non-paraphrase ratio ``w``: the down-weighted class gets the factor.
-
-    Example:
-        >>> class_weight_for(1 / 16), class_weight_for(4.0), class_weight_for(1.0)
-        ((1.0, 0.0625), (0.25, 1.0), (1.0, 1.0))
-    """
-    return (min(1.0, 1.0 / w), min(1.0, w))
-
-
 def cells(cfg: Config) -> list[tuple[str, dict]]:
     """One cell per weight.
 
@@ -203,11 +205,6 @@ def load_splits(cfg: Config) -> tuple[Any, Any]:
         >>> len(tr), len(te)
         (10, 16)
     """
-    import random
-    import tempfile
-
-    from iwlab.data.mrpc import load_mrpc, make_fixture
-
     if cfg.fixture:
         with tempfile.TemporaryDirectory() as d:
             n_train, n_test = max(cfg.n_train, 48), max(cfg.n_test, 16)
@@ -226,79 +223,25 @@ def load_splits(cfg: Config) -> tuple[Any, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Training
-
-
-def _batches(n: int, size: int, order: torch.Tensor) -> list[torch.Tensor]:
-    return [order[i : i + size] for i in range(0, n, size)]
-
-
-def train_batches(lengths: torch.Tensor, size: int, g: torch.Generator, group_by_length: bool) -> list[torch.Tensor]:
-    """One epoch's minibatches of example indices, drawn from ``g``.
-
-    Plain: a random permutation cut into batches. ``group_by_length`` (as Hugging Face's
-    ``group_by_length``): the permutation is cut into chunks of 50 batches, each chunk sorted by length
-    and cut into batches, and the batch order shuffled; batches stay random in content but hold pairs of
-    similar length, so dynamic padding wastes little (about 30% less work on MRPC at batch 32).
-
-    Example:
-        >>> b = train_batches(torch.tensor([5, 1, 4, 2]), 2, torch.Generator().manual_seed(0), True)
-        >>> sorted(sorted(x.tolist()) for x in b)
-        [[0, 2], [1, 3]]
-    """
-    n = len(lengths)
-    perm = torch.randperm(n, generator=g)
-    if not group_by_length:
-        return _batches(n, size, perm)
-    chunk = 50 * size
-    out: list[torch.Tensor] = []
-    for i in range(0, n, chunk):
-        part = perm[i : i + chunk]
-        part = part[torch.argsort(lengths[part], stable=True, descending=True)]
-        out += _batches(len(part), size, part)
-    order = torch.randperm(len(out), generator=g)
-    return [out[int(j)] for j in order]
-
-
-def _accepts_token_types(model: Any) -> bool:
-    import inspect
-
-    return "token_type_ids" in inspect.signature(model.forward).parameters  # DistilBERT, RoBERTa-style models
-
-
-@torch.no_grad()
-def predict_logits(model: Any, pairs: Any, batch_size: int, device: str, pad_id: int, types: bool) -> torch.Tensor:
-    """Logits ``(N, 2)`` of all pairs, in eval mode; batches of similar length (less padding).
-
-    Example:
-        >>> # predict_logits(model, test_pairs, 128, "cpu", tok.pad_token_id, True).argmax(1)
-    """
-    from iwlab.models.text import pad_batch
-
-    model.eval()
-    order = torch.argsort(pairs.lengths, stable=True)
-    out = torch.empty(len(pairs), 2)
-    for idx in _batches(len(pairs), batch_size, order):
-        inputs = pad_batch(pairs, idx, pad_id)
-        if not types:
-            inputs.pop("token_type_ids")
-        out[idx] = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
-    return out
+# Training: one cell is one job of the training loop (iwlab.train.fit)
 
 
 def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
-    """Fine-tune one model with one class weighting and record its metrics after every epoch.
+    """Fine-tune one model with one class weighting and record its metrics at the evaluation epochs.
 
-    Example:
-        >>> # run_cell(cfg, "w=0.0625", {"weight": 0.0625}, ctx)
+    Resumes from ``ctx.checkpoint_path``; a checkpoint made with other settings is refused (one line
+    naming the field), an unreadable one is set aside to ``<name>.corrupt`` and the cell restarts.
+    Not recorded there: epochs (a cell may be extended), eval_batch_size, data_root/download (the data
+    fingerprint covers them).
+
+    Example::
+
+        run_cell(cfg, "w=0.0625", {"weight": 0.0625}, CellContext(run_dir=Path("runs/x"), cell_id="w=0.0625"))
     """
-    from iwlab.functional.losses import weighted_cross_entropy
-    from iwlab.models.text import load_text_model, pad_batch, tokenize_pairs_cached
-
     cfg.validate()
     w = float(params["weight"])
-    cw_tuple = class_weight_for(w)
-    dev = ctx.device
+    cw_tuple = class_weights_from_ratio(w)
+    dev = torch.device(ctx.device)
     lr = cfg.lr if cfg.optimizer == "sgd" else cfg.lr_adam
     labels = {
         "weight": w,
@@ -316,22 +259,10 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
     tr = tokenize_pairs_cached(cache, cfg.model, tok, train.s1, train.s2, train.require_labels(), cfg.max_length)
     te = tokenize_pairs_cached(cache, cfg.model, tok, test.s1, test.s2, test.require_labels(), cfg.max_length)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    types = _accepts_token_types(model)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    cw = torch.tensor(cw_tuple, device=dev)
-    g = torch.Generator().manual_seed(cfg.seed)  # shuffling; dropout draws from the global RNG below
-    rows: list[tuple[int, int, str, float]] = []
-    start, diverged = 0, -1
-    ckpt = ctx.checkpoint_path
-    # what the cell trains with; a checkpoint made with anything else is refused (one line naming the
-    # field), an unreadable one is set aside to <name>.corrupt with a warning and the cell restarts.
-    # Not recorded: epochs (a cell may be extended), eval_batch_size, data_root/download (the data
-    # fingerprint covers them).
-    from iwlab.train.checkpoint import check_record, fingerprint, load_checkpoint
-
     spec = {
         "weight": w,
         **{k: getattr(cfg, k) for k in ("model", "max_length", "n_train", "n_test", "data_seed", "fixture")},
@@ -344,124 +275,48 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
         "train_pairs": fingerprint(tr.ids, tr.types, tr.lengths, tr.labels),
         "test_pairs": fingerprint(te.ids, te.types, te.lengths, te.labels),
     }
-    state = load_checkpoint(ckpt, map_location="cpu")
-    if state is not None:
-        check_record(state.get("spec") if isinstance(state, dict) else None, spec, ckpt)
-        if state["epoch"] > cfg.epochs:
-            raise ValueError(
-                f"checkpoint {ckpt} is at epoch {state['epoch']} but epochs={cfg.epochs} was asked for; ask for "
-                "at least that many, or delete the checkpoint to start afresh"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available() and str(dev).startswith("cuda"):
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        start, rows, diverged = state["epoch"], list(state["rows"]), state["diverged"]
-    else:
-        torch.manual_seed(cfg.seed + 1)
-    evals = set(cfg.eval_epochs())
-    y_test = te.labels
-    n = len(tr)
-    epochs = range(start + 1, cfg.epochs + 1) if diverged < 0 else range(0)
-    bar = None
-    if ctx.progress is True:
-        from tqdm.auto import tqdm
+    types = accepts_token_types(model)
 
-        bar = tqdm(total=cfg.epochs, initial=start, desc=f"mrpc {cell_id}", leave=False, unit="epoch")
-    for epoch in epochs:
-        t0 = time.monotonic()
-        model.train()
-        loss_sum, correct = 0.0, 0
-        for idx in train_batches(tr.lengths, cfg.batch_size, g, cfg.group_by_length):
-            inputs = {k: v.to(dev) for k, v in pad_batch(tr, idx, pad_id).items()}
-            if not types:
-                inputs.pop("token_type_ids")
-            yb = tr.labels[idx].to(dev)
-            logits = model(**inputs).logits
-            loss = weighted_cross_entropy(logits, yb, class_weight=cw, normalization=cfg.normalization, validate=False)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == yb).sum())
-        if not math.isfinite(loss_sum):
-            diverged = epoch  # nothing recorded from here on; the cell stops
-        elif epoch in evals:
-            if cfg.train_metrics == "eval":
-                z = predict_logits(model, tr, cfg.eval_batch_size, dev, pad_id, types)
-                train_loss = float(
-                    weighted_cross_entropy(z, tr.labels, class_weight=cw.cpu(), normalization=cfg.normalization)
-                )
-                train_acc = float((z.argmax(1) == tr.labels).float().mean())
-            else:
-                train_loss, train_acc = loss_sum / n, correct / n
-            pred = predict_logits(model, te, cfg.eval_batch_size, dev, pad_id, types).argmax(1)
-            rows += [
-                (epoch, 0, "frac_paraphrase_test", float((pred == 1).float().mean())),
-                (epoch, 0, "test_acc", float((pred == y_test).float().mean())),
-                (epoch, 0, "train_loss", train_loss),
-                (epoch, 0, "train_acc", train_acc),
-                (epoch, 0, "seconds", time.monotonic() - t0),
-            ]
-        state = {
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "generator": g.get_state(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if str(dev).startswith("cuda") else None,
-            "rows": rows,
-            "diverged": diverged,
-            "spec": spec,
+    def test_metrics(m: torch.nn.Module) -> dict[str, float]:
+        pred = predict_logits(m, te, cfg.eval_batch_size, dev, pad_id, types).argmax(1)
+        return {
+            "frac_paraphrase_test": float((pred == 1).float().mean()),
+            "test_acc": float((pred == te.labels).float().mean()),
         }
-        atomic_save(state, ckpt)
-        if bar is not None:
-            bar.update(1)
-        elif callable(ctx.progress):
-            ctx.progress(epoch, cfg.epochs)
-        if diverged >= 0:
-            break
-    if bar is not None:
-        bar.close()
-    return CellResult(members=[labels], rows=rows, diverged=[diverged])
+
+    job = TextClassifierJob(
+        model,
+        opt,
+        tr,
+        batch_size=cfg.batch_size,
+        class_weight=torch.tensor(cw_tuple, device=dev),
+        seed=cfg.seed,
+        normalization=cfg.normalization,
+        group_by_length=cfg.group_by_length,
+        pad_id=pad_id,
+        train_metrics=cfg.train_metrics,
+        evaluate_fn=test_metrics,
+        eval_batch_size=cfg.eval_batch_size,
+        device=dev,
+        spec=spec,
+    )
+    torch.manual_seed(cfg.seed + 1)  # dropout; a resumed cell restores the saved RNG state instead
+    run = fit(
+        job,
+        epochs=cfg.epochs,
+        eval_epochs=cfg.eval_epochs(),
+        checkpoint_path=ctx.checkpoint_path,
+        checkpoint_epochs="every",
+        on_diverged="stop",
+        progress=ctx.progress,
+        desc=f"mrpc {cell_id}",
+        device=dev,
+    )
+    return CellResult(members=[labels], rows=run.rows, diverged=run.diverged_at)
 
 
 # ----------------------------------------------------------------------------------------------
 # Figures and summary
-
-
-def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> list[Path]:
-    """Figure 6 (fraction of test pairs predicted paraphrase vs epoch) and test accuracy, from the store, saved
-    as ``fmt`` under ``run_dir/figures`` with its caption (``captions.json``, shown in the report).
-
-    Args:
-        run_dir: the run folder.
-        df: its metrics (:func:`iwlab.results.load`).
-        cfg: its :class:`Config`.
-        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
-
-    Raises:
-        ValueError: ``fmt`` is not a known format.
-
-    Example:
-        >>> # figures(Path("runs/mrpc-quick"), iwlab.results.load("runs/mrpc-quick"), cfg, fmt="svg")
-    """
-    from iwlab.plots import mrpc as P
-    from iwlab.plots import style
-
-    style.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    if df.empty:
-        return []
-    look = (
-        "Look for: the lines of different weights start apart and converge once the training pairs are fitted (Byrd "
-        "& Lipton Fig. 6: over about 100 epochs with BERT-base); test accuracy stays similar across weights."
-    )
-    path = fig_dir / "fig6_paraphrase_fraction_vs_epoch"
-    return [P.figure6(df, path, title=f"MRPC, {cfg.model}", fmt=fmt, look_for=look)]
 
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
@@ -469,7 +324,10 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     final training accuracy.
 
     Example:
-        >>> # table(iwlab.results.load(run_dir))
+        >>> df = pd.DataFrame({"weight": [1.0, 1.0], "epoch": [1, 2], "name": ["frac_paraphrase_test"] * 2,
+        ...                    "value": [0.5, 0.6]})
+        >>> table(df)[["weight", "frac_first", "frac_last"]].values.tolist()
+        [[1.0, 0.5, 0.6]]
     """
     rows = []
     for w, g in df.groupby("weight"):
@@ -494,22 +352,14 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("weight", ascending=False) if rows else pd.DataFrame()
 
 
-def _frac(w: float) -> str:
-    if w >= 1:
-        return f"{w:g}"
-    inv = 1 / w
-    return f"1/{inv:.0f}" if abs(inv - round(inv)) < 1e-9 else f"{w:g}"
-
-
 def summary(df: pd.DataFrame, cfg: Config) -> str:
     """Markdown: per weight, the paraphrase fraction at the first and last epoch and the test accuracy, and the
     spread across weights first vs last with a verdict computed from the numbers, compared with Byrd & Lipton.
 
     Example:
-        >>> # print(summary(iwlab.results.load(run_dir), cfg))
+        >>> summary(pd.DataFrame(), Config())
+        '(no results)'
     """
-    from iwlab.report import LEVEL_RULE, TREND_RULE, level_verdict
-
     if df.empty:
         return "(no results)"
     lr = cfg.lr if cfg.optimizer == "sgd" else cfg.lr_adam
@@ -531,7 +381,7 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
     t = table(df)
     for r in t.itertuples():
         lines.append(
-            f"| {_frac(r.weight)} | {r.frac_first:.3f} (epoch {r.first_epoch}) | {r.frac_last:.3f} "
+            f"| {ratio_text(r.weight)} | {r.frac_first:.3f} (epoch {r.first_epoch}) | {r.frac_last:.3f} "
             f"(epoch {r.last_epoch}) | {r.test_acc_last:.3f} | {r.test_acc_best:.3f} ({r.best_epoch}) "
             f"| {r.train_acc_last:.3f} |"
         )
@@ -561,3 +411,15 @@ def summary(df: pd.DataFrame, cfg: Config) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description=DESCRIPTION,
+    config=Config,
+    profiles=PROFILES,
+    cells=cells,
+    run_cell=run_cell,
+    summary=summary,
+    pack_keys=PACK_KEYS,
+)

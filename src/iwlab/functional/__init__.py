@@ -1,8 +1,15 @@
-"""Pure tensor functions: importance-weighted losses (and, later, other stateless ops)."""
+"""Pure tensor functions: importance-weighted losses, weighting, sampling and metrics, and argument checks.
 
+Public modules: :mod:`~iwlab.functional.losses` (weighted cross-entropy, IW-ERM),
+:mod:`~iwlab.functional.checks` (argument checks shared by every layer),
+:mod:`~iwlab.functional.weighting`, :mod:`~iwlab.functional.sampling` and
+:mod:`~iwlab.functional.metrics`. ``_scaling`` (exact power-of-two weight rescaling) and
+``_validation`` (the losses' argument checks) are internal.
+"""
+
+from iwlab.functional.checks import check_weights as check_weights
 from iwlab.functional.losses import Normalization as Normalization
 from iwlab.functional.losses import Reduction as Reduction
-from iwlab.functional.losses import check_weights as check_weights
 from iwlab.functional.losses import class_to_sample_weight as class_to_sample_weight
 from iwlab.functional.losses import weighted_binary_cross_entropy as weighted_binary_cross_entropy
 from iwlab.functional.losses import weighted_cross_entropy as weighted_cross_entropy

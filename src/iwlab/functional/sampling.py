@@ -34,12 +34,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from iwlab.functional.checks import check_int, check_real
 
-__all__ = ["draw", "importance_weights", "sampling_probabilities", "total_variation_to_uniform"]
+__all__ = [
+    "draw",
+    "importance_weights",
+    "per_example_grad_norms",
+    "rank_correlation",
+    "sampling_probabilities",
+    "total_variation_to_uniform",
+]
 
 # torch.multinomial refuses more categories than this; above it ``draw`` samples in two stages
 MULTINOMIAL_MAX_CATEGORIES = 2**24
@@ -277,3 +286,60 @@ def total_variation_to_uniform(probs: Tensor) -> float:
         shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
         raise ValueError(f"probs must be a non-empty 1-D tensor of probabilities, got {shape}")
     return float(0.5 * (probs - 1.0 / probs.numel()).abs().sum())
+
+
+# ---- the premise of loss-based sampling: the loss ranks examples as the gradient norm does (Appendix A.2) ----
+
+
+def per_example_grad_norms(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per-example gradient norms of the cross-entropy w.r.t. all trainable parameters, one backward each.
+
+    The norm the optimal sampling distribution is proportional to (Katharopoulos & Fleuret 2017, eq. 5);
+    the paper's Appendix A.2 correlates it with the loss, the score loss-based sampling uses instead. The
+    model is used in whatever mode it is in (call ``model.eval()`` first for deterministic norms).
+
+    Args:
+        model: maps ``x[i : i + 1]`` to logits (1, C).
+        x: (N, ...) inputs, on the model's device.
+        y: (N,) int64 class labels in ``[0, C)``.
+
+    Returns:
+        (N,) float32 norms on the CPU (squares summed in float64).
+
+    Raises:
+        RuntimeError: from torch, when ``x`` does not fit the model or ``y`` holds a class outside ``[0, C)``.
+
+    Example:
+        >>> per_example_grad_norms(torch.nn.Linear(2, 2), torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)).shape
+        torch.Size([3])
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = []
+    for i in range(x.shape[0]):
+        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        gs = torch.autograd.grad(loss, params, allow_unused=True)
+        out.append(torch.sqrt(sum((g.double() ** 2).sum() for g in gs if g is not None)))
+    return torch.stack(out).float().cpu()
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two (n,) arrays: the Pearson correlation of their ranks.
+
+    Ties get distinct ranks in the order ``argsort`` puts them (no average ranks); NaN for n < 2.
+
+    Args:
+        a: (n,) numbers.
+        b: (n,) numbers.
+
+    Returns:
+        The correlation in [-1, 1] (float), or NaN when n < 2.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in length (from numpy).
+
+    Example:
+        >>> rank_correlation(np.array([1.0, 5.0, 2.0]), np.array([0.1, 9.0, 0.3]))
+        1.0
+    """
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 1 else float("nan")

@@ -4,6 +4,8 @@ Every parameter is drawn from an explicit ``torch.Generator`` (:func:`init_from_
 ensemble trainer and a single-model run built from the same seed start identical. ``width`` scales the
 channel counts (1.0 is the paper's; CPU profiles use less).
 
+Source: Byrd & Lipton (2019, Sec. 3, CIFAR-10 experiments and Appendix A.5).
+
 Example:
     >>> g = torch.Generator().manual_seed(0)
     >>> net = ByrdLiptonCNN(width=0.25, image_size=16, generator=g)
@@ -25,6 +27,14 @@ def init_from_generator_(module: nn.Module, generator: torch.Generator | None) -
 
     Conv and linear weights and biases: uniform in +-1/sqrt(fan_in) (the bound ``nn.Linear`` and
     ``nn.Conv2d`` use by default); BatchNorm: weight 1, bias 0.
+
+    Args:
+        module: the network; its parameters are overwritten in place (under ``no_grad``).
+        generator: CPU source of the draws (None: the global RNG). Per layer it draws the weight,
+            then the bias, in ``module.modules()`` order.
+
+    Returns:
+        ``module`` itself.
 
     Example:
         >>> init_from_generator_(nn.Linear(3, 2), torch.Generator().manual_seed(0)).weight.shape
@@ -52,6 +62,18 @@ class ByrdLiptonCNN(nn.Module):
 
     Convolutions use stride 1 and padding 1. ``dropout`` zeroes hidden dense units (the paper's dropout
     variant uses 0.5).
+
+    Args:
+        in_ch: input channels (3 for CIFAR-10).
+        n_out: logits (1 for the binary cat-vs-dog task).
+        width: multiplier of the channel counts 64 and 128 (1.0 is the paper's).
+        dense: widths of the hidden dense layers.
+        dropout: probability of zeroing a hidden dense unit in training (0 disables).
+        image_size: input height and width in pixels, divisible by 4.
+        generator: source of the initial parameters (see :func:`init_from_generator_`).
+
+    Raises:
+        ValueError: ``image_size`` not divisible by 4.
 
     Example:
         >>> ByrdLiptonCNN(n_out=10, width=0.125, image_size=8)(torch.zeros(1, 3, 8, 8)).shape
@@ -114,6 +136,17 @@ class _Block(nn.Module):
 class ResNet(nn.Module):
     """5x5 conv(64); 2 residual blocks each at 64, 128 (first stride 2) and 256 (first stride 2);
     global average pool; dense 512; output. ``batch_norm`` puts BN after every convolution.
+
+    Byrd & Lipton (2019, Sec. 4 and Figure A.5) find that weighting keeps an effect with BN and loses it
+    without, hence the switch.
+
+    Args:
+        in_ch: input channels.
+        n_out: logits.
+        width: multiplier of the channel counts 64, 128, 256.
+        batch_norm: batch norm after every convolution (convolutions then have no bias).
+        dense: width of the hidden dense layer.
+        generator: source of the initial parameters (see :func:`init_from_generator_`).
 
     Example:
         >>> ResNet(width=0.125, batch_norm=False)(torch.zeros(2, 3, 16, 16)).shape

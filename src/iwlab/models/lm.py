@@ -41,6 +41,21 @@ class LSTMLanguageModel(nn.Module):
     ``pad_index`` (default ``vocab_size``) marks padding; contexts must be left-padded and hold at least
     one real word. ``num_layers`` stacked LSTMs (2, as the authors' code).
 
+    Source: Katharopoulos & Fleuret (2017, Sec. 4.3) and their Keras ``build_lstm_lm``.
+
+    Args:
+        vocab_size: predictable words (10,000 on PTB); the embedding has ``vocab_size + 1`` rows.
+        embed_dim: embedding width.
+        hidden: LSTM units per layer.
+        dropout: dropout after each LSTM layer.
+        pad_index: the padding id in ``[0, vocab_size]`` (default ``vocab_size``).
+        generator: source of every initial parameter (None: the global RNG).
+        num_layers: stacked LSTM layers.
+
+    Raises:
+        ValueError: ``pad_index`` outside ``[0, vocab_size]``. Calls raise when the input is not
+            ``(N, T)`` or a context is all padding.
+
     Example:
         >>> lm = LSTMLanguageModel(vocab_size=20, embed_dim=4, hidden=8, num_layers=1)
         >>> lm(torch.randint(0, 20, (3, 5))).shape
@@ -82,7 +97,17 @@ class LSTMLanguageModel(nn.Module):
         init_from_generator_(self.out, generator)
 
     def features(self, x: Tensor) -> Tensor:
-        """``(N, T)`` left-padded ids -> ``(N, hidden)`` top-layer state after the last real word (pre-dropout)."""
+        """``(N, T)`` left-padded ids -> ``(N, hidden)`` top-layer state after the last real word (pre-dropout).
+
+        Args:
+            x: ``(N, T)`` int64 word ids, left-padded with ``pad_index``.
+
+        Returns:
+            ``(N, hidden)`` float32, the top LSTM's hidden state after each context's last real word.
+
+        Raises:
+            ValueError: ``x`` is not 2-D, or a context is all padding.
+        """
         if x.ndim != 2:
             raise ValueError(f"expected context ids (N, T), got shape {tuple(x.shape)}")
         n, t = x.shape
@@ -101,5 +126,15 @@ class LSTMLanguageModel(nn.Module):
         return h[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(N, T)`` context ids -> ``(N, vocab_size)`` next-word logits."""
+        """``(N, T)`` context ids -> ``(N, vocab_size)`` next-word logits.
+
+        Args:
+            x: ``(N, T)`` int64 word ids, left-padded with ``pad_index``.
+
+        Returns:
+            ``(N, vocab_size)`` float32 logits of the next word.
+
+        Raises:
+            ValueError: as :meth:`features`.
+        """
         return self.out(self.drop(self.features(x)))

@@ -5,6 +5,9 @@ trainer's fast path, which stacks linear layers on a leading model axis, covers 
 initialised from an explicit ``torch.Generator`` with the same distribution as ``nn.Linear``'s default
 (uniform in +-1/sqrt(fan_in) for weights and biases), so that a model built alone and a model built
 inside an ensemble from the same seed are identical.
+
+Source: Byrd & Lipton (2019, Sec. 3 and Figure 1): an MLP with one hidden layer of 64 units and a
+logistic regression, on 2-D synthetic data.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ class MLP(nn.Module):
         out_dim: outputs (1 for a binary model with one logit, C for C classes).
         dropout: probability of zeroing a hidden unit in training (0 disables).
         generator: source of the initial parameters; ``None`` uses the global RNG.
+
+    Raises:
+        ValueError: ``dropout`` outside ``[0, 1)``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -72,6 +78,13 @@ class MLP(nn.Module):
         dropout draws; the ensemble trainer and its single-model reference pass the same masks, drawn
         by :func:`draw_dropout_masks`, so that both see identical randomness.
 
+        Args:
+            x: ``(B, in_dim)`` float inputs.
+            masks: per hidden layer a ``(B, h)`` bool keep-mask, or None for the module's own dropout.
+
+        Returns:
+            ``(B, out_dim)`` logits in ``x``'s dtype.
+
         Example:
             >>> MLP(2, (4,), 3)(torch.ones(5, 2)).shape
             torch.Size([5, 3])
@@ -90,6 +103,14 @@ class MLP(nn.Module):
 def logistic_regression(in_dim: int, out_dim: int = 1, generator: torch.Generator | None = None) -> MLP:
     """Logistic regression as an :class:`MLP` with no hidden layer.
 
+    Args:
+        in_dim: input features.
+        out_dim: logits (1 for a binary model).
+        generator: source of the initial parameters; ``None`` uses the global RNG.
+
+    Returns:
+        An :class:`MLP` with ``hidden == ()`` and no dropout.
+
     Example:
         >>> logistic_regression(2).hidden
         ()
@@ -105,6 +126,17 @@ def draw_dropout_masks(
     This is the dropout half of the per-model random protocol (the other half is one ``randperm``
     per epoch, drawn first): drawing a whole epoch at once keeps the ensemble's hot loop free of
     per-model RNG calls.
+
+    Args:
+        generator: the member's generator (its state advances by ``n_steps * batch_size * sum(hidden)``
+            uniforms).
+        n_steps: minibatches in the epoch.
+        batch_size: examples per minibatch.
+        hidden: widths of the hidden layers.
+        p: dropout probability; a unit is kept where its uniform is ``>= p``.
+
+    Returns:
+        One bool tensor ``(n_steps, batch_size, h)`` per hidden layer (True: keep).
 
     Example:
         >>> [m.shape for m in draw_dropout_masks(torch.Generator(), 3, 8, (64,), 0.5)]

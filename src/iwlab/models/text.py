@@ -15,14 +15,18 @@ as unpadded token ids; :func:`pad_batch` pads each batch only to its own longest
 which on MRPC (mean 53 tokens, max 104 with BERT's uncased vocabulary) roughly halves the work compared
 with padding everything to 128.
 
-Example:
-    >>> # model, tok = load_text_model("minilm", seed=0)            # offline MiniLM-L6, new 2-way head
-    >>> # model, tok = load_text_model("bert-base-uncased", seed=0)  # the paper's BERT-base (downloads)
+Source: Byrd & Lipton (2019, Sec. 3) fine-tune BERT-base (Devlin et al. 2018) on MRPC.
+
+Example::
+
+    model, tok = load_text_model("minilm", seed=0)  # offline MiniLM-L6, new 2-way head
+    model, tok = load_text_model("bert-base-uncased", seed=0)  # the paper's BERT-base (downloads)
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iwlab.train.checkpoint import atomic_save, load_checkpoint, set_aside
+from iwlab.files import atomic_save, load_checkpoint, set_aside
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -52,6 +56,8 @@ _INSTALL_HINT = (
 
 
 def _transformers() -> Any:
+    # Imported here, not at the top: transformers is the optional "text" extra, and importing it
+    # takes seconds; iwlab without the extra must import and run everything but MRPC.
     try:
         import transformers
     except ImportError as e:
@@ -69,6 +75,17 @@ def _transformers() -> Any:
 def resolve_model(name: str) -> tuple[str, bool]:
     """``(name_or_path, local_only)`` for ``from_pretrained``: packaged short names become their folder.
 
+    Args:
+        name: a packaged short name (``"minilm"``), a local folder or a Hugging Face hub name.
+
+    Returns:
+        The name or folder to pass to ``from_pretrained``, and whether to load with
+        ``local_files_only=True`` (packaged models and local folders).
+
+    Raises:
+        ImportError: the package holding a packaged model is not installed.
+        FileNotFoundError: the packaged model's folder has no ``config.json``.
+
     Example:
         >>> resolve_model("bert-base-uncased")
         ('bert-base-uncased', False)
@@ -78,8 +95,6 @@ def resolve_model(name: str) -> tuple[str, bool]:
     if name in _PACKAGED:
         module, dist = _PACKAGED[name]
         try:
-            import importlib
-
             pkg = importlib.import_module(module)
         except ImportError:
             raise ImportError(f"model '{name}' ships in the package {dist}; {_INSTALL_HINT}") from None
@@ -97,8 +112,23 @@ def load_text_model(name: str = DEFAULT_MODEL, num_labels: int = 2, seed: int = 
     The head is initialized under ``torch.manual_seed(seed)`` (the global RNG, which is what transformers
     uses); the global RNG state is restored afterwards so that loading does not shift the caller's stream.
 
-    Example:
-        >>> # model, tok = load_text_model("minilm", seed=0); model.config.num_labels  -> 2
+    Args:
+        name: see :func:`resolve_model`.
+        num_labels: outputs of the new classification head (2 for MRPC).
+        seed: seed of the head's initialization.
+
+    Returns:
+        ``(model, tokenizer)``: an ``AutoModelForSequenceClassification`` (on the CPU)
+        and its ``AutoTokenizer``.
+
+    Raises:
+        ImportError: ``transformers`` (the ``text`` extra) is not installed.
+        OSError: transformers cannot find or download the model.
+
+    Example::
+
+        model, tok = load_text_model("minilm", seed=0)
+        model.config.num_labels  # 2
     """
     tf = _transformers()
     path, local = resolve_model(name)
@@ -120,6 +150,17 @@ def load_text_model(name: str = DEFAULT_MODEL, num_labels: int = 2, seed: int = 
 
 class TokenizedPairs:
     """Unpadded token ids of sentence pairs, flat with offsets (compact on disk and in memory).
+
+    Args:
+        ids: token ids of each pair (``[CLS] a [SEP] b [SEP]``), of varying lengths.
+        types: token type ids (segment 0 or 1), same lengths as ``ids``.
+        labels: one label per pair (1 paraphrase, 0 not).
+
+    Attributes:
+        lengths: ``(N,) int64`` tokens per pair.
+        offsets: ``(N + 1,) int64`` start of each pair in the flat arrays.
+        ids: ``(T,) int32`` all token ids back to back; ``types``: ``(T,) int8``.
+        labels: ``(N,) int64``.
 
     Example:
         >>> t = TokenizedPairs([[101, 7, 102], [101, 102]], [[0, 0, 0], [0, 0]], [1, 0])
@@ -162,8 +203,22 @@ def tokenize_pairs(
 ) -> TokenizedPairs:
     """Tokenize pairs as BERT does (``[CLS] a [SEP] b [SEP]``), truncating the longer sentence first.
 
+    Args:
+        tokenizer: a Hugging Face tokenizer (called as ``tokenizer(s1, s2, truncation=..., max_length=...)``).
+        s1: first sentences.
+        s2: second sentences, parallel to ``s1``.
+        labels: one label per pair.
+        max_length: tokens per pair at most (128 in BERT's MRPC recipe).
+
+    Returns:
+        :class:`TokenizedPairs`; token types are all 0 for tokenizers without them (e.g. RoBERTa's).
+
     Example:
-        >>> # tokenize_pairs(tok, ["a cat"], ["the cat"], [1], max_length=128).lengths
+        >>> def tok(a, b, truncation, max_length):  # a stand-in for a Hugging Face tokenizer
+        ...     words = [(len(x.split()), len(y.split())) for x, y in zip(a, b)]
+        ...     return {"input_ids": [[101, *range(n), 102, *range(m), 102] for n, m in words]}
+        >>> tokenize_pairs(tok, ["a cat"], ["the cat"], [1], max_length=128).lengths
+        tensor([7])
     """
     enc = tokenizer(list(s1), list(s2), truncation="longest_first", max_length=max_length)
     types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]  # e.g. RoBERTa has none
@@ -182,10 +237,28 @@ def tokenize_pairs_cached(
     """:func:`tokenize_pairs`, cached in ``cache_dir`` under a hash of (model, max length, pairs, labels).
 
     The file is written atomically (temp file + rename), so cells running in parallel may race to
-    write it but never read half a file.
+    write it but never read half a file. An unreadable or inconsistent cache file is set aside
+    (``<name>.corrupt``, with a warning) and rebuilt.
+
+    Args:
+        cache_dir: folder of the cache files (created if missing).
+        model_name: the model's name or path (part of the key and of the file name).
+        tokenizer, s1, s2, labels, max_length: as for :func:`tokenize_pairs`.
+
+    Returns:
+        :class:`TokenizedPairs`, from the cache when it holds this key.
 
     Example:
-        >>> # tokenize_pairs_cached(run_dir / "cache", "minilm", tok, s1, s2, y, 128)
+        >>> class Tok:  # a stand-in for a Hugging Face tokenizer
+        ...     def __len__(self):
+        ...         return 30522
+        ...     def __call__(self, a, b, truncation, max_length):
+        ...         return {"input_ids": [[101, 7, 102, 8, 102] for _ in a]}
+        >>> import tempfile; d = tempfile.mkdtemp()
+        >>> first = tokenize_pairs_cached(d, "minilm", Tok(), ["a"], ["b"], [1], 128)  # tokenizes, saves
+        >>> again = tokenize_pairs_cached(d, "minilm", Tok(), ["a"], ["b"], [1], 128)  # reads the cache
+        >>> torch.equal(first.ids, again.ids), len(list(Path(d).iterdir()))
+        (True, 1)
     """
     h = hashlib.sha256()
     for part in (model_name, type(tokenizer).__name__, str(len(tokenizer)), str(max_length)):
@@ -218,6 +291,15 @@ def tokenize_pairs_cached(
 
 def pad_batch(pairs: TokenizedPairs, index: Tensor, pad_id: int = 0) -> dict[str, Tensor]:
     """Model inputs for the pairs at ``index``, padded to the longest of them (dynamic padding).
+
+    Args:
+        pairs: the tokenized data.
+        index: ``(B,)`` int64 positions of the batch's pairs.
+        pad_id: the tokenizer's padding id.
+
+    Returns:
+        ``input_ids``, ``token_type_ids`` and ``attention_mask``, each ``(B, L) int64`` with ``L`` the
+        longest pair of the batch (0 for an empty batch).
 
     Example:
         >>> t = TokenizedPairs([[101, 7, 102], [101, 102]], [[0, 0, 0], [0, 0]], [1, 0])

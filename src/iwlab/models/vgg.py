@@ -61,6 +61,16 @@ class MnistVGG(nn.Module):
     Input ``(B, in_channels, S, S)`` with ``S`` divisible by 4 (28 for MNIST); output logits
     ``(B, num_classes)``. ``dropout=False`` drops every dropout layer.
 
+    Args:
+        num_classes: logits.
+        dropout: keep the dropout layers (0.25 after pools, 0.5 after hidden dense layers).
+        generator: source of the initial parameters (None: the global RNG).
+        in_channels: input channels.
+        image_size: input height and width, divisible by 4.
+
+    Raises:
+        ValueError: ``image_size`` not divisible by 4.
+
     Example:
         >>> MnistVGG(num_classes=3, dropout=False)(torch.zeros(1, 1, 28, 28)).shape
         torch.Size([1, 3])
@@ -93,6 +103,16 @@ class CifarVGG(nn.Module):
     FC1024, dropout .5, FC512, dropout .5, FC.
 
     Input ``(B, 3, S, S)`` with ``S`` divisible by 8 (32 for CIFAR-10); output logits ``(B, num_classes)``.
+
+    Args:
+        num_classes: logits.
+        generator: source of the initial parameters (None: the global RNG).
+        dropout: keep the dropout layers.
+        in_channels: input channels.
+        image_size: input height and width, divisible by 8.
+
+    Raises:
+        ValueError: ``image_size`` not divisible by 8.
 
     Example:
         >>> CifarVGG(generator=torch.Generator().manual_seed(0))(torch.zeros(2, 3, 32, 32)).shape

@@ -1,315 +1,198 @@
-"""Figures of the CIFAR-10 experiments (Byrd & Lipton Figs. 4, 5, A.3-A.9), read from the store.
+"""Figures of the six CIFAR-10 experiments (Byrd & Lipton 2019, Figs. 4, 5, A.3-A.9), from the store and the
+saved prediction artifacts.
 
-Built with ``matplotlib.figure.Figure`` (no pyplot global state), so they work headless and in workers,
-in the shared style of :mod:`iwlab.plots.style` (weights on truncated viridis, one figure-level legend
-that says what the bands mean). Lines are means over seeds, bands one standard deviation (as in the paper);
-with one seed there is no band, and the legend says so.
+:func:`figures` is the entry of every CIFAR-10 experiment in :data:`iwlab.plots.FIGURES`; it picks the
+figures by the run's Config class and captions them with what to look for (Byrd & Lipton's claim for
+each variant). :func:`agreement_from_artifacts` recomputes the agreement table from the stored
+``*_predictions.npz`` files. The drawings live in :mod:`iwlab.plots.cifar_curves`.
 
 Example:
-    >>> # fraction_curves(df[df.variant == "plain"], "frac_dog", Path("fig4abc"), "Fig. 4 (a-c)", fmt="svg")
+    >>> _fmt_cfg("Fig. A.3: weight decay {weight_decay:g}", BinaryConfig())
+    'Fig. A.3: weight decay 0.001'
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from iwlab.experiments.cifar_binary import BinaryConfig
+from iwlab.experiments.cifar_cars_trucks import CarsTrucksConfig
+from iwlab.experiments.cifar_common import SETS, VARIANT_ORDER
+from iwlab.experiments.cifar_imbalanced import ImbalancedConfig
+from iwlab.experiments.cifar_label_noise import LabelNoiseConfig
+from iwlab.experiments.cifar_multiclass import MulticlassConfig
+from iwlab.experiments.cifar_resnet import ResNetConfig
+from iwlab.functional.metrics import agreement, member_grid
 from iwlab.plots import style as S
+from iwlab.plots.cifar_curves import (
+    accuracy_curves,
+    fraction_curves,
+    fraction_vs_weight,
+    imbalanced_curves,
+    weighted_accuracy_curves,
+)
 
-SETS = (("test", "test set (2 classes)"), ("other", "other 8 classes"), ("noise", "random noise"))
-# evaluation sets and weighted/unweighted lines: colours that are neither class colour
-SET_COLORS = (S.OKABE_ITO["black"], S.OKABE_ITO["bluish_green"], S.OKABE_ITO["reddish_purple"])
+__all__ = ["FIGURES_BINARY", "LOOK_FOR", "agreement_from_artifacts", "figures"]
+
+# the experiment of each two-class Config (for the figure names and titles below)
+_EXPERIMENT_OF = {
+    BinaryConfig: "cifar_binary",
+    ResNetConfig: "cifar_resnet",
+    LabelNoiseConfig: "cifar_label_noise",
+    CarsTrucksConfig: "cifar_cars_trucks",
+}
+
+FIGURES_BINARY = {
+    # experiment -> variant -> (file, title); Fig. 4 (a-c) is the plain variant
+    "cifar_binary": {
+        "plain": ("fig4abc_fraction_vs_epoch.png", "Fig. 4 (a-c): fraction predicted as {pos}, plain CNN"),
+        "l2": ("figA3_l2_fraction_vs_epoch.png", "Fig. A.3: with L2 (weight decay {weight_decay:g})"),
+        "dropout": ("figA4_dropout_fraction_vs_epoch.png", "Fig. A.4: with dropout {dropout:g}"),
+        "adam": ("figA9_adam_fraction_vs_epoch.png", "Fig. A.9: Adam, lr {lr_adam:g}"),
+    },
+    "cifar_resnet": {
+        "plain": ("figA5_resnet_fraction_vs_epoch.png", "Fig. A.5: ResNet without batch norm"),
+        "batchnorm": ("figA5_resnet_bn_fraction_vs_epoch.png", "Fig. A.5: ResNet with batch norm"),
+    },
+    "cifar_label_noise": {
+        "plain": ("figA7_label_noise_fraction_vs_epoch.png", "Fig. A.7: {label_noise:.0%} label noise per class"),
+    },
+    "cifar_cars_trucks": {
+        "plain": ("figA8_cars_trucks_fraction_vs_epoch.png", "Fig. A.8: automobile (0) vs truck (1)"),
+    },
+}
+
+# what to look for in each variant's fraction curves: Byrd & Lipton's claim for it (sections 4-5)
+LOOK_FOR = {
+    "plain": "Look for: the lines of different weights start apart and converge as training goes on (the effect "
+    "of the weights fades; Byrd & Lipton Fig. 4 a-c).",
+    "l2": "Look for: with L2 the lines stay apart longer than without (L2 keeps some of the weights' effect, "
+    "Fig. A.3).",
+    "dropout": "Look for: with dropout the lines still converge, as without regularization (Fig. A.4).",
+    "adam": "Look for: with Adam the lines still converge (Fig. A.9).",
+    "batchnorm": "Look for: with batch norm the lines stay apart (Fig. A.5: an effect remains with batch norm).",
+}
 
 
-def _wlabel(w: float) -> str:
-    return S.weight_label(w, base=2)
+def _fmt_cfg(template: str, cfg: Any) -> str:
+    return template.format(pos=cfg.classes[1] if hasattr(cfg, "classes") else "", **asdict(cfg))
 
 
-def _n_seeds(df: pd.DataFrame) -> int:
-    return int(df.seed.nunique()) if "seed" in df and not df.empty else 1
+def agreement_from_artifacts(run_dir: str | Path) -> pd.DataFrame:
+    """Recompute the agreement table from the stored ``artifacts/*_predictions.npz`` (one row per cell and set).
 
-
-def _band(ax: Any, x: Any, mean: Any, std: Any, color: Any, ls: str = "-") -> None:
-    """Mean line, and mean ± std where the std exists (two or more seeds)."""
-    ax.plot(x, mean, color=color, lw=1.3, ls=ls)
-    std = np.asarray(std, dtype=float)
-    ok = np.isfinite(std)
-    if ok.any():
-        m = np.asarray(mean, dtype=float)
-        ax.fill_between(np.asarray(x)[ok], (m - std)[ok], (m + std)[ok], color=color, alpha=0.15, lw=0)
-
-
-def _weights_title(classes: tuple[str, str] | None, pos: str) -> str:
-    if classes is None:
-        return f"{pos} weight w"
-    neg, pos = classes
-    return f"weight w of {pos} relative to {neg} (w < 1: {pos} down-weighted; w > 1: {neg} down-weighted)"
-
-
-def _weight_legend(fig: Any, colors: dict[float, Any], band: str, title: str) -> None:
-    handles = [S.line_handle(colors[w], _wlabel(w)) for w in sorted(colors)]
-    S.figure_legend(fig, [*handles, S.band_handle(band)], title=title)
-
-
-def fraction_curves(
-    df: pd.DataFrame,
-    prefix: str,
-    path: Path,
-    title: str,
-    fmt: str = "png",
-    *,
-    classes: tuple[str, str] | None = None,
-    weights: list[float] | None = None,
-    look_for: str = "",
-) -> Path:
-    """Fig. 4 (a-c) style: fraction predicted as class 1 vs epoch (log axis) on the test set, the other
-    8 classes and noise; one line per weight, mean ± 1 std over seeds. ``df`` holds one variant.
+    Cells with a diverged model are left out, as in the summary.
 
     Args:
-        df: metrics of one variant.
-        prefix: ``"frac_<class 1>"``.
-        path: output path or stem; the suffix becomes ``fmt``.
-        title: figure title.
-        fmt: ``"png"``, ``"pdf"`` or ``"svg"``.
-        classes: (class 0, class 1) names, to say which class a weight down-weights.
-        weights: every weight of the experiment, so a weight has the same colour in every figure.
-        look_for: the caption's "Look for" sentence.
+        run_dir: the run folder.
+
+    Returns:
+        Columns ``cell, set, across_weightings, across_seeds`` (:func:`iwlab.functional.metrics.agreement`);
+        empty when no predictions were stored.
 
     Raises:
-        ValueError: ``fmt`` is not a known format.
+        ValueError: a file whose models do not form a weight x seed grid.
 
     Example:
-        >>> # fraction_curves(df[df.variant == "plain"], "frac_dog", Path("fig4abc"), "Fig. 4 (a-c)")
+        >>> import tempfile
+        >>> agreement_from_artifacts(tempfile.mkdtemp()).empty
+        True
     """
-    S.check_format(fmt)
-    fig = S.new_figure((11.5, 4.2))
-    axes = fig.subplots(1, 3, squeeze=False)[0]
-    colors = S.weight_colors(weights if weights is not None else df.weight.unique())
-    pos = prefix.removeprefix("frac_")
-    for ax, (name, label) in zip(axes, SETS, strict=True):
-        d = df[df.name == f"{prefix}_{name}"]
-        for w in sorted(d.weight.unique()):
-            g = d[d.weight == w].groupby("epoch").value.agg(["mean", "std"])
-            if not g.empty:
-                _band(ax, g.index, g["mean"], g["std"], colors[float(w)])
-        ax.set_xscale("log")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"fraction predicted {pos}")
-    band = S.seed_band_text(_n_seeds(df))
-    _weight_legend(fig, colors, band, _weights_title(classes, pos))
-    fig.suptitle(title, fontsize=10)
-    caption = (
-        f"Fraction of images predicted as {pos} vs epoch (log axis) on the test set, on the other 8 CIFAR-10 classes "
-        f"and on random noise; one line per weight; {band}. {look_for}"
-    )
-    return S.save(fig, path, fmt, caption.strip())
+    rows = []
+    for path in sorted((Path(run_dir) / "artifacts").glob("*_predictions.npz")):
+        with np.load(path) as z:
+            if "diverged" in z and z["diverged"].any():
+                continue  # as in the summary: agreement only where every model trained
+            weights, seeds = z["weight"].tolist(), z["seed"].astype(int).tolist()
+            for name in SETS:
+                if f"pred_{name}" not in z or z[f"pred_{name}"].shape[1] == 0:
+                    continue
+                a = agreement(member_grid(z[f"pred_{name}"], weights, seeds))
+                rows.append({"cell": path.name.removesuffix("_predictions.npz"), "set": name, **a})
+    return pd.DataFrame(rows)
 
 
-def fraction_vs_weight(
-    df: pd.DataFrame, prefix: str, variants: list[str], path: Path, title: str, fmt: str = "png", *, look_for: str = ""
-) -> Path:
-    """Fig. 4 (d-f) style: fraction predicted as class 1 at the last epoch vs weight (log axis), one panel
-    per variant, one line per evaluation set; mean ± 1 std over seeds.
-
-    Raises:
-        ValueError: ``fmt`` is not a known format.
-
-    Example:
-        >>> # fraction_vs_weight(df, "frac_dog", ["plain", "l2", "dropout"], Path("fig4def"), "Fig. 4 (d-f)")
-    """
-    S.check_format(fmt)
-    fig = S.new_figure((3.6 * len(variants) + 0.4, 3.9))
-    axes = fig.subplots(1, len(variants), squeeze=False)[0]
-    pos = prefix.removeprefix("frac_")
-    for ax, variant in zip(axes, variants, strict=True):
-        d = df[(df.variant == variant) & df.name.str.startswith(prefix)]
+def _variant_figures(df: pd.DataFrame, cfg: Any, fig_dir: Path, fmt: str) -> list[Path]:
+    """Fraction-vs-epoch per variant (Fig. 4 a-c style) and fraction-vs-weight at the last epoch (4 d-f)."""
+    experiment = _EXPERIMENT_OF[type(cfg)]
+    variants = cfg.variants if isinstance(cfg, BinaryConfig | ResNetConfig) else ("plain",)
+    prefix = f"frac_{cfg.classes[1]}"
+    classes = (cfg.classes[0], cfg.classes[1])
+    specs = FIGURES_BINARY[experiment]
+    weights = sorted(df.weight.unique())
+    out: list[Path] = []
+    for variant in variants:
+        d = df[df.variant == variant]
         if d.empty:
             continue
-        last = d[d.epoch == d.epoch.max()]
-        for (name, _), col in zip(SETS, SET_COLORS, strict=True):
-            g = last[last.name == f"{prefix}_{name}"].groupby("weight").value.agg(["mean", "std"])
-            if not g.empty:
-                x = np.log2(g.index.to_numpy(dtype=float))
-                _band(ax, x, g["mean"], g["std"], col)
-                ax.plot(x, g["mean"], "o", color=col, ms=3)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{variant}, epoch {int(last.epoch.max())}", fontsize=9)
-        ax.set_xlabel(f"log2 {pos} weight")
-        ax.set_ylabel(f"fraction predicted {pos}")
-    band = S.seed_band_text(_n_seeds(df))
-    handles = [S.line_handle(c, lab, marker="o", ms=3) for (_, lab), c in zip(SETS, SET_COLORS, strict=True)]
-    S.figure_legend(fig, [*handles, S.band_handle(band)])
-    fig.suptitle(title, fontsize=10)
-    caption = (
-        f"Fraction predicted as {pos} at the last epoch vs log2 of the {pos} weight, one panel per variant, one line "
-        f"per evaluation set; {band}. {look_for}"
-    )
-    return S.save(fig, path, fmt, caption.strip())
+        name, title = specs.get(variant, (f"{variant}_fraction_vs_epoch.png", f"{variant}"))
+        look = LOOK_FOR.get(variant, "")
+        if experiment == "cifar_resnet" and variant == "plain":
+            look = "Look for: without batch norm the lines converge, as with the plain CNN (Fig. A.5)."
+        out.append(
+            fraction_curves(
+                d, prefix, fig_dir / name, _fmt_cfg(title, cfg), fmt, classes=classes, weights=weights, look_for=look
+            )
+        )
+    shown = [v for v in VARIANT_ORDER if v in set(df.variant)]
+    if shown:
+        paper = experiment == "cifar_binary"
+        name = "fig4def_fraction_vs_weight" if paper else "fraction_vs_weight"
+        title = "Fig. 4 (d-f): last epoch" if paper else f"Fraction predicted as {cfg.classes[1]} at the last epoch"
+        look = (
+            "Look for: flat lines (the fraction no longer depends on the weight late in training) without "
+            "regularization and with dropout; a slope with L2."
+        )
+        out.append(fraction_vs_weight(df, prefix, shown, fig_dir / name, title, fmt, look_for=look))
+    return out
 
 
-def accuracy_curves(df: pd.DataFrame, path: Path, fmt: str = "png", *, look_for: str = "") -> Path:
-    """Train and test accuracy vs epoch per variant (or sub-sampling cell), one line per weight, mean ± 1 std
-    over seeds.
+def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list[Path]:
+    """All figures of a CIFAR-10 run, from the store, saved as ``fmt`` under ``run_dir/figures`` with their
+    captions (``captions.json``, shown in the report).
 
-    Raises:
-        ValueError: ``fmt`` is not a known format.
+    Args:
+        run_dir: the run folder.
+        df: its metrics (:func:`iwlab.store.load`).
+        cfg: its config: one of the six CIFAR-10 experiments' Config classes.
+        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
 
-    Example:
-        >>> # accuracy_curves(df, Path("accuracy_vs_epoch"))
-    """
-    S.check_format(fmt)
-    by = "variant" if "subsampled" not in df or df.subsampled.isna().all() else "run_id"
-    order = ("plain", "l2", "dropout", "adam", "batchnorm")
-    groups = sorted(dict.fromkeys(df[by]), key=lambda g: order.index(g) if g in order else len(order))
-    fig = S.new_figure((3.3 * len(groups) + 0.6, 6.2))
-    axes = fig.subplots(2, len(groups), squeeze=False)
-    colors = S.weight_colors(df.weight.unique())
-    for c, key in enumerate(groups):
-        d = df[df[by] == key]
-        for r, metric in enumerate(("train_acc", "test_acc")):
-            ax = axes[r][c]
-            m = d[d.name == metric]
-            for w in sorted(d.weight.unique()):
-                g = m[m.weight == w].groupby("epoch").value.agg(["mean", "std"])
-                if not g.empty:
-                    _band(ax, g.index, g["mean"], g["std"], colors[float(w)])
-            ax.set_xscale("log")
-            ax.set_ylim(0.4, 1.01)
-            ax.set_title(f"{key}: {metric.replace('_', ' ')}", fontsize=9)
-            ax.set_xlabel("epoch")
-    band = S.seed_band_text(_n_seeds(df))
-    _weight_legend(fig, colors, band, "weight w")
-    caption = (
-        f"Training (top) and test (bottom) accuracy vs epoch, one column per {by.replace('run_id', 'cell')}, one line "
-        f"per weight; {band}. {look_for}"
-    )
-    return S.save(fig, path, fmt, caption.strip())
-
-
-def imbalanced_curves(df: pd.DataFrame, prefix: str, path: Path, fmt: str = "png", *, look_for: str = "") -> Path:
-    """Fig. A.6: rows = (sub-sampled class, factor); columns = test / other 8 / noise; solid = unweighted,
-    dashed = with the compensating weight; mean ± 1 std over seeds.
+    Returns:
+        The files written, in report order (none when ``df`` is empty).
 
     Raises:
         ValueError: ``fmt`` is not a known format.
+        KeyError: ``cfg`` is not a CIFAR-10 experiment's Config.
 
-    Example:
-        >>> # imbalanced_curves(df, "frac_dog", Path("figA6"))
+    Example::
+
+        figures(Path("runs/cifar_binary-quick"), iwlab.store.load("runs/cifar_binary-quick"), cfg, fmt="svg")
     """
     S.check_format(fmt)
-    keys = df[["subsampled", "factor"]].drop_duplicates().sort_values(["subsampled", "factor"]).values.tolist()
-    fig = S.new_figure((11.5, 3.0 * len(keys) + 1.2))
-    axes = fig.subplots(len(keys), 3, squeeze=False)
-    pos = prefix.removeprefix("frac_")
-    styles = ((False, "-", SET_COLORS[0]), (True, "--", SET_COLORS[1]))
-    for r, (sub, f) in enumerate(keys):
-        cell = df[(df.subsampled == sub) & (df.factor == f)]
-        for c, (name, label) in enumerate(SETS):
-            ax = axes[r][c]
-            d = cell[cell.name == f"{prefix}_{name}"]
-            for weighted, ls, col in styles:
-                g = d[d.weighted == weighted].groupby("epoch").value.agg(["mean", "std"])
-                if not g.empty:
-                    _band(ax, g.index, g["mean"], g["std"], col, ls)
-            ax.set_xscale("log")
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{sub} kept 1/{f:g}: {label}", fontsize=9)
-            ax.set_ylabel(f"fraction predicted {pos}")
-            ax.set_xlabel("epoch")
-    band = S.seed_band_text(_n_seeds(df))
-    handles = [
-        S.line_handle(styles[0][2], "sub-sampling only", ls="-"),
-        S.line_handle(styles[1][2], "sub-sampling + weight 1/f on the other class", ls="--"),
-        S.band_handle(band),
-    ]
-    S.figure_legend(fig, handles)
-    fig.suptitle("Fig. A.6: imbalanced training set, with and without importance weights", fontsize=10)
-    caption = (
-        f"Fraction predicted as {pos} vs epoch when one class is kept at 1/f of its images (rows), on the test set, "
-        f"the other 8 classes and noise (columns); solid: sub-sampling only, dashed: plus the compensating weight; "
-        f"{band}. {look_for}"
-    )
-    return S.save(fig, path, fmt, caption.strip())
-
-
-def multiclass_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Weighted accuracy per (rho, weighted class, epoch), mean over seeds, with the unweighted baseline.
-
-    ``baseline`` is the weighted accuracy, under the same test weights, of the unweighted models (the rho =
-    0.1 members, all weights equal) with the same seed, computed from their per-class test accuracies
-    (``acc_class<c>``; the CIFAR test sets here are class-balanced). ``gain = wacc - baseline``.
-
-    Example:
-        >>> # multiclass_frame(iwlab.results.load(run_dir)).groupby(["rho", "epoch"]).gain.mean()
-    """
-    keys = ["rho", "weighted_class", "seed", "epoch"]
-    w = df[df.name == "weighted_acc"][keys + ["value"]].rename(columns={"value": "wacc"})
-    if w.empty:
-        return pd.DataFrame(columns=[*keys, "wacc", "baseline", "gain"])
-    base = df[df.name.str.startswith("acc_class") & ((df.rho - 0.1).abs() < 1e-9)]  # rho = 1/10: unweighted
-    w = w.assign(baseline=np.nan)
-    if not base.empty:
-        base = base.assign(c=base.name.str.removeprefix("acc_class").astype(int))
-        piv = base.pivot_table(index=["weighted_class", "seed", "epoch"], columns="c", values="value")
-        merged = w.merge(piv, left_on=["weighted_class", "seed", "epoch"], right_index=True, how="left")
-        classes = list(piv.columns)
-        acc = merged[classes].to_numpy(dtype=float)
-        rho = merged.rho.to_numpy(dtype=float)[:, None]
-        k = merged.weighted_class.to_numpy()[:, None]
-        v = np.where(np.array(classes)[None, :] == k, rho, (1 - rho) / 9)
-        w["baseline"] = (v * acc).sum(1) / v.sum(1)
-    w["gain"] = w.wacc - w.baseline
-    return w.groupby(["rho", "weighted_class", "epoch"], as_index=False)[["wacc", "baseline", "gain"]].mean()
-
-
-def weighted_accuracy_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png", *, look_for: str = "") -> Path:
-    """Fig. 5: weighted test accuracy vs epoch per rho (mean ± std over the weighted classes); with the
-    unweighted models present (rho = 0.1), a second panel shows the gain over them.
-
-    Raises:
-        ValueError: ``fmt`` is not a known format.
-
-    Example:
-        >>> # weighted_accuracy_curves(df, cfg, Path("fig5"))
-    """
-    S.check_format(fmt)
-    t = multiclass_frame(df)
-    has_base = t.baseline.notna().any()
-    fig = S.new_figure((10.5 if has_base else 5.5, 4.4))
-    axes = fig.subplots(1, 2 if has_base else 1, squeeze=False)[0]
-    rhos = sorted(t.rho.unique())
-    colors = dict(zip(rhos, S.ordered_colors(len(rhos)), strict=True))
-    n_classes = int(t.weighted_class.nunique()) if not t.empty else 0
-    for rho in rhos:
-        g = t[t.rho == rho].groupby("epoch")
-        _band(axes[0], g.wacc.mean().index, g.wacc.mean(), g.wacc.std(), colors[rho])
-        if has_base and abs(rho - 0.1) > 1e-9:
-            _band(axes[1], g.gain.mean().index, g.gain.mean(), g.gain.std(), colors[rho])
-    axes[0].set_ylabel("weighted test accuracy")
-    axes[0].set_title("Fig. 5: weighted accuracy (weights as in the loss)", fontsize=9)
-    if has_base:
-        axes[1].axhline(0, color="k", lw=0.6)
-        axes[1].set_ylabel("gain over the unweighted model")
-        axes[1].set_title("same test weights, weighted minus unweighted model", fontsize=9)
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("epoch")
-    band = (
-        f"band: mean ± 1 std over the {n_classes} weighted classes"
-        if n_classes >= 2
-        else f"no band: {n_classes} weighted class"
-    )
-    handles = [S.line_handle(colors[r], f"{r:g}") for r in rhos]
-    S.figure_legend(fig, [*handles, S.band_handle(band)], title="rho (weight of the weighted class)")
-    caption = (
-        "Weighted test accuracy vs epoch (each test example weighted as in the loss: rho for the weighted class, "
-        f"(1 - rho)/9 for the others), one line per rho; {band}"
-        + ("; right: gain over the unweighted (rho = 0.1) models under the same test weights" if has_base else "")
-        + f". {look_for}"
-    )
-    return S.save(fig, path, fmt, caption.strip())
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    if df.empty:
+        return []
+    if isinstance(cfg, MulticlassConfig):
+        look = (
+            "Look for: weighting helps the weighted accuracy early (gain above 0) and the benefit dissipates with "
+            "training (Byrd & Lipton Fig. 5)."
+        )
+        return [weighted_accuracy_curves(df, cfg, fig_dir / "fig5_weighted_acc_vs_epoch", fmt, look_for=look)]
+    if isinstance(cfg, ImbalancedConfig):
+        look = (
+            "Look for: sub-sampling shifts the fractions towards the majority class, and late in training the dashed "
+            "(weighted) lines lie on the solid ones: the weights do not undo the shift (Byrd & Lipton Fig. A.6)."
+        )
+        prefix = f"frac_{cfg.classes[1]}"
+        out = [imbalanced_curves(df, prefix, fig_dir / "figA6_imbalanced_fraction_vs_epoch", fmt, look_for=look)]
+    else:
+        out = _variant_figures(df, cfg, fig_dir, fmt)
+    look = "Look for: training accuracy reaching 1 (the claim that the weights' effect fades needs it)."
+    out.append(accuracy_curves(df, fig_dir / "accuracy_vs_epoch", fmt, look_for=look))
+    return out

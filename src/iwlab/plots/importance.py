@@ -7,8 +7,17 @@ mean ± std (it would dip below zero): the training-loss band is the within-epoc
 as a log-normal (geometric mean ×/÷ geometric std), the test-metric band is the min to max over seeds.
 Values <= 0 cannot be drawn on a log axis; they are left out and the caption says how many.
 
+Figures read only the store's frame (a method's ``strategy`` and ``k`` are member columns there) and the
+cells' ``losses`` artifacts; :func:`figures` draws them all for ``iwlab run``.
+
 Example:
-    >>> # metric_curves(iwlab.results.load(run_dir), cfg, "test_error", Path("test_error"), fmt="svg")
+    >>> import tempfile
+    >>> from iwlab.experiments.importance_sampling_mnist import Config
+    >>> rows = [("uniform", "uniform", 1.0, 0, e, "test_error", 0.1 / e) for e in (1, 2)]
+    >>> df = pd.DataFrame(rows, columns=["method", "strategy", "k", "seed", "epoch", "name", "value"])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     metric_curves(df, Config(methods=("uniform",)), "test_error", Path(d) / "test_error", fmt="svg").name
+    'test_error.svg'
 """
 
 from __future__ import annotations
@@ -20,25 +29,37 @@ import numpy as np
 import pandas as pd
 
 from iwlab.plots import style as S
+from iwlab.sampling import SamplerSpec
+from iwlab.store import Store
+
+__all__ = ["figures", "loss_vs_gradnorm", "metric_curves", "metric_vs_time", "sorted_losses", "train_loss_curves"]
 
 _LINESTYLE = {"uniform": "-", "oracle": "-", "approx": "--", "pcg": ":"}
 # uniform is black in every figure; the other methods take the rest of the palette in the config's order
 _METHOD_COLORS = (*S.PALETTE[1:], S.OKABE_ITO["sky_blue"])
 
 
-def _styles(methods: Any) -> dict[str, dict[str, Any]]:
-    """Per method: colour (distinct while there are at most 7 methods besides uniform), line style, label."""
-    from iwlab.experiments.importance import method_label, parse_method
+def _specs(df: pd.DataFrame, methods: Any) -> dict[str, SamplerSpec]:
+    """Method -> its sampler spec, from the store's ``strategy`` and ``k`` member columns, in ``methods``' order.
 
+    Methods without rows in ``df`` (not run, or failed) are left out.
+    """
+    if df.empty or not {"method", "strategy", "k"} <= set(df.columns):
+        return {}
+    runs = df.dropna(subset=["method"]).drop_duplicates("method").set_index("method")
+    return {m: SamplerSpec(runs.strategy[m], float(runs.k[m])) for m in methods if m in runs.index}
+
+
+def _styles(df: pd.DataFrame, methods: Any) -> dict[str, dict[str, Any]]:
+    """Per method: colour (distinct while there are at most 7 methods besides uniform), line style, label."""
     out, i = {}, 0
-    for m in methods:
-        strat, _ = parse_method(m)
-        if strat == "uniform":
+    for m, spec in _specs(df, methods).items():
+        if spec.strategy == "uniform":
             color = S.OKABE_ITO["black"]
         else:
             color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
             i += 1
-        out[m] = {"color": color, "ls": _LINESTYLE[strat], "label": method_label(m), "lw": 1.5}
+        out[m] = {"color": color, "ls": _LINESTYLE[spec.strategy], "label": spec.label, "lw": 1.5}
     return out
 
 
@@ -66,13 +87,20 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # train_loss_curves(df, cfg, Path("train_loss"))
+        >>> import tempfile
+        >>> from iwlab.experiments.importance_sampling_mnist import Config
+        >>> values = (("train_loss", 0.5), ("train_loss_std", 0.1))
+        >>> rows = [("uniform", "uniform", 1.0, 0, e, n, v / e) for e in (1, 2) for n, v in values]
+        >>> df = pd.DataFrame(rows, columns=["method", "strategy", "k", "seed", "epoch", "name", "value"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     train_loss_curves(df, Config(methods=("uniform",)), Path(d) / "loss", "svg").name
+        'loss.svg'
     """
     S.check_format(fmt)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(cfg.methods)
-    for m in cfg.methods:
+    styles = _styles(df, cfg.methods)
+    for m in styles:
         mu = _mean_std(df, "train_loss", m)
         sd = _mean_std(df, "train_loss_std", m)
         if mu.empty:
@@ -85,7 +113,7 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
             ax.fill_between(it, lo, hi, color=styles[m]["color"], alpha=0.12, lw=0)
     ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)", yscale="log")
     ax.set_title(
-        f"{cfg.dataset}: weighted minibatch loss per epoch\n"
+        f"{cfg.DATASET}: weighted minibatch loss per epoch\n"
         "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
         fontsize=8,
     )
@@ -107,16 +135,18 @@ def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: st
     Raises:
         ValueError: ``fmt`` is not a known format.
 
-    Example:
-        >>> # sorted_losses(run_dir, df, cfg, Path("sorted_losses"))
+    Example::
+
+        df = iwlab.store.load(run_dir)  # a finished run, with its cells' "losses" artifacts
+        sorted_losses(run_dir, df, cfg, run_dir / "figures" / "sorted_losses", fmt="svg")
     """
     S.check_format(fmt)
     arts = _artifacts(run_dir, df)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(cfg.methods)
+    styles = _styles(df, cfg.methods)
     dropped = 0
-    for m in cfg.methods:
+    for m in styles:
         curves = [np.load(run_dir / p)["sorted_losses"] for mm, p in arts if mm == m]
         if not curves:
             continue
@@ -151,15 +181,21 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # metric_curves(df, cfg, "test_error", Path("test_error"))
+        >>> import tempfile
+        >>> from iwlab.experiments.importance_sampling_mnist import Config
+        >>> rows = [("uniform", "uniform", 1.0, 0, e, n, v / e) for e in (1, 2) for n, v in (("test_error", 0.1),)]
+        >>> df = pd.DataFrame(rows, columns=["method", "strategy", "k", "seed", "epoch", "name", "value"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     metric_curves(df, Config(methods=("uniform",)), "test_error", Path(d) / "err", "svg").name
+        'err.svg'
     """
     S.check_format(fmt)
     scale = 100.0 if metric == "test_error" else 1.0
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(cfg.methods)
+    styles = _styles(df, cfg.methods)
     dropped = 0
-    for m in cfg.methods:
+    for m in styles:
         d = _seed_range(df, metric, m)
         if d.empty:
             continue
@@ -193,15 +229,22 @@ def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # metric_vs_time(df, cfg, "test_error", Path("test_error_vs_time"))
+        >>> import tempfile
+        >>> from iwlab.experiments.importance_sampling_mnist import Config
+        >>> values = (("test_error", 0.1), ("time_total", 1.0))
+        >>> rows = [("uniform", "uniform", 1.0, 0, e, n, v / e) for e in (1, 2) for n, v in values]
+        >>> df = pd.DataFrame(rows, columns=["method", "strategy", "k", "seed", "epoch", "name", "value"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     metric_vs_time(df, Config(methods=("uniform",)), "test_error", Path(d) / "t", "svg").name
+        't.svg'
     """
     S.check_format(fmt)
     scale = 100.0 if metric == "test_error" else 1.0
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(cfg.methods)
+    styles = _styles(df, cfg.methods)
     dropped = 0
-    for m in cfg.methods:
+    for m in styles:
         d = df[df.method == m].pivot_table(index=["seed", "epoch"], columns="name", values="value").reset_index()
         if d.empty or metric not in d:
             continue
@@ -227,18 +270,20 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
     Raises:
         ValueError: ``fmt`` is not a known format.
 
-    Example:
-        >>> # loss_vs_gradnorm(run_dir, df, cfg, Path("loss_vs_gradnorm"))
+    Example::
+
+        df = iwlab.store.load(run_dir)  # a finished run, with its cells' "losses" artifacts
+        loss_vs_gradnorm(run_dir, df, cfg, run_dir / "figures" / "loss_vs_gradnorm", fmt="svg")
     """
     S.check_format(fmt)
     arts = _artifacts(run_dir, df)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(cfg.methods)
+    styles = _styles(df, cfg.methods)
     done = set()
     dropped = 0
     for m, p in arts:
-        if m in done or m not in cfg.methods:
+        if m in done or m not in styles:
             continue
         done.add(m)
         z = np.load(run_dir / p)
@@ -259,6 +304,40 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
     return S.save(fig, path, fmt, caption)
 
 
+def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list[Path]:
+    """Training-loss curves (Figs. 1a/2a/3a), sorted losses (Fig. 1b), test metric vs epoch and vs time, loss vs
+    gradient norm; saved as ``fmt`` under ``run_dir/figures`` with their captions (shown in the report).
+
+    Args:
+        run_dir: the run folder (its ``results.db`` and the cells' ``losses`` artifacts).
+        df: its metrics (:func:`iwlab.store.load`), with the ``method``, ``strategy`` and ``k`` member columns.
+        cfg: the experiment's Config (an
+            :class:`~iwlab.experiments.importance_sampling_common.ImportanceSamplingConfig`).
+        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
+
+    Returns:
+        The five figure files, in the order above.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example::
+
+        figures(run_dir, iwlab.store.load(run_dir), cfg, fmt="svg")   # run_dir: a finished run
+    """
+    S.check_format(fmt)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    metric = cfg.METRIC
+    return [
+        train_loss_curves(df, cfg, fig_dir / "train_loss", fmt),
+        sorted_losses(run_dir, df, cfg, fig_dir / "sorted_losses", fmt),
+        metric_curves(df, cfg, metric, fig_dir / metric, fmt),
+        metric_vs_time(df, cfg, metric, fig_dir / f"{metric}_vs_time", fmt),
+        loss_vs_gradnorm(run_dir, df, cfg, fig_dir / "loss_vs_gradnorm", fmt),
+    ]
+
+
 def _mean_std(df: pd.DataFrame, metric: str, method: str, x: str = "epoch") -> pd.DataFrame:
     d = df[(df.name == metric) & (df.method == method)]
     if x != "epoch":
@@ -269,8 +348,6 @@ def _mean_std(df: pd.DataFrame, metric: str, method: str, x: str = "epoch") -> p
 
 def _artifacts(run_dir: Path, df: pd.DataFrame) -> list[tuple[str, str]]:
     """(method, relative path) of every stored ``losses`` artifact, ordered by seed."""
-    from iwlab.store import Store
-
     store = Store(run_dir / "results.db")
     try:
         arts = store.artifacts("losses")

@@ -5,7 +5,8 @@ the shared style of :mod:`iwlab.plots.style`: weights on truncated viridis (no l
 number of weights), one figure-level legend that also says what the bands mean.
 
 Example:
-    >>> # figure6(iwlab.results.load("runs/mrpc-quick"), Path("fig6"), fmt="svg")
+    >>> figures.__name__  # figures(run_dir, iwlab.results.load(run_dir), cfg) draws them from a finished run
+    'figures'
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iwlab.experiments.mrpc import Config
 from iwlab.plots import style as S
-
-
-def _wlabel(w: float) -> str:
-    """Weights as powers of 4 where they are (the paper's grid), else plainly."""
-    return S.weight_label(w, base=4)
 
 
 def figure6(df: pd.DataFrame, path: Path, title: str = "MRPC", fmt: str = "png", *, look_for: str = "") -> Path:
@@ -38,7 +35,12 @@ def figure6(df: pd.DataFrame, path: Path, title: str = "MRPC", fmt: str = "png",
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # figure6(df, Path("fig6_paraphrase_fraction_vs_epoch"))
+        >>> import tempfile
+        >>> df = pd.DataFrame({"weight": [1.0, 1.0, 0.25, 0.25], "epoch": [1, 2, 1, 2], "seed": 0,
+        ...                    "name": ["frac_paraphrase_test"] * 4, "value": [0.5, 0.6, 0.2, 0.5]})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     figure6(df, Path(d) / "fig6").suffix
+        '.png'
     """
     S.check_format(fmt)
     fig = S.new_figure((9.5, 4.3))
@@ -68,7 +70,7 @@ def figure6(df: pd.DataFrame, path: Path, title: str = "MRPC", fmt: str = "png",
     ax_f.set_title(f"{title}: Fig. 6", fontsize=9)
     ax_a.set_title("test accuracy", fontsize=9)
     band = S.seed_band_text(n_seeds)
-    handles = [S.line_handle(colors[w], _wlabel(w), marker="o", ms=3) for w in sorted(colors)]
+    handles = [S.line_handle(colors[w], S.weight_label(w, base=4), marker="o", ms=3) for w in sorted(colors)]
     S.figure_legend(
         fig,
         [*handles, S.band_handle(band)],
@@ -79,3 +81,35 @@ def figure6(df: pd.DataFrame, path: Path, title: str = "MRPC", fmt: str = "png",
         f"accuracy; {band}. {look_for}"
     )
     return S.save(fig, path, fmt, caption.strip())
+
+
+def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> list[Path]:
+    """Figure 6 (fraction of test pairs predicted paraphrase vs epoch) and test accuracy, from the store, saved
+    as ``fmt`` under ``run_dir/figures`` with its caption (``captions.json``, shown in the report).
+
+    Args:
+        run_dir: the run folder.
+        df: its metrics (:func:`iwlab.results.load`).
+        cfg: its :class:`Config`.
+        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     figures(Path(d), pd.DataFrame(), Config())
+        []
+    """
+    S.check_format(fmt)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    if df.empty:
+        return []
+    look = (
+        "Look for: the lines of different weights start apart and converge once the training pairs are fitted (Byrd "
+        "& Lipton Fig. 6: over about 100 epochs with BERT-base); test accuracy stays similar across weights."
+    )
+    path = fig_dir / "fig6_paraphrase_fraction_vs_epoch"
+    return [figure6(df, path, title=f"MRPC, {cfg.model}", fmt=fmt, look_for=look)]

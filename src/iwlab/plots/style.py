@@ -23,17 +23,21 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+# the caption file is shared with the report, a sibling layer: it lives in the store (see store.captions)
+from iwlab.store.captions import CAPTIONS_FILE, read_captions, write_caption
 
 __all__ = [
     "BOUNDARY_COLOR",
@@ -60,7 +64,6 @@ __all__ = [
 
 FORMATS = ("png", "pdf", "svg")
 DPI = 110
-CAPTIONS_FILE = "captions.json"
 LEGEND_FONTSIZE = 8
 
 OKABE_ITO = {
@@ -99,8 +102,6 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
 
 def ordered_colors(n: int) -> list[tuple[float, float, float, float]]:
     """``n`` RGBA colours along truncated viridis, darkest first (for ordered values such as weights)."""
-    from matplotlib import colormaps
-
     cm = colormaps[SEQUENTIAL_CMAP]
     lo, hi = SEQUENTIAL_RANGE
     return [cm(lo + (hi - lo) * i / max(n - 1, 1)) for i in range(n)]
@@ -149,8 +150,6 @@ def weight_label(w: float, base: int | None = None) -> str:
 
 def class_cmap() -> Any:
     """Colormap for P(class 1): class 0's colour at 0, white at 0.5, class 1's colour at 1."""
-    from matplotlib.colors import LinearSegmentedColormap
-
     return LinearSegmentedColormap.from_list("iwlab_classes", [CLASS_COLORS[0], "#FFFFFF", CLASS_COLORS[1]])
 
 
@@ -270,26 +269,5 @@ def save(fig: Figure, path: str | Path, fmt: str = "png", caption: str | None = 
     # bbox_inches="tight": a figure legend wider than the figure is grown into, never clipped
     fig.savefig(out, dpi=DPI, format=fmt, metadata=metadata, bbox_inches="tight", pad_inches=0.05)
     if caption:
-        cap_file = out.parent / CAPTIONS_FILE
-        caps = read_captions(out.parent)
-        caps[out.name] = caption
-        cap_file.write_text(json.dumps(caps, indent=1, sort_keys=True))
+        write_caption(out.parent, out.name, caption)
     return out
-
-
-def read_captions(folder: str | Path) -> dict[str, str]:
-    """``{file name: caption}`` recorded by :func:`save` in ``folder`` (empty when there are none).
-
-    Raises:
-        ValueError: ``captions.json`` exists but is not a JSON object of strings.
-    """
-    f = Path(folder) / CAPTIONS_FILE
-    if not f.exists():
-        return {}
-    try:
-        caps = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from None
-    if not isinstance(caps, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in caps.items()):
-        raise ValueError(f"{f}: expected a JSON object of file name -> caption strings")
-    return caps

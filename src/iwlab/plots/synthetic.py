@@ -1,5 +1,5 @@
 """Figures of the synthetic experiment (Byrd & Lipton 2019, Figs. 1-3, A.1, A.2), read from the store and
-the saved decision surfaces.
+the artifacts its cells saved (:mod:`iwlab.experiments.synthetic`: training sets, decision surfaces).
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state), so they work headless and
 inside worker processes, and share :mod:`iwlab.plots.style`: class 0 blue, class 1 vermillion in every
@@ -7,7 +7,9 @@ figure, weights on truncated viridis, one figure-level legend that also says wha
 Separable data come first in every figure.
 
 Example:
-    >>> # fraction_curves(iwlab.results.load(run_dir), cfg, Path("fraction_vs_epoch"), fmt="svg")
+    >>> import tempfile
+    >>> [p.name for p in figures(Path(tempfile.mkdtemp()), _toy_frame(("frac_down_test",)), Config())]
+    ['fraction_vs_epoch.png']
 """
 
 from __future__ import annotations
@@ -15,15 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from iwlab.experiments.synthetic import DATASETS, MODELS, Config
 from iwlab.plots import style as S
+from iwlab.plots.data import CAPTION as DATA_CAPTION
+from iwlab.plots.data import (
+    CLASS_NAMES,
+    cell_artifacts,
+    class_label,
+    plot_synthetic_datasets,
+    surface_figure,
+    training_sets,
+)
 
-CLASS_NAMES = ("negatives", "positives")  # y = 0 and y = 1 in iwlab.data.synthetic
-DATASET_ORDER = ("separable", "moons", "gaussians")  # separable first: the paper's claim is about it
-MODEL_ORDER = ("logreg", "mlp", "mlp_dropout")
-MODEL_NAMES = {"logreg": "logistic regression", "mlp": "MLP", "mlp_dropout": "MLP with dropout"}
+DATASET_ORDER = DATASETS  # separable first: the paper's claim is about it
+MODEL_ORDER = MODELS
 
 
 def _order(values: Any, order: tuple[str, ...]) -> list:
@@ -32,160 +41,19 @@ def _order(values: Any, order: tuple[str, ...]) -> list:
     return sorted(vals, key=lambda v: (order.index(v) if v in order else len(order), str(v)))
 
 
-def _class_name(c: int, down: int) -> str:
-    return f"class {c} ({CLASS_NAMES[c]}{', down-weighted' if c == down else ''})"
-
-
-def _pick_weights(weights: list[float], k: int = 5) -> list[float]:
-    ws = sorted(weights, reverse=True)
-    if len(ws) <= k:
-        return ws
-    idx = np.unique(np.round(np.linspace(0, len(ws) - 1, k)).astype(int))
-    return [ws[i] for i in idx]
-
-
-def _load_surfaces(run_dir: Path, model: str) -> tuple[dict[int, np.ndarray], Any] | None:
-    d = run_dir / "artifacts" / model
-    if not (d / "grid.npz").exists():
-        return None
-    meta = np.load(d / "grid.npz")
-    surf = {int(e): np.load(d / f"surface_e{int(e)}.npy").astype(np.float32) for e in meta["epochs"]}
-    return surf, meta
-
-
-def _member_index(df: pd.DataFrame, dataset: str, model: str, weight: float, l2: float, seed: int) -> int | None:
-    m = df[(df.dataset == dataset) & (df.model == model) & (df.weight == weight) & (df.l2 == l2) & (df.seed == seed)]
-    return None if m.empty else int(m.member.iloc[0])
-
-
-def surface_figure(
-    run_dir: Path,
-    df: pd.DataFrame,
-    cfg: Any,
-    dataset: str,
-    model: str,
-    l2: float,
-    path: Path,
-    title: str,
-    fmt: str = "png",
-    caption: str | None = None,
-) -> Path | None:
-    """Rows = weights, columns = snapshot epochs: the model's P(class 1) as shading (class 0 blue, white
-    at 0.5, class 1 vermillion; colorbar), its decision boundary (black), the logistic-regression boundary
-    (bluish green, dashed, when that model ran) and the max-margin separator (black dotted, separable data).
-
-    Args:
-        run_dir: the run folder (surfaces under ``artifacts/<model>/``).
-        df: the run's metrics (:func:`iwlab.results.load`).
-        cfg: the synthetic :class:`~iwlab.experiments.synthetic.Config`.
-        dataset, model, l2: which members to show (first seed).
-        path: output path or stem; the suffix becomes ``fmt``.
-        title: figure title.
-        fmt: ``"png"``, ``"pdf"`` or ``"svg"``.
-        caption: caption for the report.
-
-    Returns:
-        The file written, or None when that model or dataset did not run.
-
-    Raises:
-        ValueError: ``fmt`` is not a known format.
-
-    Example:
-        >>> # surface_figure(run_dir, df, cfg, "separable", "mlp", 0.0, Path("fig1"), "Figure 1", fmt="svg")
-    """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
-    from iwlab.experiments.synthetic import _data
-
-    S.check_format(fmt)
-    loaded = _load_surfaces(run_dir, model)
-    if loaded is None:
-        return None
-    surf, meta = loaded
-    lr_loaded = _load_surfaces(run_dir, "logreg") if model != "logreg" else None
-    x, y, _, _ = _data(cfg, dataset)
-    size = int(meta["size"])
-    epochs = sorted(surf)
-    members = df[["run_id", "member", "dataset", "model", "weight", "l2", "seed"]].drop_duplicates()
-    first = _member_index(members, dataset, model, members[members.dataset == dataset].weight.max(), l2, cfg.seed)
-    if first is None:
-        return None
-    x0, x1, y0, y1 = meta["boxes"][first].tolist()
-    weights = _pick_weights(sorted(members[members.dataset == dataset].weight.unique().tolist()))
-    seed = cfg.seed
-    down = cfg.down_class
-    svm = None
-    try:
-        from iwlab.implicit_bias import max_margin_separator
-
-        svm = max_margin_separator(x, y, bias="homogeneous")
-    except ValueError:
-        pass
-    cmap = S.class_cmap()
-    fig = S.new_figure((2.2 * len(epochs) + 1.6, 2.2 * len(weights) + 1.6))
-    axes = fig.subplots(len(weights), len(epochs), squeeze=False)
-    gx = np.linspace(x0, x1, size)
-    gy = np.linspace(y0, y1, size)
-    xn, yn = x.numpy(), y.numpy()
-    point_colors = np.array(S.CLASS_COLORS)[yn.astype(int)]
-    drew_lr = False
-    for r, w in enumerate(weights):
-        mi = _member_index(members, dataset, model, w, l2, seed)
-        li = _member_index(members, dataset, "logreg", w, l2, seed) if lr_loaded else None
-        for c, e in enumerate(epochs):
-            ax = axes[r][c]
-            if mi is not None:
-                ax.contourf(gx, gy, surf[e][mi], levels=np.linspace(0, 1, 11), cmap=cmap, vmin=0, vmax=1, alpha=0.6)
-                ax.contour(gx, gy, surf[e][mi], levels=[0.5], colors="k", linewidths=0.8)
-            if li is not None and e in lr_loaded[0]:
-                ax.contour(
-                    gx, gy, lr_loaded[0][e][li], levels=[0.5], colors=S.BOUNDARY_COLOR, linewidths=1.4, linestyles="--"
-                )
-                drew_lr = True
-            ax.scatter(xn[:, 0], xn[:, 1], c=point_colors, s=3, edgecolors="none")
-            if svm is not None:
-                (wv, b) = svm
-                wv = wv.numpy()
-                xs = np.array([x0, x1])
-                if abs(wv[1]) > 1e-12:
-                    ax.plot(xs, -(wv[0] * xs + b) / wv[1], "k:", lw=1.2)
-            ax.set_xlim(x0, x1)
-            ax.set_ylim(y0, y1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"epoch {e}", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"w = {S.weight_label(w)}", fontsize=9)
-    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axes, shrink=0.5, aspect=30, pad=0.02)
-    cb.set_label(
-        f"{MODEL_NAMES.get(model, model)}: P(class 1 = {CLASS_NAMES[1]})\n{_class_name(down, down)} by w",
-        fontsize=8,
-    )
-    handles = [S.line_handle(S.CLASS_COLORS[k], _class_name(k, down), lw=0, marker="o", markersize=5) for k in (0, 1)]
-    handles.append(S.line_handle("k", f"{MODEL_NAMES.get(model, model)} boundary (P = 0.5)", lw=0.8))
-    if drew_lr:
-        handles.append(S.line_handle(S.BOUNDARY_COLOR, "logistic regression boundary", ls="--", lw=1.4))
-    if svm is not None:
-        handles.append(S.line_handle("k", "max-margin separator (homogeneous)", ls=":", lw=1.2))
-    S.figure_legend(fig, handles, title=f"rows: weight w on class {down}; first seed only", ncol=3)
-    fig.suptitle(title, fontsize=10)
-    return S.save(fig, path, fmt, caption)
-
-
 def surface_figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fig_dir: Path, fmt: str = "png") -> list[Path]:
     """Figures 1, 2, 3, A.1 and A.2 (those whose models and datasets ran), each with its caption.
 
     Raises:
         ValueError: ``fmt`` is not a known format.
 
-    Example:
-        >>> # surface_figures(run_dir, df, cfg, run_dir / "figures", fmt="pdf")
+    Example::
+
+        surface_figures(run_dir, iwlab.store.load(run_dir), cfg, run_dir / "figures", fmt="pdf")
     """
     S.check_format(fmt)
-    l2_reg = max(cfg.l2) if cfg.l2 else 0.0
-    down = _class_name(cfg.down_class, cfg.down_class)
+    decay = max(cfg.weight_decay) if cfg.weight_decay else 0.0
+    down = class_label(cfg.down_class, cfg.down_class)
     shading = (
         "Shading: the model's P(class 1) (blue: class 0, vermillion: class 1; colorbar); black line: its decision "
         "boundary; green dashed: logistic regression's; dotted: the max-margin separator. Rows: weight w on "
@@ -208,11 +76,11 @@ def surface_figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fig_dir: Path, fm
         (
             "separable",
             "mlp",
-            l2_reg,
+            decay,
             "fig2_separable_l2",
-            f"Fig. 2: same with L2 = {l2_reg:g}",
-            shading + "Look for: with L2 the rows stay different at the last epoch (L2 keeps the weights' effect, "
-            "Byrd & Lipton Fig. 2).",
+            f"Fig. 2: same with L2 regularization, weight decay {decay:g}",
+            shading + "Look for: with weight decay the rows stay different at the last epoch (L2 keeps the weights' "
+            "effect, Byrd & Lipton Fig. 2).",
         ),
         (
             "separable",
@@ -243,13 +111,19 @@ def surface_figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fig_dir: Path, fm
         ),
     ]
     out = []
-    for ds, model, l2, name, title, caption in specs:
-        if ds not in cfg.datasets or not (l2 == 0.0 or l2 in cfg.l2):
+    for ds, model, wd, name, title, caption in specs:
+        if ds not in cfg.datasets or not (wd == 0.0 or wd in cfg.weight_decay):
             continue
-        p = surface_figure(run_dir, df, cfg, ds, model, l2, fig_dir / name, title, fmt=fmt, caption=caption)
+        p = surface_figure(run_dir, df, cfg, ds, model, wd, fig_dir / name, title, fmt=fmt, caption=caption)
         if p is not None:
             out.append(p)
     return out
+
+
+def _toy_frame(names: tuple[str, ...]) -> pd.DataFrame:
+    """A tiny store frame for the doctests: logistic regression on separable data, 2 weights, epochs 1 and 2."""
+    rows = [("separable", "logreg", 0.0, w, 0, e, n, 0.4 * w / e) for w in (1.0, 0.25) for e in (1, 2) for n in names]
+    return pd.DataFrame(rows, columns=["dataset", "model", "weight_decay", "weight", "seed", "epoch", "name", "value"])
 
 
 def _seed_stats(d: pd.DataFrame) -> pd.DataFrame:
@@ -283,17 +157,20 @@ def fraction_curves(df: pd.DataFrame, cfg: Any, path: Path, metric: str = "frac_
     over seeds (no band with one seed).
 
     Rows: datasets (separable first), each on test points and on the grid; columns: model variants
-    (model, L2).
+    (model, weight decay).
 
     Raises:
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # fraction_curves(df, cfg, Path("fraction_vs_epoch"), fmt="svg")
+        >>> import tempfile
+        >>> df = _toy_frame(("frac_down_test", "frac_down_grid"))
+        >>> fraction_curves(df, Config(), Path(tempfile.mkdtemp()) / "fraction_vs_epoch", fmt="svg").name
+        'fraction_vs_epoch.svg'
     """
     S.check_format(fmt)
     d = df[df.name.isin([metric, "frac_down_grid"])]
-    variants = d[["model", "l2"]].drop_duplicates().values.tolist()
+    variants = d[["model", "weight_decay"]].drop_duplicates().values.tolist()
     variants.sort(key=lambda v: (MODEL_ORDER.index(v[0]) if v[0] in MODEL_ORDER else len(MODEL_ORDER), v[1]))
     datasets = _order([ds for ds in cfg.datasets if ds in set(d.dataset)], DATASET_ORDER)
     colors = S.weight_colors(d.weight.unique())
@@ -302,11 +179,12 @@ def fraction_curves(df: pd.DataFrame, cfg: Any, path: Path, metric: str = "frac_
     axes = fig.subplots(2 * len(datasets), len(variants), squeeze=False)
     for r, ds in enumerate(datasets):
         for k, (m_name, label) in enumerate(((metric, "test points"), ("frac_down_grid", "grid"))):
-            for c, (model, l2) in enumerate(variants):
+            for c, (model, wd) in enumerate(variants):
                 ax = axes[2 * r + k][c]
-                _curve_panel(ax, d[(d.dataset == ds) & (d.model == model) & (d.l2 == l2) & (d.name == m_name)], colors)
+                sel = (d.dataset == ds) & (d.model == model) & (d.weight_decay == wd) & (d.name == m_name)
+                _curve_panel(ax, d[sel], colors)
                 ax.set_ylim(-0.02, 1.02)
-                ax.set_title(f"{ds}: {model}, L2={l2:g} ({label})", fontsize=8)
+                ax.set_title(f"{ds}: {model}, weight decay {wd:g} ({label})", fontsize=8)
                 if c == 0:
                     ax.set_ylabel(f"fraction predicted\nclass {cfg.down_class} ({label})", fontsize=8)
                 if 2 * r + k == 2 * len(datasets) - 1:
@@ -320,35 +198,38 @@ def fraction_curves(df: pd.DataFrame, cfg: Any, path: Path, metric: str = "frac_
     caption = (
         f"Fraction of test points (and of a grid over the plane) predicted as the down-weighted class "
         f"{cfg.down_class} vs epoch, one line per weight; {S.seed_band_text(n_seeds)}. Look for: in the separable "
-        "rows without L2 (and with dropout) the lines of different weights start apart and converge as training "
-        "goes on (the effect fades); with L2 they stay apart. The table in Results gives the verdict per row."
+        "rows without weight decay (and with dropout) the lines of different weights start apart and converge as "
+        "training goes on (the effect fades); with weight decay (L2) they stay apart. The table in Results gives the "
+        "verdict per row."
     )
     return S.save(fig, path, fmt, caption)
 
 
 def angle_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Path:
     """Logistic regression on separable data: angle to the max-margin direction (log axis, band min to max
-    over seeds) and parameter norm (band mean ± 1 std) vs epoch, one column per L2 value.
+    over seeds) and parameter norm (band mean ± 1 std) vs epoch, one column per weight decay.
 
     Raises:
         ValueError: ``fmt`` is not a known format.
 
     Example:
-        >>> # angle_curves(df, cfg, Path("angle_vs_epoch"))
+        >>> import tempfile
+        >>> angle_curves(_toy_frame(("angle", "param_norm")), Config(), Path(tempfile.mkdtemp()) / "angle").name
+        'angle.png'
     """
     S.check_format(fmt)
     d = df[(df.model == "logreg")]
-    l2s = sorted(d.l2.unique())
+    decays = sorted(d.weight_decay.unique())
     colors = S.weight_colors(d.weight.unique())
     n_seeds = int(d.seed.nunique()) if "seed" in d else 1
-    fig = S.new_figure((3.4 * len(l2s) + 0.6, 6.0))
-    axes = fig.subplots(2, len(l2s), squeeze=False)
-    for c, l2 in enumerate(l2s):
-        a = d[(d.l2 == l2) & (d.name == "angle")]
+    fig = S.new_figure((3.4 * len(decays) + 0.6, 6.0))
+    axes = fig.subplots(2, len(decays), squeeze=False)
+    for c, wd in enumerate(decays):
+        a = d[(d.weight_decay == wd) & (d.name == "angle")]
         _curve_panel(axes[0][c], a, colors, band="range", logy=True)
-        axes[0][c].set_title(f"logistic regression, L2={l2:g}", fontsize=9)
+        axes[0][c].set_title(f"logistic regression, weight decay {wd:g}", fontsize=9)
         axes[0][c].set_ylabel("angle to max margin (rad)")
-        n = d[(d.l2 == l2) & (d.name == "param_norm") & (d.dataset == "separable")]
+        n = d[(d.weight_decay == wd) & (d.name == "param_norm") & (d.dataset == "separable")]
         _curve_panel(axes[1][c], n, colors)
         axes[1][c].set_ylabel("parameter norm")
         axes[1][c].set_xlabel("epoch")
@@ -357,8 +238,49 @@ def angle_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Pa
     caption = (
         "Logistic regression on the separable data: angle between (w, b) and the max-margin direction (log axis) "
         f"and the parameter norm vs epoch, one line per weight; {band}. The angle's band is the min to max over "
-        "seeds, so it stays positive on the log axis. Look for: without L2 the angle falls towards 0 for every "
-        "weight while the norm grows (gradient descent converges in direction to the max-margin separator whatever "
-        "the weights, Soudry et al. 2018); with L2 the norm levels off and the angle stops falling."
+        "seeds, so it stays positive on the log axis. Look for: without weight decay the angle falls towards 0 for "
+        "every weight while the norm grows (gradient descent converges in direction to the max-margin separator "
+        "whatever the weights, Soudry et al. 2018); with weight decay (L2) the norm levels off and the angle stops "
+        "falling."
     )
     return S.save(fig, path, fmt, caption)
+
+
+def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> list[Path]:
+    """All figures of a synthetic run, from its store and saved artifacts, written as ``fmt`` under
+    ``run_dir/figures`` with their captions (``captions.json``, shown in the report).
+
+    The training sets (:func:`~iwlab.plots.data.plot_synthetic_datasets`), Figs. 1, 2, 3, A.1 and A.2
+    (:func:`surface_figures`), the fraction predicted as the down-weighted class (:func:`fraction_curves`)
+    and, when recorded, logistic regression's angle to the max-margin direction (:func:`angle_curves`).
+
+    Args:
+        run_dir: the run folder.
+        df: its metrics (:func:`iwlab.store.load`).
+        cfg: its :class:`~iwlab.experiments.synthetic.Config`.
+        fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
+
+    Returns:
+        The files written, in report order.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example::
+
+        figures(Path("runs/synthetic-quick"), iwlab.store.load("runs/synthetic-quick"), cfg, fmt="svg")
+    """
+    S.check_format(fmt)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    out = []
+    saved = [p for (_, kind), p in sorted(cell_artifacts(run_dir).items()) if kind == "data"]
+    data = training_sets(saved[0]) if saved else {}
+    if data:
+        data = {ds: data[ds] for ds in cfg.datasets if ds in data}
+        out.append(plot_synthetic_datasets(fig_dir / "data", data, seed=cfg.data_seed, fmt=fmt, caption=DATA_CAPTION))
+    out += surface_figures(run_dir, df, cfg, fig_dir, fmt=fmt)
+    out.append(fraction_curves(df, cfg, fig_dir / "fraction_vs_epoch", fmt=fmt))
+    if "angle" in set(df.name):
+        out.append(angle_curves(df, cfg, fig_dir / "angle_vs_epoch", fmt=fmt))
+    return out

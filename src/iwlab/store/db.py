@@ -123,7 +123,9 @@ class Store:
             (one line, naming the file).
 
     Example:
-        >>> # store = Store("runs/synthetic-quick/results.db"); store.runs()
+        >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+        >>> store.runs()
+        []
     """
 
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
@@ -163,7 +165,8 @@ class Store:
         """Close the connection.
 
         Example:
-            >>> # store.close()
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.close()
         """
         self._conn.close()
 
@@ -172,7 +175,10 @@ class Store:
         """Store JSON values under keys (experiment, profile, config, provenance, ...).
 
         Example:
-            >>> # store.set_meta(experiment="synthetic", profile="quick")
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.set_meta(experiment="synthetic", profile="quick")
+            >>> store.meta()["profile"]
+            'quick'
         """
         with self._tx() as c:
             c.executemany(
@@ -184,7 +190,9 @@ class Store:
         """All meta entries, JSON-decoded.
 
         Example:
-            >>> # store.meta()["config"]
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.set_meta(config={"epochs": 3}); store.meta()["config"]
+            {'epochs': 3}
         """
         rows = self._conn.execute("SELECT key, value FROM meta")
         return {k: json_field(v, self.path, f"table meta, key {k}") for k, v in rows}
@@ -199,7 +207,10 @@ class Store:
         """Register cells as pending; cells already present keep their status (this is how resume works).
 
         Example:
-            >>> # store.add_runs("synthetic", [("separable/mlp", {"model": "mlp"})])
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.add_runs("synthetic", [("separable/mlp", {"model": "mlp"})])
+            >>> store.status("separable/mlp")
+            'pending'
         """
         rows = [
             (rid, experiment, rid, json.dumps(cfg, sort_keys=True), json.dumps(provenance or {})) for rid, cfg in cells
@@ -214,7 +225,11 @@ class Store:
         """Move a run to ``status`` (one of :data:`STATUSES`), with an optional error text and epoch.
 
         Example:
-            >>> # store.set_status("separable/mlp", "failed", error=traceback_text)
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.add_runs("synthetic", [("separable/mlp", {})])
+            >>> store.set_status("separable/mlp", "failed", error="ValueError: bad")
+            >>> store.status("separable/mlp")
+            'failed'
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got '{status}'")
@@ -232,7 +247,9 @@ class Store:
         """Status of one run, ``None`` if unknown.
 
         Example:
-            >>> # store.status("separable/mlp")
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.status("separable/mlp") is None
+            True
         """
         row = self._conn.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return row[0] if row else None
@@ -241,7 +258,10 @@ class Store:
         """All runs as dicts (config and provenance decoded).
 
         Example:
-            >>> # [r["status"] for r in store.runs()]
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.add_runs("synthetic", [("a", {}), ("b", {})])
+            >>> [r["status"] for r in store.runs()]
+            ['pending', 'pending']
         """
         cur = self._conn.execute("SELECT * FROM runs ORDER BY rowid")
         cols = [d[0] for d in cur.description]
@@ -275,7 +295,11 @@ class Store:
         upserted, so a redo writes the same rows again without duplicates.
 
         Example:
-            >>> # store.write_result("separable/mlp", [{"weight": 1.0}], [(1, 0, "train_loss", .3)])
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.add_runs("synthetic", [("separable/mlp", {})])
+            >>> store.write_result("separable/mlp", [{"weight": 1.0}], [(1, 0, "train_loss", 0.3)])
+            >>> store.status("separable/mlp"), store.query("SELECT name, value FROM metrics")
+            ('done', [('train_loss', 0.3)])
         """
         now = time.time()
         div = list(diverged) if diverged is not None else [-1] * len(members)
@@ -304,7 +328,10 @@ class Store:
         """Upsert metric rows ``(epoch, member, name, value)``.
 
         Example:
-            >>> # store.write_metrics("cell", [(10, 3, "angle", 0.01)])
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.write_metrics("cell", [(10, 3, "angle", 0.01)])
+            >>> store.query("SELECT epoch, member, name FROM metrics")
+            [(10, 3, 'angle')]
         """
         with self._tx() as c:
             c.executemany(
@@ -316,7 +343,10 @@ class Store:
         """Record a file (figure, grid, checkpoint) that belongs to a run; paths are relative to the run dir.
 
         Example:
-            >>> # store.add_artifact("", "figure", "figures/fig1.png")
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.add_artifact("", "figure", "figures/fig1.png")
+            >>> [a["path"] for a in store.artifacts("figure")]
+            ['figures/fig1.png']
         """
         with self._tx() as c:
             c.execute(
@@ -328,7 +358,9 @@ class Store:
         """Artifacts as dicts, optionally of one kind.
 
         Example:
-            >>> # store.artifacts("figure")
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.artifacts("figure")
+            []
         """
         q, args = "SELECT run_id, kind, path, created FROM artifacts", ()
         if kind is not None:
@@ -342,6 +374,8 @@ class Store:
         """Read-only SQL escape hatch.
 
         Example:
-            >>> # store.query("SELECT COUNT(*) FROM metrics")
+            >>> import tempfile; store = Store(Path(tempfile.mkdtemp()) / "results.db")
+            >>> store.query("SELECT COUNT(*) FROM metrics")
+            [(0,)]
         """
         return self._conn.execute(sql, args).fetchall()

@@ -1,4 +1,17 @@
-"""Read a run directory's store into pandas, and export it."""
+"""Read a run directory's store into pandas, and export it.
+
+Example (a run directory with one finished cell, as the runner writes it):
+    >>> import tempfile
+    >>> from iwlab.store.db import Store
+    >>> run_dir = Path(tempfile.mkdtemp()); store = Store(run_dir / "results.db")
+    >>> store.add_runs("synthetic", [("mlp", {})])
+    >>> store.write_result("mlp", [{"weight": 0.5, "seed": 0}], [(1, 0, "frac_down_test", 0.25)])
+    >>> store.close()
+    >>> load(run_dir)[["run_id", "epoch", "name", "value", "weight", "status"]].values.tolist()
+    [['mlp', 1, 'frac_down_test', 0.25, 0.5, 'done']]
+    >>> export(run_dir).splitlines()[0]
+    'run_id,member,epoch,name,value,diverged_epoch,seed,weight,status'
+"""
 
 from __future__ import annotations
 
@@ -27,7 +40,11 @@ def connect_readonly(db: Path) -> sqlite3.Connection:
     side files). With one, open it read-only beside the writer; its side files exist already.
 
     Example:
-        >>> # con = connect_readonly(Path("runs/synthetic-quick/results.db"))
+        >>> import tempfile; from iwlab.store.db import Store
+        >>> run_dir = Path(tempfile.mkdtemp()); Store(run_dir / "results.db").close()
+        >>> con = connect_readonly(run_dir / "results.db"); con.execute("SELECT COUNT(*) FROM runs").fetchone()
+        (0,)
+        >>> con.close()
     """
     busy = db.with_name(db.name + "-wal").exists()
     uri = f"{db.resolve().as_uri()}?mode=ro" + ("" if busy else "&immutable=1")
@@ -38,11 +55,13 @@ def load(path: str | Path) -> pd.DataFrame:
     """Metrics of a run directory as one long DataFrame.
 
     Columns: ``run_id, member, epoch, name, value``, the run's ``status``, each member's labels as
-    columns (e.g. ``weight``, ``seed``, ``model``, ``l2``) and ``diverged_epoch``.
+    columns (e.g. ``weight``, ``seed``, ``model``, ``weight_decay``) and ``diverged_epoch``.
 
     Example:
-        >>> # df = iwlab.results.load("runs/synthetic-quick")
-        >>> # df[df.name == "frac_down_test"].groupby(["weight", "epoch"]).value.mean()
+        See the module's example; a typical query::
+
+            df = iwlab.results.load("runs/synthetic-quick")
+            df[df.name == "frac_down_test"].groupby(["weight", "epoch"]).value.mean()
     """
     db = _db_path(path)
     try:
@@ -77,7 +96,10 @@ def load_runs(path: str | Path) -> pd.DataFrame:
         StoreError: the store cannot be read (the message names the file).
 
     Example:
-        >>> # (load_runs("runs/synthetic-quick").status == "failed").sum()
+        >>> import tempfile; from iwlab.store.db import Store
+        >>> run_dir = Path(tempfile.mkdtemp()); Store(run_dir / "results.db").close()
+        >>> load_runs(run_dir).columns.tolist()
+        ['run_id', 'status', 'error', 'epoch']
     """
     db = _db_path(path)
     try:
@@ -102,7 +124,10 @@ def export(path: str | Path, fmt: Literal["csv", "parquet"] = "csv", output: str
         StoreError: the store cannot be read (the message names the file).
 
     Example:
-        >>> # export("runs/synthetic-quick", "csv", "metrics.csv")
+        >>> import tempfile; from iwlab.store.db import Store
+        >>> run_dir = Path(tempfile.mkdtemp()); Store(run_dir / "results.db").close()
+        >>> export(run_dir, "csv", run_dir / "metrics.csv") is None, (run_dir / "metrics.csv").exists()
+        (True, True)
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"format must be csv or parquet, got '{fmt}'")
@@ -141,6 +166,9 @@ def default_parquet_path(path: str | Path) -> Path:
     """Where :func:`export` writes Parquet when no output is given: ``RUN_DIR/results.parquet``.
 
     Example:
-        >>> # default_parquet_path("runs/synthetic-quick")  -> runs/synthetic-quick/results.parquet
+        >>> import tempfile; from iwlab.store.db import Store
+        >>> run_dir = Path(tempfile.mkdtemp()); Store(run_dir / "results.db").close()
+        >>> default_parquet_path(run_dir) == run_dir / "results.parquet"
+        True
     """
     return _db_path(path).parent / "results.parquet"

@@ -16,8 +16,9 @@ predictor's training) and ``time_training`` (step 2); evaluation and checkpoints
 CUDA the clocks are read after a device synchronization, so asynchronous kernels are charged to the
 phase that launched them.
 
-The run checkpoints at every epoch end (model, optimizer, sampler, RNG, records, clocks) and resumes
-from the last finished epoch.
+The epochs, checkpoints (every epoch end: model, optimizer, sampler, RNG, records, clocks), resume
+and progress belong to the one training loop, :func:`iwlab.train.fit.fit`; this module supplies its
+job: the sampler as the batch source and a single-module step.
 
 Example:
     >>> import torch
@@ -33,21 +34,20 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iwlab.files import fingerprint
 from iwlab.functional.checks import check_int
 from iwlab.functional.losses import weighted_cross_entropy
-from iwlab.sampling.samplers import ImportanceSampler
-from iwlab.train.checkpoint import atomic_save, check_record, fingerprint, load_checkpoint
+from iwlab.sampling import ImportanceSampler
+from iwlab.train.fit import Clock
+from iwlab.train.fit import fit as fit_loop
 
 __all__ = ["per_example_loss", "run_record", "train_sampled"]
 
@@ -129,7 +129,7 @@ def run_record(
 
     ``steps_per_epoch``; the sampler's class and settings (method, dataset size ``n``, batch size, ``k``,
     ``presample``, ``smoothing``, ``ema``, seed, and the class-aware samplers' extra settings) with a
-    :func:`~iwlab.train.checkpoint.fingerprint` of a tensor-backed dataset's tensors; the optimizer's
+    :func:`~iwlab.files.fingerprint` of a tensor-backed dataset's tensors; the optimizer's
     class and, per parameter group, its size and hyperparameters (lr, momentum, weight decay, betas,
     eps, ...) as configured; the model's parameter names, shapes and dtypes.
 
@@ -140,10 +140,17 @@ def run_record(
 
     Returns:
         A nested dict of plain values (numbers, strings, lists), compared by
-        :func:`~iwlab.train.checkpoint.check_record`.
+        :func:`~iwlab.files.check_record`.
 
     Example:
-        >>> # run_record(model, sampler, optimizer, 300)["sampler"]["method"]  -> 'oracle'
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from iwlab.sampling import make_sampler
+        >>> ds = TensorDataset(torch.randn(32, 2), torch.randint(0, 2, (32,)))
+        >>> model = torch.nn.Linear(2, 2)
+        >>> rec = run_record(model, make_sampler("oracle", ds, 8), torch.optim.SGD(model.parameters(), lr=0.1), 300)
+        >>> rec["sampler"]["method"], rec["optimizer"]["groups"][0]["lr"]
+        ('oracle', 0.1)
     """
     smp: dict[str, Any] = {"class": type(sampler).__name__}
     smp.update({k: _plain(getattr(sampler, k)) for k in _SAMPLER_KEYS if hasattr(sampler, k)})
@@ -161,23 +168,128 @@ def run_record(
     }
 
 
-class _Clock:
-    """Accumulates seconds per phase; synchronizes CUDA so async kernels count where launched."""
+class _SampledJob:
+    """The loop's job: the sampler draws each batch from the model's losses; one module takes the step."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.totals = {"scoring": 0.0, "training": 0.0}
-        self._t = 0.0
+    M = 1
+    uses_global_rng = True  # dropout in the module, torch.rand in samplers
 
-    def start(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-        self._t = time.perf_counter()
+    def __init__(
+        self,
+        model: nn.Module,
+        sampler: ImportanceSampler,
+        optimizer: torch.optim.Optimizer,
+        iterations: int,
+        steps_per_epoch: int,
+        on_epoch: Callable[[nn.Module, int], dict[str, float]] | None,
+        lr_at: Callable[[int], float] | None,
+        transform: Callable[[Tensor], Tensor] | None,
+        source: Any,
+    ) -> None:
+        self.model, self.sampler, self.optimizer = model, sampler, optimizer
+        self.iterations, self.steps_per_epoch = iterations, steps_per_epoch
+        self.on_epoch, self.lr_at, self.transform, self.source = on_epoch, lr_at, transform, source
+        # taken before anything trains: the configured settings (lr_at changes the live lr)
+        self._spec = run_record(model, sampler, optimizer, steps_per_epoch)
+        self._loss = 0.0
+        self.done = 0  # iterations trained
 
-    def stop(self, phase: str) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.totals[phase] += time.perf_counter() - self._t
+    def spec(self) -> dict[str, Any]:
+        return self._spec
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "iteration": self.done,
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        done, spe = int(state["iteration"]), self.steps_per_epoch
+        ep = -(-done // spe)
+        if done > self.iterations:
+            raise ValueError(
+                f"checkpoint {self.source} is at iteration {done} (epoch {ep}) but train_sampled(iterations="
+                f"{self.iterations}) was asked for; ask for at least that many, or delete the checkpoint to "
+                "start afresh"
+            )
+        if done < ep * spe and done != self.iterations:
+            # its last epoch was cut short by its own iterations: continuing would skip steps
+            raise ValueError(
+                f"checkpoint {self.source} was made with iterations={done}, ending inside epoch {ep}; this run has "
+                f"iterations={self.iterations}, which would skip iterations {done}..{ep * spe - 1} "
+                "(delete the checkpoint to start afresh)"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.done = done
+
+    def _score(self, x: Tensor, y: Tensor) -> Tensor:
+        self.model.eval()  # scores without dropout noise; BatchNorm uses running statistics
+        out = per_example_loss(self.model, x, y)
+        self.model.train()
+        return out
+
+    def train_epoch(self, epoch: int, clock: Clock) -> dict[str, float]:
+        model, opt = self.model, self.optimizer
+        first = (epoch - 1) * self.steps_per_epoch
+        last = min(epoch * self.steps_per_epoch, self.iterations)
+        losses, raws = [], []
+        model.train()
+        for it in range(first, last):
+            if self.lr_at is not None:
+                for group in opt.param_groups:
+                    group["lr"] = self.lr_at(it)
+            clock.start()
+            batch = self.sampler.sample(score_fn=self._score)
+            clock.stop("scoring")
+            clock.start()
+            x, y = batch.data[0], _as_labels(batch.data[1])
+            if self.transform is not None:
+                x = self.transform(x)
+            logits = model(x)
+            # each epoch's first step checks labels and weights (a label >= C would otherwise fail inside
+            # a gather); the other steps skip the device sync
+            loss = weighted_cross_entropy(logits, y, sample_weight=batch.weights, validate=it == first)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            per = F.cross_entropy(logits.detach(), y, reduction="none")
+            clock.stop("training")
+            clock.start()
+            self.sampler.update(batch.indices, per)
+            clock.stop("scoring")
+            losses.append(loss.detach())
+            raws.append(per.mean())
+        self.done = last
+        ls = torch.stack(losses).float()
+        self._loss = float(ls.mean())
+        t = clock.totals
+        return {
+            "iteration": last,
+            "train_loss": self._loss,
+            "train_loss_std": float(ls.std()) if ls.numel() > 1 else 0.0,
+            "train_loss_raw": float(torch.stack(raws).mean()),
+            "time_scoring": t["scoring"],
+            "time_training": t["training"],
+            "time_total": t["scoring"] + t["training"],
+        }
+
+    def finite(self) -> Tensor:
+        return torch.tensor([self._loss == self._loss and abs(self._loss) != float("inf")])
+
+    def freeze(self, members: Tensor) -> None:  # never called: divergence raises
+        raise AssertionError("train_sampled raises on divergence")
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        if self.on_epoch is None:
+            return {}
+        self.model.eval()
+        out = self.on_epoch(self.model, epoch)
+        self.model.train()
+        return out
 
 
 def train_sampled(
@@ -210,7 +322,7 @@ def train_sampled(
             a checkpoint past ``iterations`` or one whose own last epoch was cut short by a smaller
             ``iterations``. An unreadable file (truncated, empty) is moved aside to ``<name>.corrupt``
             with a logged warning and the run starts afresh
-            (:func:`~iwlab.train.checkpoint.load_checkpoint`).
+            (:func:`~iwlab.files.load_checkpoint`).
         progress: a tqdm bar (True), nothing (False), or ``fn(epoch, total_epochs)``.
 
     Returns:
@@ -226,8 +338,16 @@ def train_sampled(
         FloatingPointError: the training loss stopped being finite.
 
     Example:
-        >>> # recs = train_sampled(model, sampler, torch.optim.Adam(model.parameters()), iterations=6000,
-        >>> #                      steps_per_epoch=300, on_epoch=lambda m, e: {"test_error": err(m)})
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from iwlab.sampling import make_sampler
+        >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
+        >>> model = torch.nn.Linear(2, 2)
+        >>> err = lambda m, e: {"test_error": float((m(x).argmax(1) != y).float().mean())}
+        >>> recs = train_sampled(model, make_sampler("uniform", TensorDataset(x, y), 16),
+        ...                      torch.optim.Adam(model.parameters()), iterations=6, steps_per_epoch=3, on_epoch=err)
+        >>> [r["iteration"] for r in recs], "test_error" in recs[-1]
+        ([3, 6], True)
     """
     iterations = check_int(iterations, "iterations", minimum=1)
     steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
@@ -235,122 +355,26 @@ def train_sampled(
     if not params:
         raise ValueError("model has no parameters to train")
     device = params[0].device
-    clock = _Clock(device)
-    epochs = math.ceil(iterations / steps_per_epoch)
-    records: list[dict[str, float]] = []
-    start_epoch = 1
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    # taken before anything trains: the configured settings (lr_at changes the live lr)
-    spec = run_record(model, sampler, optimizer, steps_per_epoch)
-    # generator and RNG states must stay on the CPU; load_state_dict moves the rest where it belongs
-    state = None if ckpt is None else load_checkpoint(ckpt, map_location="cpu")
-    if state is not None:
-        if not isinstance(state, dict):
-            raise ValueError(f"checkpoint {ckpt} is not a train_sampled checkpoint (got {type(state).__name__})")
-        check_record(state.get("spec"), spec, ckpt)
-        done, ep = int(state["iteration"]), int(state["epoch"])
-        if done > iterations:
-            raise ValueError(
-                f"checkpoint {ckpt} is at iteration {done} (epoch {ep}) but train_sampled(iterations={iterations}) "
-                "was asked for; ask for at least that many, or delete the checkpoint to start afresh"
-            )
-        if done < ep * steps_per_epoch and done != iterations:
-            # its last epoch was cut short by its own iterations: continuing would skip steps
-            raise ValueError(
-                f"checkpoint {ckpt} was made with iterations={done}, ending inside epoch {ep}; this run has "
-                f"iterations={iterations}, which would skip iterations {done}..{ep * steps_per_epoch - 1} "
-                "(delete the checkpoint to start afresh)"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        records = state["records"]
-        clock.totals = dict(state["times"])
-        start_epoch = int(state["epoch"]) + 1
-
-    def score_fn(x: Tensor, y: Tensor) -> Tensor:
-        model.eval()  # scores without dropout noise; BatchNorm uses running statistics
-        out = per_example_loss(model, x, y)
-        model.train()
-        return out
-
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, initial=start_epoch - 1, desc="epochs", leave=False)
-    model.train()
-    for epoch in range(start_epoch, epochs + 1):
-        first = (epoch - 1) * steps_per_epoch
-        last = min(epoch * steps_per_epoch, iterations)
-        losses, raws = [], []
-        for it in range(first, last):
-            if lr_at is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(it)
-            clock.start()
-            batch = sampler.sample(score_fn=score_fn)
-            clock.stop("scoring")
-            clock.start()
-            x, y = batch.data[0], _as_labels(batch.data[1])
-            if transform is not None:
-                x = transform(x)
-            logits = model(x)
-            # each epoch's first step checks labels and weights (a label >= C would otherwise fail inside
-            # a gather); the other steps skip the device sync
-            loss = weighted_cross_entropy(logits, y, sample_weight=batch.weights, validate=it == first)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            per = F.cross_entropy(logits.detach(), y, reduction="none")
-            clock.stop("training")
-            clock.start()
-            sampler.update(batch.indices, per)
-            clock.stop("scoring")
-            losses.append(loss.detach())
-            raws.append(per.mean())
-        ls = torch.stack(losses).float()
-        rec: dict[str, float] = {
-            "epoch": epoch,
-            "iteration": last,
-            "train_loss": float(ls.mean()),
-            "train_loss_std": float(ls.std()) if ls.numel() > 1 else 0.0,
-            "train_loss_raw": float(torch.stack(raws).mean()),
-            "time_scoring": clock.totals["scoring"],
-            "time_training": clock.totals["training"],
-            "time_total": clock.totals["scoring"] + clock.totals["training"],
-        }
-        if not math.isfinite(rec["train_loss"]):
-            raise FloatingPointError(f"training loss became {rec['train_loss']} in epoch {epoch}")
-        if on_epoch is not None:
-            model.eval()
-            rec.update(on_epoch(model, epoch))
-            model.train()
-        records.append(rec)
-        if ckpt is not None:
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "sampler": sampler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                    "records": records,
-                    "times": clock.totals,
-                    "epoch": epoch,
-                    "iteration": last,
-                    "spec": spec,
-                },
-                ckpt,
-            )
-        if bar is not None:
-            bar.update(1)
-        elif callable(progress):
-            progress(epoch, epochs)
-    if bar is not None:
-        bar.close()
+    epochs = -(-iterations // steps_per_epoch)
+    job = _SampledJob(
+        model, sampler, optimizer, iterations, steps_per_epoch, on_epoch, lr_at, transform, checkpoint_path
+    )
+    try:
+        run = fit_loop(
+            job,
+            epochs=epochs,
+            eval_epochs=range(1, epochs + 1),
+            checkpoint_path=checkpoint_path,
+            checkpoint_epochs="every",
+            on_diverged="raise",
+            record_training=True,
+            progress=progress,
+            device=device,
+        )
+    except FloatingPointError as err:
+        raise FloatingPointError(f"training loss became {job._loss} ({err})") from None
     model.eval()
-    return records
+    records: dict[int, dict[str, float]] = {}
+    for epoch, _, name, value in run.rows:
+        records.setdefault(epoch, {"epoch": epoch})[name] = int(value) if name == "iteration" else value
+    return [records[e] for e in sorted(records)]

@@ -13,7 +13,7 @@ sees it in eval mode (running statistics, no dropout), and the returned module i
 Example:
     >>> import torch
     >>> from iwlab.models import MLP
-    >>> from iwlab.train.ensemble import Member
+    >>> from iwlab.train import Member
     >>> x, y = torch.randn(32, 2), (torch.rand(32) > 0.5).long()
     >>> model = train_single(lambda g: MLP(2, (8,), 1, generator=g), Member(seed=0), x, y,
     ...                      epochs=2, batch_size=8)
@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from iwlab.functional.checks import check_int, check_seed
 from iwlab.functional.losses import check_weights, weighted_binary_cross_entropy, weighted_cross_entropy
 from iwlab.models.mlp import MLP, draw_dropout_masks
-from iwlab.train.ensemble import EnsembleTrainer, Member, class_indices
+from iwlab.train import Member, class_indices
+from iwlab.train.ensemble import output_size
 
 
 def train_single(
@@ -75,14 +76,14 @@ def train_single(
     model = model_fn(g)
     # the losses run with validate=False: check the labels here (a float 0.5 would silently count as 0)
     try:
-        n_classes: int | None = max(2, EnsembleTrainer._out_dim(model))
+        n_classes: int | None = max(2, output_size(model))
     except ValueError:  # no nn.Linear to read C from: check integrality only
         n_classes = None
     y = class_indices(y, n_classes)
     if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=member.lr, momentum=momentum, weight_decay=member.l2)
+        opt = torch.optim.SGD(model.parameters(), lr=member.lr, momentum=momentum, weight_decay=member.weight_decay)
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=member.lr, weight_decay=member.l2)
+        opt = torch.optim.Adam(model.parameters(), lr=member.lr, weight_decay=member.weight_decay)
     dropout = model.dropout if isinstance(model, MLP) else 0.0
     n = x.shape[0]
     n_steps = math.ceil(n / batch_size)

@@ -9,8 +9,11 @@
 * :func:`fingerprint` is a cheap hash of data tensors for those records.
 
 Example:
-    >>> # atomic_save({"model": model.state_dict()}, run_dir / "checkpoints" / "cell.pt")
-    >>> # state = load_checkpoint(run_dir / "checkpoints" / "cell.pt")  # None: start afresh
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = atomic_save({"epoch": 3}, pathlib.Path(d) / "checkpoints" / "cell.pt")
+    ...     load_checkpoint(path), load_checkpoint(pathlib.Path(d) / "none.pt")  # None: start afresh
+    ({'epoch': 3}, None)
 """
 
 from __future__ import annotations
@@ -72,7 +75,12 @@ def set_aside(path: str | os.PathLike[str], reason: str, *, what: str = "checkpo
         what: what the file is, for the warning (``"checkpoint"``, ``"token cache"``).
 
     Example:
-        >>> # set_aside(run_dir / "cache" / "tokens.pt", "inconsistent contents", what="token cache")
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = pathlib.Path(d) / "tokens.pt"
+        ...     _ = p.write_bytes(b"junk")
+        ...     set_aside(p, "inconsistent contents", what="token cache").name
+        'tokens.pt.corrupt'
     """
     path = Path(path)
     dest = path.with_name(path.name + ".corrupt")
