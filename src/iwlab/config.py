@@ -115,6 +115,10 @@ def _allow_empty(cfg: Any) -> set[str]:
     return {k for klass in type(cfg).__mro__ for k in vars(klass).get("ALLOW_EMPTY", ())}
 
 
+def _allow_repeats(cfg: Any) -> set[str]:
+    return {k for klass in type(cfg).__mro__ for k in vars(klass).get("ALLOW_REPEATS", ())}
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -133,8 +137,10 @@ def check_config(cfg: Any) -> None:
     """Raise :class:`ConfigError` (one line, naming the key) for a value no run could use.
 
     Every float must be finite; every tuple non-empty (unless its key is in the Config's
-    ``ALLOW_EMPTY``) and at most :data:`MAX_ITEMS` long; every number inside its key's :class:`Bound`
-    in the Config's ``BOUNDS``.
+    ``ALLOW_EMPTY``), at most :data:`MAX_ITEMS` long and without repeated values (``factors=2,2.0``
+    would train one setting twice and count it twice; keys such as layer widths, where repeats mean
+    something, are listed in the Config's ``ALLOW_REPEATS``); every number inside its key's
+    :class:`Bound` in the Config's ``BOUNDS``.
 
     Raises:
         ConfigError: the first offending key, with the allowed range and the value given.
@@ -151,7 +157,7 @@ def check_config(cfg: Any) -> None:
         ...
         iwlab.config.ConfigError: epochs: must be in [1, 1,000], got 0.
     """
-    bounds, allow_empty = _bounds(cfg), _allow_empty(cfg)
+    bounds, allow_empty, allow_repeats = _bounds(cfg), _allow_empty(cfg), _allow_repeats(cfg)
     hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         key, value = f.name, getattr(cfg, f.name)
@@ -172,10 +178,20 @@ def check_config(cfg: Any) -> None:
                 raise ConfigError(
                     f"{key}: must be {bound.describe()}{words}, got {_num(v) if isinstance(v, int) else f'{v:g}'}."
                 )
+        repeated = [v for i, v in enumerate(items) if v in items[:i]] if isinstance(value, tuple) else []
+        if repeated and key not in allow_repeats:  # by value: 2 == 2.0
+            raise ConfigError(f"{key} repeat: {repeated[0]!r} is given more than once ({', '.join(map(str, value))}).")
+
+
+# keys renamed in iwlab 0.2 (same meaning and values), named in the unknown-key message
+RENAMED_KEYS = {"l2": "weight_decay"}
 
 
 def _closest(key: str, valid: Iterable[str]) -> str:
     valid = sorted(valid)
+    if RENAMED_KEYS.get(key) in valid:
+        new = RENAMED_KEYS[key]
+        return f" It was renamed '{new}' (the same coupled decay, same values). Valid keys: {', '.join(valid)}."
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f" Did you mean '{match[0]}'?" if match else ""
     return f"{hint} Valid keys: {', '.join(valid)}."

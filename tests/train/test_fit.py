@@ -103,7 +103,18 @@ def test_checkpoint_has_the_one_format(tmp_path):
     fit(Walk(), epochs=2, eval_epochs=[2], checkpoint_path=ckpt)
     state = torch.load(ckpt, weights_only=False)
     assert state["format"] == FORMAT and state["epoch"] == 2
-    assert set(state) == {"format", "epoch", "spec", "rows", "diverged_at", "clock", "job", "rng"}
+    assert set(state) == {
+        "format",
+        "kind",
+        "epoch",
+        "spec",
+        "rows",
+        "diverged_at",
+        "clock",
+        "on_diverged",
+        "job",
+        "rng",
+    }
     assert state["spec"] == {"M": 2, "global_rng": True} and state["rng"]["cpu"].dtype == torch.uint8
     again = checkpoint_dict(Walk(global_rng=False), FitState(epoch=2))
     assert again["rng"] is None and again["job"]["value"].shape == (2,)
@@ -183,3 +194,102 @@ def test_clock_charges_phases():
     c.start()
     dt = c.stop("scoring")
     assert c.totals["scoring"] == pytest.approx(1.0 + dt) and dt >= 0
+
+
+# --- bad inputs found by the hunt after the refactor: each refused with one line ----------------------
+
+
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(on_diverged="Stop"), ValueError, "on_diverged must be one of"),
+        (dict(checkpoint_epochs="all"), ValueError, "checkpoint_epochs must be one of"),
+        (dict(progress=1), TypeError, "progress must be True, False or a callable"),
+        (dict(progress="yes"), TypeError, "progress must be True, False or a callable"),
+        (dict(run=FitState(epoch=-3)), ValueError, "epoch must be an integer >= 0"),
+        (dict(run=FitState(epoch=True)), TypeError, "epoch"),
+        (dict(run=FitState(diverged_at=[-1, 4, -1])), ValueError, "one epoch per member"),
+    ],
+)
+def test_loop_arguments_are_checked(kw, err, match):
+    with pytest.raises(err, match=match):
+        fit(Walk(), epochs=3, eval_epochs=[3], **kw)
+
+
+def _rewrite(path, **fields):
+    state = torch.load(path, weights_only=False)
+    for k, v in fields.items():
+        if v is KeyError:
+            del state[k]
+        else:
+            state[k] = v
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    "fields, err, match",
+    [
+        (dict(epoch=-1), ValueError, "epoch must be an integer >= 0"),
+        (dict(epoch=True), TypeError, "epoch"),
+        (dict(epoch=2.7), TypeError, "epoch"),
+        (dict(diverged_at=[]), ValueError, "one epoch per member"),
+        (dict(rows="abc"), TypeError, "rows must be a list"),
+        (dict(clock=None), TypeError, "clock must be a dict"),
+        (dict(rows=KeyError), ValueError, "lacks rows"),
+        (dict(job=KeyError), ValueError, "lacks job"),
+        (dict(kind="EnsembleTrainer"), ValueError, "was made by a EnsembleTrainer job; this run is a Walk"),
+    ],
+)
+def test_damaged_loop_fields_of_a_checkpoint_are_refused(tmp_path, fields, err, match):
+    ckpt = tmp_path / "c.pt"
+    fit(Walk(), epochs=2, eval_epochs=[2], checkpoint_path=ckpt)
+    _rewrite(ckpt, **fields)
+    with pytest.raises(err, match=match):
+        fit(Walk(), epochs=3, eval_epochs=[3], checkpoint_path=ckpt)
+
+
+def test_a_stopped_run_cannot_resume_under_another_divergence_policy(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    fit(Walk(M=1, blow_up_at={0: 2}), epochs=3, eval_epochs=[1, 2, 3], checkpoint_path=ckpt, on_diverged="stop")
+    with pytest.raises(ValueError, match="trained with on_diverged=stop; this run has on_diverged=continue"):
+        fit(Walk(M=1), epochs=6, eval_epochs=[6], checkpoint_path=ckpt, on_diverged="continue")
+
+
+@pytest.mark.parametrize(
+    "value, err, match",
+    [
+        (0.5, TypeError, "must be a tensor of 2 values"),
+        ([0.5, 0.5], TypeError, "must be a tensor of 2 values"),
+        (torch.zeros(2, dtype=torch.complex64), TypeError, "must be real numbers"),
+        (torch.zeros(2, 1), None, None),  # (M, 1) is M values
+    ],
+)
+def test_metric_values_must_be_real_numbers_one_per_member(value, err, match):
+    class Metric(Walk):
+        def evaluate(self, epoch):
+            return {"m": value}
+
+    if err is None:
+        assert len(fit(Metric(), epochs=1, eval_epochs=[1]).rows) == 2
+    else:
+        with pytest.raises(err, match=match):
+            fit(Metric(), epochs=1, eval_epochs=[1])
+
+
+def test_single_member_metric_must_be_a_number():
+    class Text(Walk):
+        def evaluate(self, epoch):
+            return {"m": "0.5"}
+
+    with pytest.raises(TypeError, match="metric 'm'"):
+        fit(Text(M=1), epochs=1, eval_epochs=[1])
+
+
+def test_keep_nan_records_nan_values():
+    class Nan(Walk):
+        def evaluate(self, epoch):
+            return {"m": float("nan")}
+
+    assert fit(Nan(M=1), epochs=1, eval_epochs=[1]).rows == []
+    (row,) = fit(Nan(M=1), epochs=1, eval_epochs=[1], keep_nan=True).rows
+    assert row[:3] == (1, 0, "m") and row[3] != row[3]

@@ -148,6 +148,7 @@ class TwoClassConfig(DataConfig):
     init: Init = "he"  # the paper profile uses glorot (Keras' default)
     lr: float = 0.1
     normalization: Normalization = "batch_size"
+    ALLOW_REPEATS: ClassVar[tuple[str, ...]] = ("dense",)  # layer widths may repeat: (64, 64)
     pack_size: int = 0  # models trained together; 0: all of a cell at once, halved on out-of-memory
 
     BOUNDS: ClassVar[dict[str, Bound]] = {

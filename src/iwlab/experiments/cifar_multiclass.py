@@ -68,6 +68,8 @@ class MulticlassConfig(DataConfig):
         super().validate()
         if not self.rhos or any(not 0.0 < r < 1.0 for r in self.rhos) or len(set(self.rhos)) != len(self.rhos):
             raise ValueError(f"rhos must be distinct values in (0, 1), got {self.rhos}")
+        if min(self.rhos) < 1e-30:  # the trainer's float32 weights would flush such a share to 0
+            raise ValueError(f"rhos must be >= 1e-30 (float32 weights), got {min(self.rhos):g}")
         if not self.weighted_classes or any(not 0 <= k < 10 for k in self.weighted_classes):
             raise ValueError(f"weighted_classes must be class indices 0..9, got {self.weighted_classes}")
         if self.hidden < 1 or not (self.lr >= 0 and math.isfinite(self.lr)):

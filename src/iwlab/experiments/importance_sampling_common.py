@@ -90,7 +90,7 @@ class ImportanceSamplingConfig:
     n_test: int = 2000  # test/validation examples evaluated each epoch (0 = all)
     n_loss_sample: int = 2000  # training examples whose final losses are sorted (Fig. 1b; 0 = all)
     n_grad_sample: int = 64  # examples for the loss / gradient-norm correlation (Appendix A.2)
-    table_epochs: tuple[int, ...] = (1, 3, 6)  # Table 1 rows (epochs); missing ones are skipped
+    table_epochs: tuple[int, ...] = (1, 3, 6)  # Table 1 rows (epochs), at most the last epoch
     fixture: bool = False  # generated stand-in data (CI), no files needed
     data_seed: int = 0
 
@@ -120,7 +120,8 @@ class ImportanceSamplingConfig:
 
         Raises:
             ValueError: a method that is not a :class:`~iwlab.sampling.SamplerSpec` spelling, two
-                spellings of one spec, or a smoothed strategy other than oracle/approx/pcg.
+                spellings of one spec, a smoothed strategy other than oracle/approx/pcg, or a Table 1
+                epoch past the last epoch.
 
         Example:
             >>> from iwlab.experiments.importance_sampling_mnist import Config
@@ -135,6 +136,12 @@ class ImportanceSamplingConfig:
         for st in self.smooth_strategies:
             if st not in SMOOTHED_ALL:
                 raise ValueError(f"smooth_strategies: unknown '{st}'; valid: {', '.join(SMOOTHED_ALL)}")
+        epochs = -(-self.iterations // self.steps_per_epoch)
+        late = [e for e in self.table_epochs if e > epochs]
+        if late:
+            raise ValueError(
+                f"table_epochs {late} lie past the last epoch ({epochs} = iterations / steps_per_epoch, rounded up)"
+            )
 
 
 @dataclass

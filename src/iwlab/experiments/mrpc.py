@@ -308,6 +308,7 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
         checkpoint_path=ctx.checkpoint_path,
         checkpoint_epochs="every",
         on_diverged="stop",
+        keep_nan=True,
         progress=ctx.progress,
         desc=f"mrpc {cell_id}",
         device=dev,

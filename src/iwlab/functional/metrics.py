@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iwlab.functional.checks import check_weights
+
 __all__ = ["agreement", "agreement_per_member", "grid_index", "member_grid", "weighted_accuracy"]
 
 
@@ -158,13 +160,19 @@ def weighted_accuracy(pred: Tensor, target: Tensor, class_weight: Tensor) -> Ten
         ``(...)`` float32 weighted accuracies in [0, 1] (NaN when the weights of the examples sum to 0).
 
     Raises:
-        IndexError: a target class outside ``[0, C)``.
+        ValueError: a target class outside ``[0, C)`` (a negative one would silently index from the end),
+            or class weights that are negative, NaN, infinite or all zero (:func:`check_weights`).
+        TypeError: bool or complex class weights.
         RuntimeError: shapes that do not broadcast as above.
 
     Example:
         >>> weighted_accuracy(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), torch.tensor([0.5, 0.25]))
         tensor(0.6000)
     """
+    check_weights(class_weight, name="class_weight")
+    C = class_weight.shape[-1]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= C):
+        raise ValueError(f"target classes must lie in [0, {C}); got range [{int(target.min())}, {int(target.max())}]")
     target = target.expand_as(pred)
     if class_weight.dim() == 1:
         v = class_weight[target]

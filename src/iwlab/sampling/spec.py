@@ -69,6 +69,8 @@ class SamplerSpec:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown sampling strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
+        if isinstance(self.k, bool | str) or not isinstance(self.k, int | float):
+            raise TypeError(f"sampler spec '{self.strategy}': k must be a number, got {self.k!r}")
         k = float(self.k)
         if not (math.isfinite(k) and k <= 1):
             raise ValueError(f"sampler spec '{self.strategy}': k must be finite and <= 1, got {self.k}")
@@ -107,15 +109,27 @@ class SamplerSpec:
             raise ValueError(f"method '{text}': k must be <= 1")
         return cls(m.group(1), k)  # type: ignore[arg-type]
 
+    @property
+    def k_text(self) -> str:
+        """``k`` as written in spellings and labels: ``:g`` (``0.5``, ``1``), or every digit when ``:g``
+        would round it (``0.1234567``), so two different specs never print alike.
+
+        Example:
+            >>> SamplerSpec("oracle", 0.5).k_text, SamplerSpec("oracle", 0.1234567).k_text
+            ('0.5', '0.1234567')
+        """
+        short = f"{self.k:g}"
+        return short if float(short) == self.k else repr(self.k)
+
     def __str__(self) -> str:
-        """The CLI spelling: ``uniform``, or ``STRATEGY_kK`` with K as ``:g`` (``oracle_k0.5``)."""
-        return self.strategy if self.strategy == "uniform" else f"{self.strategy}_k{self.k:g}"
+        """The CLI spelling: ``uniform``, or ``STRATEGY_kK`` (``oracle_k0.5``); it parses back to this spec."""
+        return self.strategy if self.strategy == "uniform" else f"{self.strategy}_k{self.k_text}"
 
     @property
     def label(self) -> str:
-        """Table and legend heading: ``Uniform``, ``Oracle k=0.5``, ``PCG k=1``."""
+        """Table and legend heading: ``Uniform``, ``Oracle k=0.5``, ``PCG k=1``; distinct specs, distinct labels."""
         name = _NAMES[self.strategy]
-        return name if self.strategy == "uniform" else f"{name} k={self.k:g}"
+        return name if self.strategy == "uniform" else f"{name} k={self.k_text}"
 
 
 def make_sampler(strategy: str | SamplerSpec, dataset: Dataset, batch_size: int, **kwargs: Any) -> ImportanceSampler:

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from iwlab.files import check_record
-from iwlab.functional.checks import check_int, check_seed
+from iwlab.functional.checks import check_int, check_real, check_seed
 from iwlab.models.mlp import MLP
 from iwlab.train import func_backend
 from iwlab.train.batches import member_shuffles
@@ -59,7 +59,7 @@ from iwlab.train.ensemble_state import EnsembleState
 from iwlab.train.ensemble_views import EnsembleViews
 from iwlab.train.fit import Clock, FitState, global_rng_state, set_global_rng_state
 from iwlab.train.fit import fit as fit_loop
-from iwlab.train.inputs import as_data, check_shapes, class_indices, data_record, example_weights, rates
+from iwlab.train.inputs import as_data, check_settings, check_shapes, class_indices, data_record, example_weights, rates
 from iwlab.train.members import History, Member, ensemble_rng_seed
 from iwlab.train.optim import adam_update, init_state, sgd_update
 from iwlab.train.schedule import log_epochs
@@ -141,18 +141,7 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got '{optimizer}'")
-        if not (math.isfinite(momentum) and momentum >= 0):
-            raise ValueError(f"momentum must be finite and >= 0, got {momentum}")
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not (math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"eps must be finite and >= 0, got {eps}")
-        if normalization not in ("batch_size", "weight_sum"):
-            raise ValueError(f"normalization must be 'batch_size' or 'weight_sum', got '{normalization}'")
-        if backend not in ("auto", "stacked", "func"):
-            raise ValueError(f"backend must be 'auto', 'stacked' or 'func', got '{backend}'")
+        momentum, betas, eps = check_settings(optimizer, momentum, betas, eps, normalization, backend)
         self.members = list(members)
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -178,10 +167,10 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             self.params: list[Tensor] | dict[str, Tensor] = stack_mlps(modules, self.device)
         else:
             self.params, self.buffers, self.template = func_backend.stack_modules(modules, self.device)
-        for m in self.members:
+        for i, m in enumerate(self.members):
             for name, v in (("lr", m.lr), ("weight_decay", m.weight_decay)):
-                if not (math.isfinite(v) and v >= 0):
-                    raise ValueError(f"member {m}: {name} must be finite and >= 0, got {v}")
+                if not (math.isfinite(check_real(v, f"member {i} {name}")) and v >= 0):
+                    raise ValueError(f"member {i}: {name} must be finite and >= 0, got {v}")
         # lr and weight decay in the parameters' dtype: float64 models keep float64 rates (a decay of 1e-9
         # would vanish in float32's 1 - lr * wd); a rate the dtype cannot hold is refused, not rounded to 0 or inf
         pdtype = self._param_list()[0].dtype
@@ -306,6 +295,8 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             [1, 2, 3]
         """
         epochs = check_int(epochs, "epochs", minimum=1)
+        if not isinstance(stop_diverged, bool):
+            raise TypeError(f"stop_diverged must be True or False, got {stop_diverged!r}")
         x = as_data(x, "x", per_member, self.device)
         y = as_data(y, "y", per_member, self.device)
         mlp = (self.template.in_dim, self.params[0].dtype) if self.backend == "stacked" else None
@@ -323,7 +314,13 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             self.normalization,
             self.batch_size,
         )
-        self._data_spec = data_record(x, y_cpu, y_dtype, sw, per_member)
+        data = data_record(x, y_cpu, y_dtype, sw, per_member)
+        if self.epoch > 0 and self._data_spec is not None:  # a second fit continues this one: same data
+            try:
+                check_record({"data": self._data_spec}, {"data": data}, None)
+            except ValueError as err:
+                raise ValueError(f"fit() continues this trainer's earlier fit, which had other data: {err}") from None
+        self._data_spec = data
         if self._pending_data is not None:  # a state dict loaded by hand: check it against this data
             saved, source = self._pending_data
             check_record({"data": saved}, {"data": self._data_spec}, source)

@@ -83,6 +83,11 @@ class EnsembleState:
                 return [dev(u) for u in v]
             return v
 
+        if len(state["generators"]) != self.M or tuple(state["lr"].shape) != (self.M,):
+            raise ValueError(
+                f"the saved training state holds {len(state['generators'])} generators and lr of shape "
+                f"{tuple(state['lr'].shape)} for an ensemble of {self.M} members: it is damaged"
+            )
         self.params = dev(state["params"])
         self.buffers = dev(state["buffers"])
         self.opt_state = dev(state["opt_state"])

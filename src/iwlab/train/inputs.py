@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from iwlab.files import fingerprint
+from iwlab.functional.checks import check_real
 from iwlab.functional.losses import check_weights
 
 
@@ -147,6 +148,10 @@ def example_weights(
     w = torch.ones(M, n)  # (M, N)
     for i, cwi in enumerate(class_weights):
         if cwi is not None:
+            if (isinstance(cwi, Tensor) and cwi.dtype == torch.bool) or (
+                not isinstance(cwi, Tensor) and any(isinstance(c, bool) for c in cwi)
+            ):
+                raise TypeError(f"member {i}: class_weight must hold numbers, got bools {cwi!r}")
             raw = cwi if isinstance(cwi, Tensor) else as_float64(cwi)
             if raw.shape != (n_classes,):
                 raise ValueError(
@@ -236,3 +241,37 @@ def check_shapes(x: Tensor, y: Tensor, M: int, per_member: bool, mlp: tuple[int,
             raise ValueError(f"x must have shape {want} for this MLP (in_dim={mlp[0]}); got {tuple(x.shape)}")
         if x.dtype != mlp[1]:
             raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {mlp[1]}; convert x")
+
+
+def check_settings(
+    optimizer: str,
+    momentum: object,
+    betas: tuple[object, object],
+    eps: object,
+    normalization: str,
+    backend: str,
+) -> tuple[float, tuple[float, float], float]:
+    """Check an ensemble's optimizer and loss settings; returns ``(momentum, betas, eps)`` as floats.
+
+    Raises:
+        TypeError: a number given as a bool or a string.
+        ValueError: an unknown optimizer, normalization or backend; momentum or eps negative or not
+            finite; betas not two numbers in [0, 1).
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got '{optimizer}'")
+    momentum, eps = check_real(momentum, "momentum"), check_real(eps, "eps")
+    if not (math.isfinite(momentum) and momentum >= 0):
+        raise ValueError(f"momentum must be finite and >= 0, got {momentum}")
+    if len(betas) != 2:
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    betas = (check_real(betas[0], "betas[0]"), check_real(betas[1], "betas[1]"))
+    if not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    if normalization not in ("batch_size", "weight_sum"):
+        raise ValueError(f"normalization must be 'batch_size' or 'weight_sum', got '{normalization}'")
+    if backend not in ("auto", "stacked", "func"):
+        raise ValueError(f"backend must be 'auto', 'stacked' or 'func', got '{backend}'")
+    return momentum, betas, eps

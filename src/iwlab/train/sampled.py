@@ -35,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -168,6 +168,17 @@ def run_record(
     }
 
 
+TRAINING_STATS = (
+    "iteration",
+    "train_loss",
+    "train_loss_std",
+    "train_loss_raw",
+    "time_scoring",
+    "time_training",
+    "time_total",
+)
+
+
 class _SampledJob:
     """The loop's job: the sampler draws each batch from the model's losses; one module takes the step."""
 
@@ -205,7 +216,8 @@ class _SampledJob:
             "iteration": self.done,
         }
 
-    def load_training_state(self, state: dict[str, Any]) -> None:
+    def check_training_state(self, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint past ``iterations``, or one whose last epoch its own ``iterations`` cut short."""
         done, spe = int(state["iteration"]), self.steps_per_epoch
         ep = -(-done // spe)
         if done > self.iterations:
@@ -221,10 +233,13 @@ class _SampledJob:
                 f"iterations={self.iterations}, which would skip iterations {done}..{ep * spe - 1} "
                 "(delete the checkpoint to start afresh)"
             )
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.check_training_state(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        self.done = done
+        self.done = int(state["iteration"])
 
     def _score(self, x: Tensor, y: Tensor) -> Tensor:
         self.model.eval()  # scores without dropout noise; BatchNorm uses running statistics
@@ -267,7 +282,7 @@ class _SampledJob:
         ls = torch.stack(losses).float()
         self._loss = float(ls.mean())
         t = clock.totals
-        return {
+        return {  # the keys of TRAINING_STATS
             "iteration": last,
             "train_loss": self._loss,
             "train_loss_std": float(ls.std()) if ls.numel() > 1 else 0.0,
@@ -289,6 +304,11 @@ class _SampledJob:
         self.model.eval()
         out = self.on_epoch(self.model, epoch)
         self.model.train()
+        if not isinstance(out, Mapping):
+            raise TypeError(f"on_epoch must return a dict {{metric: value}}, got {type(out).__name__}")
+        clash = sorted(set(out) & (set(TRAINING_STATS) | {"epoch"}))
+        if clash:
+            raise ValueError(f"on_epoch returned {clash}, which train_sampled records itself; rename the metric")
         return out
 
 
@@ -368,6 +388,7 @@ def train_sampled(
             checkpoint_epochs="every",
             on_diverged="raise",
             record_training=True,
+            keep_nan=True,
             progress=progress,
             device=device,
         )
