@@ -35,6 +35,7 @@ EXPERIMENTS: dict[str, str] = {
     "importance_sampling_mnist": "iwlab.experiments.importance_sampling_mnist",
     "importance_sampling_cifar10": "iwlab.experiments.importance_sampling_cifar10",
     "importance_sampling_ptb": "iwlab.experiments.importance_sampling_ptb",
+    "label_shift": "iwlab.experiments.label_shift",
 }
 
 # old name -> current name (the "is_" prefix read as a predicate: "is it MNIST?")

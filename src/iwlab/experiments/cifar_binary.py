@@ -98,7 +98,7 @@ PROFILES: dict[str, dict] = {
     "paper": {**CNN_PAPER, "weights": pow2(-8, 8), "weights_regularized": pow2(-8, 8, 2)},
     "ci": {**CI_TWO_CLASS, "weights": (0.25, 1.0, 4.0), "weights_regularized": (0.25, 1.0)},
 }
-# keys whose swept values merge into one config (members of one ensemble, or its cells); see iwlab.sweep
+# keys whose swept values merge into one config (members of one ensemble, or its cells); see iwlab.runner.grid
 PACK_KEYS = ("weights", "weights_regularized", "variants")
 
 

@@ -1,10 +1,12 @@
 """Pure tensor functions: importance-weighted losses, weighting, sampling and metrics, and argument checks.
 
 Public modules: :mod:`~iwlab.functional.losses` (weighted cross-entropy, IW-ERM),
-:mod:`~iwlab.functional.checks` (argument checks shared by every layer),
-:mod:`~iwlab.functional.weighting`, :mod:`~iwlab.functional.sampling` and
-:mod:`~iwlab.functional.metrics`. ``_scaling`` (exact power-of-two weight rescaling) and
-``_validation`` (the losses' argument checks) are internal.
+:mod:`~iwlab.functional.checks` (argument checks shared by every layer), :mod:`~iwlab.functional.weighting`,
+:mod:`~iwlab.functional.sampling`, :mod:`~iwlab.functional.metrics`, :mod:`~iwlab.functional.label_shift`
+(label-shift estimators: BBSE, RLLS, MLLS, prior adjustment, bootstrap intervals; it re-exports
+:mod:`~iwlab.functional.calibration`, :mod:`~iwlab.functional.label_shift_em` and
+:mod:`~iwlab.functional.prob_checks`). ``_scaling`` (exact power-of-two weight rescaling) and ``_validation``
+(the losses' argument checks) are internal.
 """
 
 from iwlab.functional.checks import check_weights as check_weights

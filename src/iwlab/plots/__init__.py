@@ -33,6 +33,7 @@ FIGURES: dict[str, str] = {
     "importance_sampling_mnist": "iwlab.plots.importance:figures",
     "importance_sampling_cifar10": "iwlab.plots.importance:figures",
     "importance_sampling_ptb": "iwlab.plots.importance:figures",
+    "label_shift": "iwlab.plots.label_shift:figures",
 }
 
 FigureFn = Callable[..., list[Path]]
