@@ -220,3 +220,43 @@ def test_other_bad_arguments():
         rlls(P, Y, P, delta=0.0)
     with pytest.raises(ValueError, match="^C must be a non-empty square matrix"):
         condition_number(torch.ones(2, 3))
+
+
+# --- found by a fresh-clone trial: each refused with one line ----------------------------------------
+
+
+def _logits(seed=0, n=300, k=4):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(k).repeat(n // k)
+    return torch.randn(len(y), k, generator=g, dtype=torch.float64) + 3 * torch.eye(k, dtype=torch.float64)[y], y
+
+
+@pytest.mark.parametrize("calibration", ["bcts", "temperature", None])
+def test_mlls_refuses_a_class_missing_from_the_source_labels(calibration):
+    z, y = _logits()
+    keep = y != 3
+    src = z[keep] if calibration else torch.softmax(z[keep], 1)
+    with pytest.raises(ValueError, match="source_labels has no example of class 3"):
+        MLLS(calibration=calibration).fit(src, y[keep], src)
+
+
+def test_mlls_refuses_probabilities_where_it_expects_logits():
+    z, y = _logits()
+    p = torch.softmax(z, 1)
+    with pytest.raises(ValueError, match="source looks like probabilities .* pass logits, or calibration=None"):
+        MLLS(calibration="bcts").fit(p, y, z)
+
+
+def test_a_failed_refit_leaves_no_stale_state():
+    z, y = _logits()
+    p = torch.softmax(z, 1)
+    est = BBSE().fit(p, y, p)
+    with pytest.raises(ValueError):
+        est.fit(p, y, torch.softmax(z[:, :3], 1))
+    assert est.weights_ is None and est.confusion_ is None and est.condition_number_ is None
+
+
+def test_the_functional_core_is_importable_from_iwlab_label_shift():
+    from iwlab import label_shift
+
+    assert {"adjust_priors", "bootstrap_ci", "bbse", "rlls", "mlls", "fit_bcts"} <= set(label_shift.__all__)

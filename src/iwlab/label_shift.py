@@ -24,7 +24,9 @@ from torch import Tensor
 
 from iwlab.functional.checks import check_choice, check_int, check_real
 from iwlab.functional.label_shift import (
+    adjust_priors,
     bbse,
+    bootstrap_ci,
     calibrated_probs,
     condition_number,
     confusion_matrix,
@@ -37,7 +39,21 @@ from iwlab.functional.label_shift import (
 )
 from iwlab.functional.prob_checks import check_class_labels, check_logits, check_probs
 
-__all__ = ["BBSE", "BCTS", "MLLS", "RLLS", "TemperatureScaling", "VectorScaling"]
+# the classes, and the functional core re-exported (importable from here too)
+__all__ = [
+    "BBSE",
+    "BCTS",
+    "MLLS",
+    "RLLS",
+    "TemperatureScaling",
+    "VectorScaling",
+    "adjust_priors",
+    "bbse",
+    "bootstrap_ci",
+    "fit_bcts",
+    "mlls",
+    "rlls",
+]
 
 Calibration = Literal["bcts", "temperature", "vector"]
 _CALIBRATIONS = ("bcts", "temperature", "vector")
@@ -163,7 +179,7 @@ class BBSE:
         """Estimate ``w`` from held-out source posteriors (n, K) float, their labels (n,) int and
         target posteriors (m, K) float; see :func:`iwlab.functional.label_shift.bbse` (same errors).
         Returns ``self``."""
-        self.weights_ = None  # a failed re-fit must not leave the previous estimate in place
+        self.weights_ = self.confusion_ = self.condition_number_ = None  # a failed re-fit keeps nothing stale
         self.weights_ = bbse(source_probs, source_labels, target_probs, soft=self.soft)
         self.confusion_ = confusion_matrix(source_probs, source_labels, soft=self.soft)
         self.condition_number_ = condition_number(self.confusion_)
@@ -204,7 +220,7 @@ class RLLS:
         """Estimate ``w`` from held-out source posteriors (n, K) float, their labels (n,) int and
         target posteriors (m, K) float; see :func:`iwlab.functional.label_shift.rlls` (same errors).
         Returns ``self``."""
-        self.weights_ = None  # a failed re-fit must not leave the previous estimate in place
+        self.weights_ = self.confusion_ = self.condition_number_ = self.rho_ = None  # nothing stale on failure
         self.weights_ = rlls(
             source_probs, source_labels, target_probs, alpha=self.alpha, delta=self.delta, soft=self.soft
         )
@@ -292,10 +308,22 @@ class MLLS:
         else:
             z = check_logits(source, "source")
             check_logits(target, "target", n_classes=z.shape[1])
+            for name, v in (("source", source), ("target", target)):
+                # rows of probabilities fitted as logits give a biased estimate with no error: refuse them
+                if bool((v >= 0).all() and (v <= 1).all()) and bool(((v.double().sum(1) - 1).abs() < 1e-6).all()):
+                    raise ValueError(
+                        f"{name} looks like probabilities (rows in [0, 1] summing to 1) but calibration="
+                        f"{self.calibration!r} expects logits: pass logits, or calibration=None for probabilities"
+                    )
             check_class_labels(source_labels, "source_labels", n=z.shape[0], n_classes=z.shape[1])
             self.calibrator_ = self._calibrator().fit(source, source_labels)
             sp, tp = self.calibrator_.predict_proba(source), self.calibrator_.predict_proba(target)
         y = check_class_labels(source_labels, "source_labels", n=sp.shape[0], n_classes=sp.shape[1])
+        absent = sorted(set(range(sp.shape[1])) - set(torch.unique(y).tolist()))
+        if absent:  # EM would give such a class a weight of ~1e9 from a near-zero source prior
+            raise ValueError(
+                f"source_labels has no example of class {absent[0]}: its weight is not identifiable from this source"
+            )
         if self.source_priors == "labels":
             p = torch.bincount(y, minlength=sp.shape[1]).to(torch.float64) / y.numel()
         else:

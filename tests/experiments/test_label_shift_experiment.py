@@ -155,3 +155,15 @@ def test_summary_frames_and_finding_from_numbers():
     assert "shrinks (0.200 -> 0.010)" in line
     e = estimator_frame(df)
     assert e["mean"].iloc[0] == pytest.approx(0.15) and e["count"].iloc[0] == 2
+
+
+def test_rlls_without_cvxpy_is_refused_before_training(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cvxpy" else real(name, *a))
+    exp = get_experiment("label_shift")
+    with pytest.raises(ValueError, match=r"estimator rlls needs cvxpy: pip install 'iwlab\[label_shift\]'"):
+        exp.cells(make_config("label_shift", "quick"))
+    ok = ["estimators=bbse_hard,mlls_bcts", "fixture=true"]
+    assert exp.cells(make_config("label_shift", "quick", ok))  # without rlls it runs

@@ -33,7 +33,7 @@ and ``cond_hard`` (condition number of the hard confusion matrix). An estimator 
 confusion matrix early in training, EM not converged) leaves its value unrecorded at that epoch.
 Artifact ``weights``: ``artifacts/<cell>_weights.npz`` (the true and estimated weights, priors).
 
-Profiles: ``quick`` (MNIST, 3 seeds, 7 shifts, 100 epochs: 1.3-2.5 min on 2 CPU cores), ``paper`` (more data, seeds
+Profiles: ``quick`` (MNIST, 3 seeds, 7 shifts, 100 epochs: about 1 min on 2 idle CPU cores), ``paper`` (more data, seeds
 and draws), ``cifar10`` (the CIFAR-10 quick CNN), ``ci`` (generated fixture, seconds).
 
 Example:
@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,7 +204,14 @@ def cells(cfg: Config) -> list[tuple[str, dict]]:
 
     Raises:
         FileNotFoundError: the dataset is missing (and ``fixture`` is false).
+        ValueError: ``rlls`` is asked for but cvxpy (the ``label_shift`` extra) is not installed.
     """
+    if "rlls" in (*cfg.estimators, cfg.correction) and importlib.util.find_spec("cvxpy") is None:
+        # found before training, not after minutes of it: RLLS's convex program needs the optional extra
+        raise ValueError(
+            "estimator rlls needs cvxpy: pip install 'iwlab[label_shift]', or drop it: --set "
+            "estimators=" + ",".join(e for e in cfg.estimators if e != "rlls")
+        )
     if not cfg.fixture:
         _arrays(cfg)  # fail before any training, with the loader's message naming the missing file
     return [(cfg.dataset, {"dataset": cfg.dataset})]
