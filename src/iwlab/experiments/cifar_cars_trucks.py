@@ -12,21 +12,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import pandas as pd
 
-from iwlab.config import WEIGHT, Bound
 from iwlab.experiments.base import CellContext, CellResult, Experiment
 from iwlab.experiments.cifar_common import (
-    CI_TWO_CLASS,
-    CNN_PAPER,
-    TwoClassConfig,
-    check_data,
-    check_weight_grid,
+    WEIGHT_GRID_PROFILES,
+    WeightGridConfig,
     cnn_fn,
-    make_members,
-    pow2,
+    plain_cell,
+    plain_members,
     two_class_data,
 )
 from iwlab.experiments.cifar_summary import variant_summary
@@ -34,46 +29,24 @@ from iwlab.experiments.cifar_train import train_two_class
 
 
 @dataclass
-class CarsTrucksConfig(TwoClassConfig):
+class CarsTrucksConfig(WeightGridConfig):
     """cifar_cars_trucks: automobile (0) vs truck (1), the paper's CNN; defaults: the quick profile."""
 
-    classes: tuple[str, ...] = ("automobile", "truck")
-    weights: tuple[float, ...] = pow2(-4, 4, 2)  # truck weight relative to automobile (a weight ratio)
-    seeds: int = 2
-
-    BOUNDS: ClassVar[dict[str, Bound]] = {"weights": WEIGHT}
-
-    def validate(self) -> None:
-        """Check values beyond their types and ranges.
-
-        Raises:
-            ValueError: a bad weight grid (see also :meth:`TwoClassConfig.validate`).
-        """
-        super().validate()
-        check_weight_grid("weights", self.weights)
+    classes: tuple[str, ...] = ("automobile", "truck")  # weights: the truck weight relative to automobile
 
 
-PROFILES: dict[str, dict] = {
-    "quick": {},
-    "paper": {**CNN_PAPER, "weights": pow2(-8, 8)},
-    "ci": {**CI_TWO_CLASS, "weights": (0.25, 4.0)},
-}
+PROFILES: dict[str, dict] = WEIGHT_GRID_PROFILES
 PACK_KEYS = ("weights",)
 
 
 def cells(cfg: CarsTrucksConfig) -> list[tuple[str, dict]]:
-    """One cell, ``plain``.
-
-    Raises:
-        FileNotFoundError: the dataset is missing (and ``fixture`` is false).
-    """
-    check_data(cfg)
-    return [("plain", {"variant": "plain"})]
+    """One cell, ``plain`` (:func:`~iwlab.experiments.cifar_common.plain_cell`)."""
+    return plain_cell(cfg)
 
 
 def run_cell(cfg: CarsTrucksConfig, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
     """Train the ensemble; record its metrics, last-epoch predictions and agreement."""
-    members = make_members(cfg, [(w, {}) for w in cfg.weights], variant="plain", arch="cnn", lr=lambda w: cfg.lr)
+    members = plain_members(cfg)
     return train_two_class(cfg, two_class_data(cfg), members, cnn_fn(cfg), ctx)
 
 

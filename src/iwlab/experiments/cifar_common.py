@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from iwlab.config import RATE, SEED, Bound, count
+from iwlab.config import RATE, SEED, WEIGHT, Bound, count
 from iwlab.data.cifar10 import BATCH_DIR, CLASSES, TARBALL, CifarArrays, load_cifar10, make_fixture
 from iwlab.data.cifar10_tasks import BinaryTask, binary_task
 from iwlab.data.download import data_dir
@@ -331,3 +331,48 @@ def make_members(
                 )
             )
     return out
+
+
+@dataclass
+class WeightGridConfig(TwoClassConfig):
+    """One plain CNN trained with SGD on every weight ratio x seed (cifar_label_noise, cifar_cars_trucks)."""
+
+    weights: tuple[float, ...] = pow2(-4, 4, 2)  # class-1 weight relative to class 0 (a weight ratio)
+    seeds: int = 2
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {"weights": WEIGHT}
+
+    def validate(self) -> None:
+        """Check values beyond their types and ranges.
+
+        Raises:
+            ValueError: a bad weight grid (see also :meth:`TwoClassConfig.validate`).
+        """
+        super().validate()
+        check_weight_grid("weights", self.weights)
+
+
+WEIGHT_GRID_PROFILES: dict[str, dict] = {
+    "quick": {},
+    "paper": {**CNN_PAPER, "weights": pow2(-8, 8)},
+    "ci": {**CI_TWO_CLASS, "weights": (0.25, 4.0)},
+}
+
+
+def plain_cell(cfg: DataConfig) -> list[tuple[str, dict]]:
+    """One cell, ``plain``.
+
+    Raises:
+        FileNotFoundError: the dataset is missing (and ``fixture`` is false).
+
+    Example:
+        >>> plain_cell(WeightGridConfig(fixture=True))
+        [('plain', {'variant': 'plain'})]
+    """
+    check_data(cfg)
+    return [("plain", {"variant": "plain"})]
+
+
+def plain_members(cfg: WeightGridConfig) -> list[Member]:
+    """One unregularized member per weight ratio x seed, lr ``cfg.lr``."""
+    return make_members(cfg, [(w, {}) for w in cfg.weights], variant="plain", arch="cnn", lr=lambda w: cfg.lr)

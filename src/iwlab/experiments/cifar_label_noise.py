@@ -17,17 +17,14 @@ from typing import ClassVar
 
 import pandas as pd
 
-from iwlab.config import WEIGHT, Bound
+from iwlab.config import Bound
 from iwlab.experiments.base import CellContext, CellResult, Experiment
 from iwlab.experiments.cifar_common import (
-    CI_TWO_CLASS,
-    CNN_PAPER,
-    TwoClassConfig,
-    check_data,
-    check_weight_grid,
+    WEIGHT_GRID_PROFILES,
+    WeightGridConfig,
     cnn_fn,
-    make_members,
-    pow2,
+    plain_cell,
+    plain_members,
     two_class_data,
 )
 from iwlab.experiments.cifar_summary import variant_summary
@@ -35,14 +32,12 @@ from iwlab.experiments.cifar_train import train_two_class
 
 
 @dataclass
-class LabelNoiseConfig(TwoClassConfig):
+class LabelNoiseConfig(WeightGridConfig):
     """cifar_label_noise: cats vs dogs, ``label_noise`` of each class's training labels flipped; defaults: quick."""
 
-    label_noise: float = 0.05  # fraction of each class's training labels flipped
-    weights: tuple[float, ...] = pow2(-4, 4, 2)  # dog weight relative to cat (a weight ratio)
-    seeds: int = 2
+    label_noise: float = 0.05  # fraction of each class's training labels flipped (weights: dog relative to cat)
 
-    BOUNDS: ClassVar[dict[str, Bound]] = {"label_noise": Bound(0, 0.5, hi_open=True), "weights": WEIGHT}
+    BOUNDS: ClassVar[dict[str, Bound]] = {"label_noise": Bound(0, 0.5, hi_open=True)}
 
     def validate(self) -> None:
         """Check values beyond their types and ranges.
@@ -53,30 +48,20 @@ class LabelNoiseConfig(TwoClassConfig):
         super().validate()
         if not 0.0 <= self.label_noise < 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5), got {self.label_noise}")
-        check_weight_grid("weights", self.weights)
 
 
-PROFILES: dict[str, dict] = {
-    "quick": {},
-    "paper": {**CNN_PAPER, "weights": pow2(-8, 8)},
-    "ci": {**CI_TWO_CLASS, "weights": (0.25, 4.0)},
-}
+PROFILES: dict[str, dict] = WEIGHT_GRID_PROFILES
 PACK_KEYS = ("weights",)
 
 
 def cells(cfg: LabelNoiseConfig) -> list[tuple[str, dict]]:
-    """One cell, ``plain``.
-
-    Raises:
-        FileNotFoundError: the dataset is missing (and ``fixture`` is false).
-    """
-    check_data(cfg)
-    return [("plain", {"variant": "plain"})]
+    """One cell, ``plain`` (:func:`~iwlab.experiments.cifar_common.plain_cell`)."""
+    return plain_cell(cfg)
 
 
 def run_cell(cfg: LabelNoiseConfig, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
     """Train the ensemble on the noisy labels; record its metrics, last-epoch predictions and agreement."""
-    members = make_members(cfg, [(w, {}) for w in cfg.weights], variant="plain", arch="cnn", lr=lambda w: cfg.lr)
+    members = plain_members(cfg)
     return train_two_class(cfg, two_class_data(cfg, label_noise=cfg.label_noise), members, cnn_fn(cfg), ctx)
 
 

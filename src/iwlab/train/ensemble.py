@@ -439,3 +439,11 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         for cb in d.callbacks if d is not None else ():
             out.update(cb(self, epoch))
         return out
+
+
+def _doc_trainer() -> tuple[EnsembleTrainer, Tensor]:
+    """The docstring examples' trainer (two logistic regressions, one epoch) and its ``x`` (16, 2)."""
+    x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
+    trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)], batch_size=8)
+    trainer.fit(x, y, epochs=1, progress=False)
+    return trainer, x

@@ -125,11 +125,8 @@ class EnsembleState:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> state = trainer.state_dict()
             >>> state["format"], state["epoch"], sorted(state["spec"])[:3]
             ('iwlab.fit/1', 1, ['backend', 'batch_size', 'buffers'])
@@ -155,11 +152,9 @@ class EnsembleState:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
             >>> again = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
             ...                         batch_size=8)
             >>> again.load_state_dict(trainer.state_dict())
@@ -185,11 +180,8 @@ class EnsembleState:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> import tempfile, pathlib
             >>> with tempfile.TemporaryDirectory() as d:
             ...     trainer.save_checkpoint(pathlib.Path(d) / "cell.pt")

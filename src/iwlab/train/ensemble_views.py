@@ -37,11 +37,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> trainer.logits(x).shape  # (M, N, out)
             torch.Size([2, 16, 1])
         """
@@ -65,11 +62,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> (trainer.predict(x) == 1).float().mean(1).shape  # fraction predicted as class 1, per member
             torch.Size([2])
         """
@@ -82,11 +76,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> torch.equal(trainer.member_module(1)(x), trainer.logits(x)[1])
             True
         """
@@ -109,11 +100,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> net = MLP(2, (), 1)
             >>> net.load_state_dict(trainer.member_state_dict(0))
             <All keys matched successfully>
@@ -132,11 +120,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> w, b = trainer.linear_weights()
             >>> w.shape, b.shape
             (torch.Size([2, 2]), torch.Size([2]))
@@ -151,11 +136,8 @@ class EnsembleViews:
         Example:
             >>> import torch
             >>> from iwlab.models import MLP
-            >>> from iwlab.train import EnsembleTrainer, Member
-            >>> x, y = torch.randn(16, 2), (torch.rand(16) > 0.5).long()
-            >>> trainer = EnsembleTrainer(lambda g: MLP(2, (), 1, generator=g), [Member(seed=0), Member(seed=1)],
-            ...                           batch_size=8)
-            >>> _ = trainer.fit(x, y, epochs=1, progress=False)
+            >>> from iwlab.train.ensemble import _doc_trainer
+            >>> trainer, x = _doc_trainer()  # two logistic regressions fitted for one epoch on x (16, 2)
             >>> trainer.param_norm().shape
             torch.Size([2])
         """
