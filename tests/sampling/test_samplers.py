@@ -595,14 +595,14 @@ def test_oracle_negative_score_in_a_presampled_pool_names_its_dataset_index():
     assert score == idx + 1
 
 
-def test_approx_still_clamps_negative_predictions_to_zero():
+def test_approx_predictions_all_negative_sample_uniformly_with_unit_weights():
     s = ApproxSampler(_ds(8), 4, presample=None)
     with torch.no_grad():
         for p in s.predictor.out.parameters():
             p.zero_()
         s.predictor.out.bias.fill_(-3.0)  # every prediction is -3
     b = s.sample()
-    assert torch.equal(b.probs, torch.full((4,), 1 / 8))  # all clamped to 0: uniform
+    assert torch.equal(b.probs, torch.full((4,), 1 / 8))  # no positive prediction to scale a floor: uniform
     assert torch.allclose(b.weights, torch.ones(4))
 
 

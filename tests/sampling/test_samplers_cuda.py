@@ -64,3 +64,28 @@ def test_cuda_draw_past_2_24_and_fetch_with_cuda_indices():
     assert fetch(ds, torch.tensor([4, 0], device="cuda"))[0].tolist() == [4.0, 0.0]
     with pytest.raises(ValueError, match=r"indices\[1\] = 40"):
         fetch(_ds("cuda"), torch.tensor([0, 40], device="cuda"))
+
+
+def test_cuda_approx_state_is_on_the_gpu_and_its_step_needs_no_host_sync():
+    from iwlab.functional.sampling import floored_scores
+    from iwlab.sampling import ApproxSampler
+    from iwlab.sampling.approx import append_losses
+
+    s = ApproxSampler(_ds("cuda"), 8, seed=0)
+    assert s.history_.is_cuda and s.lengths_.is_cuda and s.labels_.is_cuda
+    pool = torch.randint(0, 40, (24,), device="cuda")
+    idx = torch.randint(0, 40, (8,), device="cuda")
+    losses = torch.rand(8, device="cuda")
+    s.predict(pool)  # warm-up: cuDNN picks its kernels once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        floored_scores(s.predict(pool), 0.1, validate=False)
+        pred = s.predict(idx)
+        loss = torch.nn.functional.mse_loss(pred, losses)
+        s.optimizer.zero_grad()
+        loss.backward()
+        s.optimizer.step()
+        append_losses(s.history_, s.lengths_, idx, losses)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

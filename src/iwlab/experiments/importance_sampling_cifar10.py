@@ -25,7 +25,8 @@ from iwlab.data import cifar10
 from iwlab.data.transforms import random_flip_shift
 from iwlab.experiments import importance_sampling_common as common
 from iwlab.experiments.base import CellContext, CellResult, Experiment
-from iwlab.experiments.importance_sampling_common import METHODS_ALL, ImportanceSamplingConfig, ISData
+from iwlab.experiments.importance_sampling_common import METHODS_ALL, PAPER_LR_GRID, ImportanceSamplingConfig, ISData
+from iwlab.experiments.importance_sampling_lr import train_split
 from iwlab.experiments.importance_sampling_summary import summary
 from iwlab.models.vgg import CifarVGG
 
@@ -80,9 +81,11 @@ class Config(ImportanceSamplingConfig):
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {},
+    # paper §4: the uniform baseline's lr from a grid search over 0.001..0.01 (importance_sampling_lr)
+    "lr_search": {"methods": ("uniform",), "lrs": PAPER_LR_GRID},
     # paper §4.2: 50,000 iterations of batch 128, lr x0.1 after 35,000, adaptive smoothing, augmentation
     "paper": {
-        "seeds": 3,
+        "seeds": 3,  # Table 1's caption: 3 runs for CIFAR-10 and Penn Treebank
         "iterations": 50000,
         "steps_per_epoch": 300,
         "batch_size": 128,
@@ -117,9 +120,9 @@ def load_data(cfg: Config) -> ISData:
     arr = cifar10.make_fixture(10, 5, seed=cfg.data_seed) if cfg.fixture else cifar10.load_cifar10()
     xtr, ytr = cifar10.to_tensor(arr.x_train, cfg.image_size), torch.as_tensor(arr.y_train).long()
     xte, yte = cifar10.to_tensor(arr.x_test, cfg.image_size), torch.as_tensor(arr.y_test).long()
-    xtr, ytr = common.subset(xtr, ytr, cfg.n_train, cfg.data_seed)
+    xtr, ytr, xva, yva = train_split(cfg, xtr, ytr)
     xte, yte = common.subset(xte, yte, cfg.n_test, cfg.data_seed + 1)
-    return ISData(xtr, ytr, xte, yte, 10, {})
+    return ISData(xtr, ytr, xte, yte, 10, {}, xva, yva)
 
 
 def make_model(data: ISData, generator: torch.Generator) -> nn.Module:
@@ -140,7 +143,7 @@ def _augmentation(seed: int) -> Callable[[Tensor], Tensor]:
 
 
 def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
-    """Train one (method, seed) cell on CIFAR-10 (:func:`~iwlab.experiments.importance_sampling_common.run_cell`)."""
+    """Train one cell on CIFAR-10 (:func:`~iwlab.experiments.importance_sampling_common.run_cell`)."""
     return common.run_cell(cfg, params, ctx, load_data(cfg), make_model, _augmentation if cfg.augment else None)
 
 

@@ -6,14 +6,17 @@ profiles, its data and its model; this module holds the keys they all use, the c
 of one cell; :mod:`iwlab.experiments.importance_sampling_summary` holds the Markdown summary.
 
 A cell is one (method, seed) run of one model, trained with Adam on minibatches drawn by an
-:mod:`iwlab.sampling` sampler through :func:`iwlab.train.sampled.train_sampled`. A method is a
+:mod:`iwlab.sampling` sampler through :func:`iwlab.train.sampled.train_sampled`; with ``lrs`` set (the
+paper's learning-rate grid search, §4) a cell is one (method, lr, seed) run and
+:mod:`iwlab.experiments.importance_sampling_lr` picks the lr. A method is a
 :class:`~iwlab.sampling.SamplerSpec` spelled ``uniform`` or ``STRATEGY_kK`` (``oracle_k0.5``,
 ``approx_k1``, ``pcg_k1``): the strategy and the bias exponent k of ``alpha = 1/(N p^k)``.
 
 Recorded every epoch (300 minibatches for MNIST/CIFAR-10, 2000 for PTB): ``test_error`` (MNIST,
 CIFAR-10) or ``perplexity`` (PTB validation set, as the paper reports), ``test_loss``, ``train_loss``
 and ``train_loss_std`` (mean and std over the epoch's steps of the weighted minibatch loss),
-``train_loss_raw``, and the cumulative wall-clock ``time_scoring``, ``time_training`` and
+``train_loss_raw``, ``val_error`` or ``val_perplexity`` on the held-out split when ``select_on`` is
+``"validation"``, and the cumulative wall-clock ``time_scoring``, ``time_training`` and
 ``time_total`` (evaluation excluded). After training: the sorted per-example training losses (Fig. 1b)
 and the correlation between per-example loss and gradient norm (Appendix A.2), saved as the cell's
 ``losses`` artifact for :mod:`iwlab.plots.importance`.
@@ -46,15 +49,19 @@ from iwlab.train.sampled import per_example_loss, train_sampled
 METHODS_ALL = ("uniform", "oracle_k1", "oracle_k0.5", "approx_k1", "approx_k0.5")
 SmoothedStrategy = Literal["oracle", "approx", "pcg"]
 SMOOTHED_ALL: tuple[SmoothedStrategy, ...] = ("oracle", "approx", "pcg")
+# paper §4: the uniform baseline's lr from a grid search in [0.001, 0.01] with step 0.001 (exact decimals)
+PAPER_LR_GRID: tuple[float, ...] = tuple(round(0.001 * i, 3) for i in range(1, 11))
 
 # the ci profile's shared settings: generated data, a few minibatches, every example evaluated
 CI: dict[str, Any] = {
     "fixture": True,
+    "seeds": 1,
     "iterations": 12,
     "steps_per_epoch": 4,
     "batch_size": 16,
     "n_train": 0,
     "n_test": 0,
+    "n_val": 8,  # held out only with select_on=validation; leaves 29 of the smallest fixture's 37
     "n_loss_sample": 0,
     "n_grad_sample": 8,
     "table_epochs": (1, 3),
@@ -77,7 +84,13 @@ class ImportanceSamplingConfig:
     iterations: int = 240
     steps_per_epoch: int = 40
     batch_size: int = 64
-    lr: float = 1e-3  # Adam
+    lr: float = 1e-3  # Adam; unused when lrs is set
+    # paper §4 grid search: one cell per (method, lr, seed), each trained with its lr; () = every cell uses lr
+    lrs: tuple[float, ...] = ()
+    # where the lr search chooses: "test" (the test metric, as the paper did, which favours the uniform
+    # baseline) or "validation" (n_val training examples held out, disjoint from those trained on)
+    select_on: Literal["test", "validation"] = "test"
+    n_val: int = 5000  # training examples held out when select_on is "validation"
     lr_drop_at: int = 0  # iteration at which lr is multiplied by 0.1 (paper CIFAR-10: 35000); 0 = never
     presample: float = 3.0  # pool = presample * batch_size examples scored per step; 0 = the whole set
     smoothing: float = 0.0  # additive constant c (paper PTB: 0.5)
@@ -86,7 +99,13 @@ class ImportanceSamplingConfig:
     # approx runs lost 2 of 3 paper-profile seeds for ~10 epochs (tiny predicted losses give huge
     # weights, paper §3.3.1), so the MNIST quick profile smooths approx (adaptively)
     smooth_strategies: tuple[SmoothedStrategy, ...] = SMOOTHED_ALL
-    n_train: int = 10000  # training examples used (0 = all)
+    # approx only: every pool member's score is at least this fraction of the pool's mean positive
+    # prediction, so no example gets p = 0 (and is never drawn again) whatever the predictor outputs
+    score_floor: float = 0.1
+    # scored strategies, k < 1: rescale each batch's weights so that their score-weighted sum equals the
+    # unbiased (k=1) weights' sum, as the authors' code did; False keeps eq. 12's alpha = 1/(N p^k)
+    match_unbiased_sum: bool = False
+    n_train: int = 10000  # training examples used (0 = all; of those not held out for validation)
     n_test: int = 2000  # test/validation examples evaluated each epoch (0 = all)
     n_loss_sample: int = 2000  # training examples whose final losses are sorted (Fig. 1b; 0 = all)
     n_grad_sample: int = 64  # examples for the loss / gradient-norm correlation (Appendix A.2)
@@ -102,6 +121,9 @@ class ImportanceSamplingConfig:
         "steps_per_epoch": count(100_000_000),
         "batch_size": count(65_536),
         "lr": RATE,
+        "lrs": RATE,
+        "n_val": count(10_000_000),  # >= 1: a validation split needs examples
+        "score_floor": Bound(0, 1, lo_open=True),
         "lr_drop_at": count(100_000_000, lo=0),
         "presample": Bound(0, 1000),  # 0: score the whole training set every step
         "smoothing": NONNEG,
@@ -112,8 +134,8 @@ class ImportanceSamplingConfig:
         "table_epochs": count(100_000_000),
         "data_seed": SEED,
     }
-    # no strategy smoothed; no Table 1 rows
-    ALLOW_EMPTY: ClassVar[tuple[str, ...]] = ("smooth_strategies", "table_epochs")
+    # no strategy smoothed; no Table 1 rows; no lr grid (every cell trains with lr)
+    ALLOW_EMPTY: ClassVar[tuple[str, ...]] = ("smooth_strategies", "table_epochs", "lrs")
 
     def validate(self) -> None:
         """Check values beyond their types: every method a sampler spec, none twice, known strategies.
@@ -142,6 +164,9 @@ class ImportanceSamplingConfig:
             raise ValueError(
                 f"table_epochs {late} lie past the last epoch ({epochs} = iterations / steps_per_epoch, rounded up)"
             )
+        if self.lrs and "uniform" not in [str(SamplerSpec.parse(m)) for m in self.methods]:
+            # the search chooses the uniform baseline's lr (paper §4); without it there is nothing to choose
+            raise ValueError(f"lrs is set (an lr search) but methods {self.methods} lack 'uniform', whose lr it sets")
 
 
 @dataclass
@@ -155,6 +180,8 @@ class ISData:
         y_test: (M,) int64 labels.
         num_classes: classes (PTB: vocabulary size).
         extra: what the model needs besides (PTB: ``pad_index``).
+        x_val: (V, ...) held-out training inputs (``select_on="validation"``), disjoint from ``x_train``; or None.
+        y_val: (V,) their labels, or None.
     """
 
     x_train: Tensor
@@ -163,6 +190,8 @@ class ISData:
     y_test: Tensor
     num_classes: int
     extra: dict[str, Any]
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
 
 
 def subset(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -189,8 +218,19 @@ def _mean_loss(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 2048) -> tup
     return tot / max(1, x.shape[0]), wrong / max(1, x.shape[0])
 
 
+def lr_text(lr: float) -> str:
+    """A learning rate as cell ids and commands write it: ``:g``, or every digit when ``:g`` would round it.
+
+    Example:
+        >>> lr_text(0.003), lr_text(1e-05), lr_text(0.0012345678)
+        ('0.003', '1e-05', '0.0012345678')
+    """
+    short = f"{lr:g}"
+    return short if float(short) == lr else repr(lr)
+
+
 def cells(cfg: ImportanceSamplingConfig) -> list[tuple[str, dict]]:
-    """One cell per (method, seed).
+    """One cell per (method, seed), or per (method, lr, seed) when ``cfg.lrs`` is set.
 
     Raises:
         ValueError: a method that is not a sampler spec spelling.
@@ -199,11 +239,20 @@ def cells(cfg: ImportanceSamplingConfig) -> list[tuple[str, dict]]:
         >>> from iwlab.experiments.importance_sampling_mnist import Config
         >>> [c for c, _ in cells(Config(methods=("uniform",), seeds=2))]
         ['uniform/seed=0', 'uniform/seed=1']
+        >>> cells(Config(methods=("uniform",), lrs=(0.001, 0.002), seeds=1))[1]
+        ('uniform/lr=0.002/seed=0', {'method': 'uniform', 'lr': 0.002, 'seed': 0})
     """
     for m in cfg.methods:
         SamplerSpec.parse(m)
     seeds = [cfg.seed + s for s in range(cfg.seeds)]
-    return [(f"{m}/seed={s}", {"method": m, "seed": s}) for m in cfg.methods for s in seeds]
+    if not cfg.lrs:
+        return [(f"{m}/seed={s}", {"method": m, "seed": s}) for m in cfg.methods for s in seeds]
+    return [
+        (f"{m}/lr={lr_text(lr)}/seed={s}", {"method": m, "lr": lr, "seed": s})
+        for m in cfg.methods
+        for lr in cfg.lrs
+        for s in seeds
+    ]
 
 
 def run_cell(
@@ -214,33 +263,36 @@ def run_cell(
     make_model: Callable[[ISData, torch.Generator], nn.Module],
     make_transform: Callable[[int], Callable[[Tensor], Tensor]] | None = None,
 ) -> CellResult:
-    """Train one (method, seed) run; record per-epoch metrics, final sorted losses and loss/gradient correlation.
+    """Train one (method[, lr], seed) run; record per-epoch metrics, final sorted losses and loss/gradient correlation.
 
     Each experiment's ``run_cell`` loads its data and calls this with its model and augmentation.
 
     Args:
         cfg: the experiment's config.
-        params: the cell's ``{"method": SPELLING, "seed": int}`` (:func:`cells`).
+        params: the cell's ``{"method": SPELLING, "seed": int}``, with ``"lr"`` when ``cfg.lrs`` is set
+            (:func:`cells`); without it the cell trains with ``cfg.lr``.
         ctx: where the cell keeps its checkpoint and artifacts, and its device.
         data: the experiment's tensors (CPU; moved to ``ctx.device`` here).
         make_model: ``(data, generator) -> model``, the model initialized from ``generator``.
         make_transform: ``seed -> transform`` of training inputs (augmentation), or None.
 
     Returns:
-        The cell's member (method, strategy, k, seed, label) and rows.
+        The cell's member (method, strategy, k, seed, label, and lr when ``params`` has one) and rows.
 
     Raises:
         ValueError: a bad method spelling, or (from the sampler or the trainer) a bad setting.
         FloatingPointError: the training loss stopped being finite.
     """
     method, seed = params["method"], int(params["seed"])
+    lr = float(params.get("lr", cfg.lr))
     spec = SamplerSpec.parse(method)
     dev = torch.device(ctx.device)
     xtr, ytr = data.x_train.to(dev), data.y_train.to(dev)
     xte, yte = data.x_test.to(dev), data.y_test.to(dev)
+    val = None if data.x_val is None or data.y_val is None else (data.x_val.to(dev), data.y_val.to(dev))
     torch.manual_seed(seed)  # dropout draws from the global RNG
     model = make_model(data, torch.Generator().manual_seed(seed)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     kw: dict[str, Any] = {"seed": 1_000_003 + seed}
     if spec.strategy != "uniform":
         smooth = spec.strategy in cfg.smooth_strategies
@@ -248,7 +300,10 @@ def run_cell(
             k=spec.k,
             presample=cfg.presample if cfg.presample > 0 else None,
             smoothing=("adaptive" if cfg.adaptive_smoothing else cfg.smoothing) if smooth else 0.0,
+            match_unbiased_sum=cfg.match_unbiased_sum,
         )
+    if spec.strategy == "approx":
+        kw["score_floor"] = cfg.score_floor
     if spec.strategy in ("approx", "pcg"):
         kw["num_classes"] = data.num_classes
     sampler = make_sampler(spec.strategy, TensorDataset(xtr, ytr), cfg.batch_size, **kw)
@@ -256,12 +311,16 @@ def run_cell(
 
     def on_epoch(m: nn.Module, epoch: int) -> dict[str, float]:
         ce, err = _mean_loss(m, xte, yte)
-        return {"perplexity": math.exp(ce), "test_loss": ce} if ppl else {"test_error": err, "test_loss": ce}
+        out = {"perplexity": math.exp(ce), "test_loss": ce} if ppl else {"test_error": err, "test_loss": ce}
+        if val is not None:  # the lr search's selection metric, on examples never trained on
+            vce, verr = _mean_loss(m, *val)
+            out.update({"val_perplexity": math.exp(vce)} if ppl else {"val_error": verr})
+        return out
 
     transform = make_transform(seed) if make_transform is not None else None
     lr_at = None
     if cfg.lr_drop_at > 0:
-        lr_at = lambda it: cfg.lr * (0.1 if it >= cfg.lr_drop_at else 1.0)  # noqa: E731
+        lr_at = lambda it: lr * (0.1 if it >= cfg.lr_drop_at else 1.0)  # noqa: E731
 
     records = train_sampled(
         model,
@@ -297,4 +356,6 @@ def run_cell(
     path = ctx.artifact_path("_losses.npz")
     np.savez_compressed(path, sorted_losses=np.sort(losses), grad_loss=gl, grad_norm=gn)
     member = {"method": method, "strategy": spec.strategy, "k": spec.k, "seed": seed, "label": spec.label}
+    if "lr" in params:  # only in an lr search, so the members of a plain run stay as they were
+        member["lr"] = lr
     return CellResult(members=[member], rows=rows, artifacts=[("losses", str(path.relative_to(ctx.run_dir)))])

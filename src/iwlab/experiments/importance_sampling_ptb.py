@@ -26,7 +26,8 @@ from iwlab.config import Bound, count
 from iwlab.data import ptb
 from iwlab.experiments import importance_sampling_common as common
 from iwlab.experiments.base import CellContext, CellResult, Experiment
-from iwlab.experiments.importance_sampling_common import METHODS_ALL, ImportanceSamplingConfig, ISData
+from iwlab.experiments.importance_sampling_common import METHODS_ALL, PAPER_LR_GRID, ImportanceSamplingConfig, ISData
+from iwlab.experiments.importance_sampling_lr import train_split
 from iwlab.experiments.importance_sampling_summary import summary
 from iwlab.models.lm import LSTMLanguageModel
 
@@ -64,9 +65,11 @@ class Config(ImportanceSamplingConfig):
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {},
+    # paper §4: the uniform baseline's lr from a grid search over 0.001..0.01 (importance_sampling_lr)
+    "lr_search": {"methods": ("uniform",), "lrs": PAPER_LR_GRID},
     # paper §4.3: 100,000 iterations of batch 128 words, epoch = 2000 minibatches, constant smoothing 0.5
     "paper": {
-        "seeds": 3,
+        "seeds": 3,  # Table 1's caption: 3 runs for CIFAR-10 and Penn Treebank
         "iterations": 100000,
         "steps_per_epoch": 2000,
         "batch_size": 128,
@@ -97,9 +100,10 @@ def load_data(cfg: Config) -> ISData:
             data = ptb.read_ptb_dir(Path(d) / "ptb", context=cfg.context)
     else:
         data = ptb.load_ptb(context=cfg.context, verify=cfg.verify_checksums)
-    xtr, ytr = common.subset(data.x_train, data.y_train, cfg.n_train, cfg.data_seed)
+    # the held-out split is the tail of the training text: a random word would sit in training contexts
+    xtr, ytr, xva, yva = train_split(cfg, data.x_train, data.y_train, contiguous=True)
     xte, yte = common.subset(data.x_valid, data.y_valid, cfg.n_test, cfg.data_seed + 1)
-    return ISData(xtr, ytr, xte, yte, data.vocab_size, {"pad_index": data.pad_index})
+    return ISData(xtr, ytr, xte, yte, data.vocab_size, {"pad_index": data.pad_index}, xva, yva)
 
 
 def make_model(data: ISData, generator: torch.Generator) -> nn.Module:
@@ -114,7 +118,7 @@ def make_model(data: ISData, generator: torch.Generator) -> nn.Module:
 
 
 def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellResult:
-    """Train one (method, seed) cell on PTB (:func:`~iwlab.experiments.importance_sampling_common.run_cell`)."""
+    """Train one cell on PTB (:func:`~iwlab.experiments.importance_sampling_common.run_cell`)."""
     return common.run_cell(cfg, params, ctx, load_data(cfg), make_model)
 
 

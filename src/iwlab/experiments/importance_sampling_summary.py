@@ -1,7 +1,9 @@
-"""The Markdown summary of the importance-sampling experiments: Table 1, time to accuracy, Appendix A.2.
+"""The Markdown summary of the importance-sampling experiments: Table 1 and the paper's beside it, epochs and
+time to reach a target, Appendix A.2.
 
 Pure functions of the store's metric frame and the experiment's config (Katharopoulos & Fleuret 2017,
-Table 1 and Appendix A.2), shared by ``importance_sampling_mnist``, ``_cifar10`` and ``_ptb``.
+Table 1, §4.1-4.2 and Appendix A.2), shared by ``importance_sampling_mnist``, ``_cifar10`` and ``_ptb``.
+The paper's numbers and the comparisons with them are in :mod:`iwlab.experiments.importance_sampling_paper`.
 
 Example:
     >>> from iwlab.experiments.importance_sampling_mnist import Config
@@ -19,6 +21,14 @@ import pandas as pd
 
 from iwlab.experiments.findings import markdown_table
 from iwlab.experiments.importance_sampling_common import ImportanceSamplingConfig
+from iwlab.experiments.importance_sampling_lr import lr_search_lines
+from iwlab.experiments.importance_sampling_paper import (
+    PAPER_EPOCH,
+    PAPER_SEEDS,
+    epoch_mismatch,
+    epochs_to_reach,
+    table1_vs_paper,
+)
 from iwlab.sampling import SamplerSpec
 
 __all__ = ["summary", "table1", "time_to_accuracy"]
@@ -78,7 +88,8 @@ def time_to_accuracy(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> pd.Data
     Returns:
         One row per method: ``method``, ``reached`` ("runs/seeds"), ``seconds``, ``epoch_time_total``
         (seconds per epoch), ``scoring_share`` (fraction of time spent scoring) and ``ratio``;
-        ``attrs["target"]`` holds the target (a fraction, or perplexity). Empty without a uniform run.
+        ``attrs["target"]`` holds the target (a fraction, or perplexity). Empty without a uniform run or
+        without the timings.
 
     Example:
         >>> from iwlab.experiments.importance_sampling_mnist import Config
@@ -91,7 +102,7 @@ def time_to_accuracy(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> pd.Data
     metric, _ = _metric_format(cfg)
     d = df[df.name.isin([metric, "time_total", "time_scoring"])]
     w = d.pivot_table(index=["method", "seed", "epoch"], columns="name", values="value").reset_index()
-    if "uniform" not in set(w.method):
+    if "uniform" not in set(w.method) or not {metric, "time_total", "time_scoring"} <= set(w.columns):
         return pd.DataFrame()
     last = w.epoch.max()
     target = float(w[(w.method == "uniform") & (w.epoch == last)][metric].mean())
@@ -148,8 +159,75 @@ def _oracle_verdict(df: pd.DataFrame, metric: str) -> list[str]:
     ]
 
 
+def _vs_paper_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str]:
+    """Table 1 beside the paper's, or the reason there is nothing to set beside it."""
+    t = table1_vs_paper(df, cfg)
+    if t.empty:
+        return [f"Beside the paper's Table 1: nothing to compare, {t.attrs['reason']}.", ""]
+    unit = "" if cfg.METRIC == "perplexity" else "%"
+
+    def cell(mean: float, std: float, n: int) -> str:
+        if math.isnan(mean):
+            return f"— (n={n})"
+        return f"{mean:.2f}{unit}" + ("" if math.isnan(std) else f" ± {std:.2f}") + f" (n={n})"
+
+    show = pd.DataFrame(
+        {
+            "epoch": t.epoch,
+            "method": [SamplerSpec.parse(m).label for m in t.method],
+            "ours": [cell(*r) for r in zip(t.ours_mean, t.ours_std, t.ours_n, strict=True)],
+            "paper": [cell(*r) for r in zip(t.paper_mean, t.paper_std, t.paper_n, strict=True)],
+            "(ours - paper) / paper std": [f"{x:+.2f}" for x in t.delta_in_paper_std],
+            "within 2 std": ["yes" if w else "no" for w in t.within_2_std],
+        }
+    )
+    approx = t[[SamplerSpec.parse(m).strategy == "approx" for m in t.method]]
+    return [
+        f"Beside the paper's Table 1: ± is the sample std over seeds, ours over {cfg.seeds} seed(s), the paper's over "
+        f"{PAPER_SEEDS[cfg.DATASET]} runs; the difference is in units of the paper's std. Within 2 of the paper's "
+        f"std: {int(t.within_2_std.sum())}/{len(t)} cells (approx: {int(approx.within_2_std.sum())}/{len(approx)}).",
+        "",
+        markdown_table(show, index=False),
+        "",
+    ]
+
+
+def _reach_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str]:
+    """The epochs-to-reach table with what its epochs are, or nothing without a target."""
+    t = epochs_to_reach(df, cfg)
+    if t.empty:
+        return []
+    ppl = cfg.METRIC == "perplexity"
+    mismatch = epoch_mismatch(cfg)
+    show = pd.DataFrame(
+        {
+            "target": [f"{x:.1f}" if ppl else f"{100 * x:.2f}%" for x in t.target],
+            "source": t.source,
+            "method": [SamplerSpec.parse(m).label for m in t.method],
+            "epoch": ["not reached" if math.isnan(e) else str(int(e)) for e in t.epoch],
+            "seeds reached": t.seeds_reached,
+            "epochs before uniform": ["—" if math.isnan(x) else f"{x:+.0f}" for x in t.epochs_before_uniform],
+            "paper": ["—" if p is None else str(p) for p in t.paper],
+        }
+    )
+    steps, batch = PAPER_EPOCH[cfg.DATASET]
+    if mismatch:
+        note = f"{mismatch[0].upper()}{mismatch[1:]}: the paper's epochs do not compare with ours, its targets do."
+    else:
+        note = f"An epoch here is {steps} minibatches of {batch}, as the paper's, so its epochs compare with ours."
+    return [
+        "Epochs to reach a target (the first epoch whose mean over seeds is at or below it; seeds reached: how many "
+        f"got there on their own at some epoch). {note}",
+        "",
+        markdown_table(show, index=False),
+        "",
+    ]
+
+
 def summary(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> str:
-    """Markdown: Table 1, time-to-accuracy, loss/gradient-norm correlation, oracle k=0.5 vs uniform.
+    """Markdown: Table 1 and the paper's beside it, epochs and time to reach a target, loss/gradient-norm
+    correlation, oracle k=0.5 vs uniform; for a learning-rate search (``lrs`` set), only the search's section
+    (:func:`~iwlab.experiments.importance_sampling_lr.lr_search_lines`), since its methods ran at other lrs.
 
     Args:
         df: the run's long metric frame (:func:`iwlab.store.load`).
@@ -166,13 +244,17 @@ def summary(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> str:
         >>> values = (("test_error", 0.02), ("time_total", 2.0), ("time_scoring", 1.0))
         >>> rows = [("uniform", 0, 1, name, v) for name, v in values]
         >>> df = pd.DataFrame(rows, columns=["method", "seed", "epoch", "name", "value"])
-        >>> summary(df, Config(methods=("uniform",))).splitlines()[0]
+        >>> summary(df, Config(methods=("uniform",), seeds=1)).splitlines()[0]
         '### mnist: test error, mean ± std over 1 seed(s) (Table 1 format)'
     """
+    if getattr(cfg, "lrs", ()):
+        return "\n".join(lr_search_lines(df, cfg))
     metric, _ = _metric_format(cfg)
     what = "validation perplexity" if metric == "perplexity" else "test error"
     lines = [f"### {cfg.DATASET}: {what}, mean ± std over {cfg.seeds} seed(s) (Table 1 format)", ""]
     lines += [markdown_table(table1(df, cfg)), ""]
+    lines += _vs_paper_lines(df, cfg)
+    lines += _reach_lines(df, cfg)
     tta = time_to_accuracy(df, cfg)
     if not tta.empty:
         tgt = tta.attrs["target"] * (1 if metric == "perplexity" else 100)

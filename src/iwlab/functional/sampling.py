@@ -43,6 +43,7 @@ from iwlab.functional.checks import check_int, check_real
 
 __all__ = [
     "draw",
+    "floored_scores",
     "importance_weights",
     "per_example_grad_norms",
     "rank_correlation",
@@ -63,7 +64,7 @@ def _first(mask: Tensor, values: Tensor, name: str) -> str:
     return f"{name}[{i}] = {values[i].item()}{more}"
 
 
-def _check_scores(scores: Tensor, name: str = "scores", what: str = " (losses)") -> None:
+def _check_scores(scores: Tensor, name: str = "scores", what: str = " (losses)", *, nonneg: bool = True) -> None:
     if not isinstance(scores, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
     if scores.dim() != 1 or scores.numel() == 0:
@@ -75,7 +76,7 @@ def _check_scores(scores: Tensor, name: str = "scores", what: str = " (losses)")
     if bool(bad.any()):
         raise ValueError(f"{name} must be finite; {_first(bad, scores, name)}")
     neg = scores < 0
-    if bool(neg.any()):
+    if nonneg and bool(neg.any()):
         raise ValueError(f"{name} must be nonnegative{what}; {_first(neg, scores, name)}")
 
 
@@ -147,17 +148,29 @@ def _check_probs(probs: Tensor, name: str = "probs") -> None:
         raise ValueError(f"probabilities of drawn examples must be in (0, 1]; {_first(bad, flat, name)}")
 
 
-def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> Tensor:
+def importance_weights(
+    probs: Tensor, k: float = 1.0, n: int | None = None, *, match_unbiased_sum: bool = False
+) -> Tensor:
     """Loss weights ``alpha = 1 / (n p^k)`` for examples drawn with probabilities ``probs`` (eq. 11-12).
 
     ``k = 1`` is unbiased, ``k < 1`` biases toward high-loss examples (eq. 12), ``k = 0`` gives
     alpha = 1/n for all.
+
+    For k < 1 the weights' scale differs from k = 1 (alpha ~ n^(k-1) on average) and varies from batch
+    to batch, which under plain SGD changes the effective learning rate. ``match_unbiased_sum=True``
+    rescales the batch the way the authors' code does (``BiasedReweightingPolicy`` in
+    idiap/importance-sampling): by t with ``sum_b t alpha_b s_b = sum_b s_b / (n p_b)``, the sum the
+    unbiased weights give, where s_b ∝ p_b are the drawn examples' scores. That is
+    ``t = B / sum_b p_b^(1-k)``; for k = 1, t = 1.
 
     Args:
         probs: (...) floating probabilities of the drawn examples, each in (0, 1].
         k: the bias exponent, finite and <= 1.
         n: size of the set the distribution is over, an integer >= 1 (default ``probs.numel()``);
             pass the pool size when ``probs`` holds only the drawn examples' probabilities.
+        match_unbiased_sum: rescale the weights of ``probs`` (one minibatch) so that their
+            score-weighted sum equals the unbiased (k = 1) weights' (see above); default off, the
+            paper's eq. 12 as written.
 
     Returns:
         (...) positive finite weights, float64 for float64 ``probs``, else float32 (computed in
@@ -172,7 +185,17 @@ def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> T
     Example:
         >>> importance_weights(torch.tensor([0.5, 0.25]), k=0.5, n=4).tolist()
         [0.3535533845424652, 0.5]
+        >>> w = importance_weights(torch.tensor([0.5, 0.25]), k=0.5, n=4, match_unbiased_sum=True)
+        >>> round(float((w * torch.tensor([0.5, 0.25])).sum()), 6)  # = sum_b p_b / (n p_b) = B / n
+        0.5
     """
+    if not isinstance(match_unbiased_sum, bool):  # "no" would be truthy
+        raise TypeError(f"match_unbiased_sum must be True or False, got {match_unbiased_sum!r}")
+    # for k = 1 the factor is exactly 1: skip it, so the weights are bit-for-bit the unscaled ones
+    return _importance_weights(probs, k, n, rescale=match_unbiased_sum and k != 1)
+
+
+def _importance_weights(probs: Tensor, k: float, n: int | None, *, rescale: bool = False) -> Tensor:
     kk = check_real(k, "k")
     if not (kk <= 1.0 and math.isfinite(kk)):
         raise ValueError(f"k must be finite and in (-inf, 1] (k = 1 is unbiased), got {k}")
@@ -180,21 +203,26 @@ def importance_weights(probs: Tensor, k: float = 1.0, n: int | None = None) -> T
     n = probs.numel() if n is None else check_int(n, "n")
     if n < 1:
         raise ValueError(f"n (the size of the set sampled from) must be >= 1, got {n}")
-    if probs.dtype in (torch.float32, torch.float64):
+    out_dtype = probs.dtype if probs.dtype in (torch.float32, torch.float64) else torch.float32
+    if probs.dtype in (torch.float32, torch.float64) and not rescale:
         w = 1.0 / (n * probs.pow(kk))
         ok = torch.isfinite(w) & (w > 0)
         if bool(ok.all()):
             return w
-        out_dtype = probs.dtype
-    else:
-        out_dtype = torch.float32
-    # n * p^k over/underflowed in the input dtype: exponent in log space, in float64, rounded once
-    w = torch.exp(-(math.log(n) + kk * torch.log(probs.to(torch.float64)))).to(out_dtype)
+    # in log space, in float64, rounded once: n * p^k over/underflowed in the input dtype, or the batch
+    # is rescaled (the unscaled weights may leave float32's range where the rescaled ones do not)
+    logp = torch.log(probs.detach().to(torch.float64))  # (...,)
+    logw = -(math.log(n) + kk * logp)
+    if rescale:
+        # t = B / sum_b p_b^(1-k), as a log-sum-exp so that p^(1-k) cannot underflow
+        logw = logw + math.log(logp.numel()) - torch.logsumexp((1.0 - kk) * logp.reshape(-1), 0)
+    w = torch.exp(logw).to(out_dtype)
     bad = ~(torch.isfinite(w) & (w > 0))
     if bool(bad.any()):
         flat = probs.detach().reshape(-1)
+        what = "rescaled to the unbiased sum" if rescale else "1 / (n p^k)"
         raise ValueError(
-            f"importance weight 1 / (n p^k) with n={n}, k={kk} is not representable in {out_dtype} for "
+            f"importance weight {what} with n={n}, k={kk} is not representable in {out_dtype} for "
             f"{_first(bad.reshape(-1), flat, 'probs')}"
         )
     return w
@@ -206,6 +234,60 @@ def _finite_total(p: Tensor) -> Tensor:
         return p
     p64 = p.to(torch.float64)
     return p64 / p64.max()
+
+
+def floored_scores(predicted: Tensor, floor: float = 0.1, *, validate: bool = True) -> Tensor:
+    """Positive scores from predicted losses of any sign: ``s_i = max(l_i, f * mean_j max(l_j, 0))``.
+
+    The approx sampler's scores are a model's predictions (:class:`~iwlab.sampling.LossPredictor`),
+    which can be <= 0 or far too small. Sampling ``p ∝ s`` keeps the paper's ``p ∝ predicted loss``
+    (eq. 10, §3.3) for every example predicted above the floor, a fraction f of the pool's mean
+    positive prediction, and lifts the rest to that floor. So every example keeps ``p > 0`` (it is
+    still drawn, its loss still observed, and the k = 1 estimate stays unbiased), and its weight is
+    bounded: with ``m = mean_j max(l_j, 0)``, ``sum_j s_j <= P m (1 + f)``, so
+    ``p_i >= f / (P (1 + f))`` and ``alpha_i = 1/(P p_i) <= (1 + f) / f`` (11 for f = 0.1). Paper
+    §3.3.1 names the failure this bounds: an example predicted far too low gets a huge weight. A
+    pool whose predictions are all <= 0 is scored uniformly (every s_i = 1).
+
+    Args:
+        predicted: (P,) floating predictions, finite (any sign).
+        floor: f in (0, 1], the floor as a fraction of the pool's mean positive prediction.
+        validate: check the inputs (a host sync on a GPU); the sampler's hot path checks ``floor``
+            once at construction and the result's finiteness where it copies it to the host anyway.
+
+    Returns:
+        (P,) positive scores, in ``predicted``'s dtype and device; the floor is never below the dtype's
+        smallest normal number (so f * m cannot underflow to a score of 0). With ``validate=False`` a
+        non-finite prediction gives NaN in its entry (for the caller to refuse) instead of an error.
+
+    Raises:
+        TypeError: ``predicted`` is not a floating tensor.
+        ValueError: ``predicted`` is not a non-empty 1-D tensor or has a non-finite entry, or
+            ``floor`` is outside (0, 1].
+
+    Example:
+        >>> floored_scores(torch.tensor([-1.0, 0.0, 2.0, 6.0]), floor=0.5).tolist()  # mean positive 2, floor 1
+        [1.0, 1.0, 2.0, 6.0]
+    """
+    if validate:
+        _check_scores(predicted, "predicted", nonneg=False)
+        f = check_real(floor, "floor")
+        if not 0 < f <= 1:
+            raise ValueError(f"floor must be in (0, 1] (a fraction of the pool's mean prediction), got {floor}")
+        floor = f
+    pos = predicted.clamp(min=0)  # (P,)
+    top = pos.max()
+    # the mean positive part, scaled by the maximum so predictions near float32's limit cannot overflow
+    # the sum; NaN (0/0) when nothing is predicted positive
+    m = top * (pos / top).mean()
+    # never below the dtype's smallest normal number: f * m can underflow to 0 (subnormal predictions, a
+    # floor of 1e-50), and a score of 0 is p = 0, the starvation the floor exists to prevent
+    lo = (floor * m).clamp(min=torch.finfo(pos.dtype).tiny)
+    # all predictions <= 0: no scale to take a floor from, so every example scores the same
+    s = torch.where(m > 0, torch.maximum(pos, lo), torch.ones_like(pos))
+    # a NaN or infinite prediction stays NaN (inf - inf) in its own entry, so the caller's finiteness
+    # check names it; the where() above would otherwise turn the pool silently uniform
+    return s + (predicted - predicted)
 
 
 def draw(probs: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:

@@ -5,7 +5,9 @@ Built with ``matplotlib.figure.Figure`` (no pyplot global state), in the shared 
 one figure-level legend that also says what the bands mean. Every y axis here is logarithmic, so no band is
 mean ± std (it would dip below zero): the training-loss band is the within-epoch spread of the minibatch loss
 as a log-normal (geometric mean ×/÷ geometric std), the test-metric band is the min to max over seeds.
-Values <= 0 cannot be drawn on a log axis; they are left out and the caption says how many.
+Values <= 0 cannot be drawn on a log axis; they are left out and the caption says how many. The method styles
+and the figures drawn relative to something (Fig. 2b's moving average, Fig. 3b's loss std relative to
+uniform's) are in :mod:`iwlab.plots.importance_extra`.
 
 Figures read only the store's frame (a method's ``strategy`` and ``k`` are member columns there) and the
 cells' ``losses`` artifacts; :func:`figures` draws them all for ``iwlab run``.
@@ -29,59 +31,27 @@ import numpy as np
 import pandas as pd
 
 from iwlab.plots import style as S
-from iwlab.sampling import SamplerSpec
+from iwlab.plots.importance_extra import (
+    _dropped,
+    _fig,
+    _handles,
+    _n_seeds,
+    _specs,
+    _styles,
+    loss_std_ratio,
+    lr_search_figure,
+    metric_moving_average,
+)
 from iwlab.store import Store
 
 __all__ = ["figures", "loss_vs_gradnorm", "metric_curves", "metric_vs_time", "sorted_losses", "train_loss_curves"]
-
-_LINESTYLE = {"uniform": "-", "oracle": "-", "approx": "--", "pcg": ":"}
-# uniform is black in every figure; the other methods take the rest of the palette in the config's order
-_METHOD_COLORS = (*S.PALETTE[1:], S.OKABE_ITO["sky_blue"])
-
-
-def _specs(df: pd.DataFrame, methods: Any) -> dict[str, SamplerSpec]:
-    """Method -> its sampler spec, from the store's ``strategy`` and ``k`` member columns, in ``methods``' order.
-
-    Methods without rows in ``df`` (not run, or failed) are left out.
-    """
-    if df.empty or not {"method", "strategy", "k"} <= set(df.columns):
-        return {}
-    runs = df.dropna(subset=["method"]).drop_duplicates("method").set_index("method")
-    return {m: SamplerSpec(runs.strategy[m], float(runs.k[m])) for m in methods if m in runs.index}
-
-
-def _styles(df: pd.DataFrame, methods: Any) -> dict[str, dict[str, Any]]:
-    """Per method: colour (distinct while there are at most 7 methods besides uniform), line style, label."""
-    out, i = {}, 0
-    for m, spec in _specs(df, methods).items():
-        if spec.strategy == "uniform":
-            color = S.OKABE_ITO["black"]
-        else:
-            color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
-            i += 1
-        out[m] = {"color": color, "ls": _LINESTYLE[spec.strategy], "label": spec.label, "lw": 1.5}
-    return out
-
-
-def _handles(styles: dict[str, dict[str, Any]], band: str | None = None, marker: str | None = None) -> list:
-    hs = [
-        S.line_handle(st["color"], st["label"], ls=st["ls"], lw=st["lw"], marker=marker, ms=3) for st in styles.values()
-    ]
-    return [*hs, S.band_handle(band)] if band else hs
-
-
-def _n_seeds(df: pd.DataFrame) -> int:
-    return int(df.seed.nunique()) if "seed" in df and not df.empty else 1
-
-
-def _dropped(n: int, what: str) -> str:
-    return f" {n} {what} <= 0 cannot be drawn on the log axis and are left out." if n else ""
 
 
 def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -> Path:
     """Per-epoch mean of the weighted minibatch loss (Figs. 1a, 2a, 3a), mean over seeds; band: its
     within-epoch spread as a log-normal with the same mean and std (:func:`iwlab.plots.style.lognormal_band`),
-    so it stays positive on the log axis.
+    so it stays positive on the log axis. The paper draws a moving average and moving std over steps; the
+    per-epoch mean and std over the epoch's steps are the same kind of smoothing with an epoch-long window.
 
     Raises:
         ValueError: ``fmt`` is not a known format.
@@ -113,18 +83,20 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
             ax.fill_between(it, lo, hi, color=styles[m]["color"], alpha=0.12, lw=0)
     ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)", yscale="log")
     ax.set_title(
-        f"{cfg.DATASET}: weighted minibatch loss per epoch\n"
+        f"{cfg.DATASET}: weighted minibatch loss per epoch ({_fig(cfg, 'a')})\n"
         "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
         fontsize=8,
     )
     band = "band: within-epoch spread, geometric mean ×/÷ geometric std"
     S.figure_legend(fig, _handles(styles, band))
     caption = (
-        "Weighted minibatch training loss vs iteration (log axis), per-epoch mean (mean over "
-        f"{_n_seeds(df)} seed(s)); band: the within-epoch spread of the minibatch loss, as the log-normal with the "
-        "same mean and std (geometric mean ×/÷ geometric std), so it stays positive on the log axis. Look for: "
-        "importance sampling lowers the loss faster than uniform (Katharopoulos & Fleuret Figs. 1a-3a); k < 1 "
-        "curves sit lower by construction (their weights are smaller)."
+        f"{_fig(cfg, 'a')}: weighted minibatch training loss vs iteration (log axis). Line: the mean over each "
+        f"epoch's {cfg.steps_per_epoch} minibatches (mean over {_n_seeds(df)} seed(s)), where the paper draws a "
+        "moving average; band: the within-epoch spread of the minibatch loss (the paper's moving std), as the "
+        "log-normal with the same mean and std (geometric mean ×/÷ geometric std), so it stays positive on the log "
+        "axis. Look for: importance sampling lowers the loss faster, with a narrower band, than uniform "
+        f"(Katharopoulos & Fleuret {_fig(cfg, 'a')}); k < 1 curves sit lower by construction (their weights are "
+        "smaller)."
     )
     return S.save(fig, path, fmt, caption)
 
@@ -156,10 +128,11 @@ def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: st
         dropped += int((~pos).sum())
         ax.plot(np.arange(n)[pos], c[pos], **styles[m])
     ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training", yscale="log")
-    ax.set_title("Per-example training loss after training (Fig. 1b)", fontsize=9)
+    ax.set_title("Per-example training loss after training (as the paper's Fig. 1b, MNIST)", fontsize=9)
     S.figure_legend(fig, _handles(styles, "no band: mean over seeds"))
     caption = (
-        f"Per-example training loss after training, sorted ascending (log axis), mean over {_n_seeds(df)} seed(s) "
+        "As the paper's Fig. 1b (drawn there for MNIST only): "
+        f"per-example training loss after training, sorted ascending (log axis), mean over {_n_seeds(df)} seed(s) "
         "of the sorted curves; no band." + _dropped(dropped, "sorted positions with mean loss") + " Look for: "
         "importance sampling leaves fewer examples with a high loss (a lower right end) than uniform "
         "(Katharopoulos & Fleuret Fig. 1b)."
@@ -207,16 +180,17 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
             ax.fill_between(
                 d.epoch[many], d["min"][many] * scale, d["max"][many] * scale, color=styles[m]["color"], alpha=0.1, lw=0
             )
-    ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="test error (%)" if scale > 1 else metric)
+    what = "test error (%)" if scale > 1 else metric
+    ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=what)
     ax.set_yscale("log")
+    ax.set_title(f"{cfg.DATASET}: {what} per epoch ({_fig(cfg, 'c')})", fontsize=9)
     n = _n_seeds(df)
     band = S.seed_band_text(n, kind="range")
     S.figure_legend(fig, _handles(styles, band, marker="o"))
-    what = "test error (%)" if scale > 1 else metric
     caption = (
-        f"{what} vs epoch (log axis), line: mean over {n} seed(s); {band} (quantiles, so the band stays positive "
-        "on the log axis)." + _dropped(dropped, "epoch means") + " Look for: importance sampling (oracle, approx) "
-        "below uniform at the same epoch (Katharopoulos & Fleuret Table 1, Figs. 1c-3c)."
+        f"{_fig(cfg, 'c')}: {what} vs epoch (log axis), line: mean over {n} seed(s); {band} (quantiles, so the band "
+        "stays positive on the log axis)." + _dropped(dropped, "epoch means") + " Look for: importance sampling "
+        f"(oracle, approx) below uniform at the same epoch (Katharopoulos & Fleuret Table 1, {_fig(cfg, 'c')})."
     )
     return S.save(fig, path, fmt, caption)
 
@@ -305,8 +279,17 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
 
 
 def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list[Path]:
-    """Training-loss curves (Figs. 1a/2a/3a), sorted losses (Fig. 1b), test metric vs epoch and vs time, loss vs
-    gradient norm; saved as ``fmt`` under ``run_dir/figures`` with their captions (shown in the report).
+    """Training-loss curves (Figs. 1a/2a/3a), sorted losses (Fig. 1b), test metric vs epoch (Figs. 1c/2c/3c) and
+    vs time, loss vs gradient norm, then those that need certain methods: the moving average of the importance
+    sampling schemes' test metric (Fig. 2b; when an oracle or approx method ran), the within-epoch loss std
+    relative to uniform for every method (when uniform and another method ran), and for uniform, pcg and approx
+    only (Fig. 3b; when pcg or approx ran beside an oracle, else it would repeat the one before). Saved as
+    ``fmt`` under ``run_dir/figures`` with their captions (shown in the report).
+
+    A learning-rate search (``cfg.lrs`` set) ran uniform at several rates, which every figure above would mix
+    into one method's curves; it gets one figure instead,
+    :func:`~iwlab.plots.importance_extra.lr_search_figure` (the selection metric against the rate, and the test
+    metric per epoch per rate).
 
     Args:
         run_dir: the run folder (its ``results.db`` and the cells' ``losses`` artifacts).
@@ -316,10 +299,11 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
         fmt: ``"png"``, ``"pdf"`` or ``"svg"`` (``iwlab run --figure-format``).
 
     Returns:
-        The five figure files, in the order above.
+        The figure files, in the order above: five always, up to three more; for an lr search, ``lr_search``
+        alone.
 
     Raises:
-        ValueError: ``fmt`` is not a known format.
+        ValueError: ``fmt`` is not a known format, or an lr search whose ``df`` has no ``lr`` column.
 
     Example::
 
@@ -328,14 +312,33 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
     S.check_format(fmt)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    if getattr(cfg, "lrs", ()):
+        return [lr_search_figure(df, cfg, fig_dir / "lr_search", fmt)]
     metric = cfg.METRIC
-    return [
+    out = [
         train_loss_curves(df, cfg, fig_dir / "train_loss", fmt),
         sorted_losses(run_dir, df, cfg, fig_dir / "sorted_losses", fmt),
         metric_curves(df, cfg, metric, fig_dir / metric, fmt),
         metric_vs_time(df, cfg, metric, fig_dir / f"{metric}_vs_time", fmt),
         loss_vs_gradnorm(run_dir, df, cfg, fig_dir / "loss_vs_gradnorm", fmt),
     ]
+    specs = _specs(df, cfg.methods)
+
+    def ran(name: str, strategies: tuple[str, ...]) -> list[str]:
+        """The methods of these strategies that have ``name`` rows."""
+        have = set(df.method[df.name == name]) if not df.empty else set()
+        return [m for m, sp in specs.items() if sp.strategy in strategies and m in have]
+
+    if ran(metric, ("oracle", "approx")):
+        out.append(metric_moving_average(df, cfg, metric, fig_dir / f"{metric}_moving_average", fmt))
+    uniform, oracle = ran("train_loss_std", ("uniform",)), ran("train_loss_std", ("oracle",))
+    cheap = ran("train_loss_std", ("pcg", "approx"))
+    if uniform and (oracle or cheap):
+        out.append(loss_std_ratio(df, cfg, fig_dir / "loss_std_ratio", fmt, paper_ref=f"the band of {_fig(cfg, 'a')}"))
+    if uniform and cheap and oracle:
+        path = fig_dir / "loss_std_ratio_pcg_approx"
+        out.append(loss_std_ratio(df, cfg, path, fmt, methods=uniform + cheap, paper_ref="Fig. 3b"))
+    return out
 
 
 def _mean_std(df: pd.DataFrame, metric: str, method: str, x: str = "epoch") -> pd.DataFrame:

@@ -26,9 +26,12 @@ A :class:`SamplerSpec` names a strategy and its k; ``SamplerSpec.parse`` reads t
 
 Weights are ``alpha_i = 1 / (P p_i^k)`` with P the pool size (:mod:`iwlab.functional.sampling`), so
 ``mean(alpha * losses)`` is unbiased for the dataset mean loss when k = 1 and every example with a
-nonzero loss can be drawn (p > 0). Known exception: ``approx`` clamps predicted losses <= 0 to 0, so
-without smoothing (c = 0) such examples are never drawn and its k = 1 estimate is biased (a Monte Carlo
-check gave 0.78 for a true mean of 1.18); use smoothing > 0 until issue 12 replaces the clamp.
+nonzero loss can be drawn (p > 0). ``approx`` guarantees that for any predictor output: its scores are
+the predictions floored at a fraction ``score_floor`` of the pool's mean positive prediction
+(:func:`~iwlab.functional.sampling.floored_scores`), so no example or class is starved and every weight
+is at most ``(1 + f)/f``. ``match_unbiased_sum=True`` rescales each k < 1 batch to the unbiased
+weights' score-weighted sum, as the authors' code does.
+
 Smoothing ``c`` is a constant or ``"adaptive"``: half the exponential moving average of the minibatch
 mean loss (paper §4.2).
 

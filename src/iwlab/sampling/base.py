@@ -111,6 +111,10 @@ class ImportanceSampler:
             paper §4.2).
         ema: decay in [0, 1) of the minibatch-loss moving average used by adaptive smoothing.
         seed: integer seed of the sampler's own ``torch.Generator`` (independent of the global RNG).
+        match_unbiased_sum: for k < 1, rescale each minibatch's weights so that their score-weighted
+            sum equals the unbiased (k = 1) weights' (the authors' code does this; see
+            :func:`~iwlab.functional.sampling.importance_weights`). Off: eq. 12 as written, whose
+            scale differs from k = 1 and varies from batch to batch. No effect for k = 1.
 
     Raises:
         TypeError: an integer argument that is not integer-like (a bool or float is refused), or a
@@ -132,6 +136,7 @@ class ImportanceSampler:
         smoothing: Smoothing = 0.0,
         ema: float = 0.9,
         seed: int = 0,
+        match_unbiased_sum: bool = False,
     ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
         if n < 1:
@@ -164,6 +169,9 @@ class ImportanceSampler:
             smoothing = c
         ema = check_interval(ema, "ema", 0.0, 1.0, hi_open=True)
         seed = check_seed(seed)  # torch.Generator.manual_seed would wrap -1 to 2**64 - 1 silently
+        if not isinstance(match_unbiased_sum, bool):  # "false" would be truthy
+            raise TypeError(f"match_unbiased_sum must be True or False, got {match_unbiased_sum!r}")
+        self.match_unbiased_sum = match_unbiased_sum
         self.dataset = dataset
         self.batch_size = batch_size
         self.k = kk
@@ -256,7 +264,7 @@ class ImportanceSampler:
             probs = sampling_probabilities(scores, c)  # (P,)
         pick = draw(probs, self.batch_size, self.generator)  # (B,) positions in the pool
         p = probs[pick]
-        w = importance_weights(p, self.k, n=pool.numel())
+        w = importance_weights(p, self.k, n=pool.numel(), match_unbiased_sum=self.match_unbiased_sum)
         idx = pool[pick]
         data = fetch(self.dataset, idx)
         dev = data[0].device if data and isinstance(data[0], Tensor) else torch.device("cpu")
@@ -396,5 +404,6 @@ class ImportanceSampler:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(n={self.n}, batch_size={self.batch_size}, k={self.k}, "
-            f"presample={self.presample}, smoothing={self.smoothing!r}, seed={self.seed})"
+            f"presample={self.presample}, smoothing={self.smoothing!r}, seed={self.seed}"
+            + (", match_unbiased_sum=True)" if self.match_unbiased_sum else ")")
         )

@@ -5,6 +5,11 @@ class label is embedded in R^32 and concatenated with the last hidden state; a l
 64-d feature to the predicted loss. An example with no history yet gets a zero history feature, so
 its prediction is a learned per-class baseline.
 
+The LSTM reads every padded history in full (H steps) and the feature of example i is its top-layer
+output at step ``lengths[i] - 1``: an LSTM is causal, so that output is exactly the state after the
+first ``lengths[i]`` losses, the same as packing the sequences, but with no lengths copied to the host
+(``pack_padded_sequence`` needs them on the CPU, a device sync every step).
+
 Example:
     >>> import torch
     >>> m = LossPredictor(num_classes=10)
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 
 class LossPredictor(nn.Module):
@@ -42,15 +46,13 @@ class LossPredictor(nn.Module):
     def forward(self, history: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
         """Predicted losses (P,) from left-aligned histories (P, H), their lengths (P,) and labels (P,).
 
-        ``history[i, :lengths[i]]`` are example i's last observed losses, oldest first.
+        ``history[i, :lengths[i]]`` are example i's last observed losses, oldest first; entries past
+        ``lengths[i]`` are ignored. All three live on the predictor's device; nothing is synchronized.
         """
         P = history.shape[0]
-        # pack so each sequence ends at its own last observation; zero-length ones are run with
-        # length 1 and their state zeroed below (pack_padded_sequence rejects length 0)
-        packed = pack_padded_sequence(
-            history.unsqueeze(-1), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        _, (h, _) = self.lstm(packed)  # h: (layers, P, hidden), in the input order
-        feat = h[-1] * (lengths > 0).to(h.dtype).unsqueeze(-1)  # (P, hidden)
+        out, _ = self.lstm(history.unsqueeze(-1))  # (P, H, hidden): top layer after each step
+        last = (lengths - 1).clamp(min=0).reshape(P, 1, 1).expand(P, 1, out.shape[-1])  # (P, 1, hidden)
+        feat = out.gather(1, last).reshape(P, -1)  # (P, hidden): state after lengths[i] steps
+        feat = feat * (lengths > 0).to(feat.dtype).unsqueeze(-1)  # no history: zero feature
         z = torch.cat([feat, self.embed(labels)], dim=-1)  # (P, 2 * hidden)
         return self.out(z).reshape(P)

@@ -35,7 +35,7 @@ __all__ = ["OracleSampler", "PerClassGaussianSampler", "UniformSampler"]
 class UniformSampler(ImportanceSampler):
     """Plain SGD minibatches: epochs of random permutations, every weight 1.
 
-    ``k``, ``presample`` and ``smoothing`` are accepted (so ``make_sampler`` takes one set of
+    ``k``, ``presample``, ``smoothing`` and ``match_unbiased_sum`` are accepted (so ``make_sampler`` takes one set of
     arguments for every method) and ignored.
 
     Example:
@@ -52,6 +52,7 @@ class UniformSampler(ImportanceSampler):
         kw.pop("k", None)
         kw.pop("presample", None)
         kw.pop("smoothing", None)
+        kw.pop("match_unbiased_sum", None)
         super().__init__(dataset, batch_size, k=1.0, presample=None, smoothing=0.0, seed=seed, **kw)
         self.order_ = torch.randperm(self.n, generator=self.generator)
         self.cursor_ = 0

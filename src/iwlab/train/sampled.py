@@ -93,6 +93,8 @@ _SAMPLER_KEYS = (
     "history",
     "hidden",
     "predictor_lr",
+    "score_floor",
+    "match_unbiased_sum",
 )
 # the hyperparameters torch's optimizers read; implementation switches (foreach, fused, capturable, ...)
 # and keys a newer torch adds are left out, so an upgrade alone does not refuse a checkpoint
