@@ -9,27 +9,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-import pytest
 from colour_maths import MAX_LUMINANCE, chroma, delta_e_deuteranope, luminance
 from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
 
 from iwlab.plots import importance as PI
 from iwlab.plots import mrpc as PM
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """Every Figure saved while the test runs, as (figure, path)."""
-    figs = []
-    real = Figure.savefig
-
-    def savefig(self, fname, *args, **kwargs):
-        figs.append((self, fname))
-        return real(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return figs
 
 
 def _legends(fig):

@@ -11,7 +11,6 @@ import pytest
 from matplotlib import colormaps
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
-from matplotlib.figure import Figure
 
 from iwlab.experiments import importance_sampling_mnist as mnist_exp
 from iwlab.experiments import importance_sampling_ptb as ptb_exp
@@ -26,20 +25,6 @@ MEMBERS = {
     "approx_k1": ("approx", 1.0),
     "pcg_k1": ("pcg", 1.0),
 }
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """Every Figure saved while the test runs, as (figure, path)."""
-    figs = []
-    real = Figure.savefig
-
-    def savefig(self, fname, *args, **kwargs):
-        figs.append((self, fname))
-        return real(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return figs
 
 
 def _cfg(methods, dataset="cifar10", metric="test_error"):
