@@ -69,9 +69,14 @@ def test_lr_search_profiles_use_the_papers_grid_on_uniform_and_paper_profiles_it
             quick.n_train,
         )
         assert make_config(name, "paper").seeds == seeds
-    cfg = make_config("is_mnist", "paper", ["lrs=0.001,0.002", "select_on=validation", "n_val=1000"])
+    cfg = make_config("is_mnist", "paper", ["methods=uniform", "lrs=0.001,0.002", "select_on=validation", "n_val=1000"])
     assert cfg.lrs == (0.001, 0.002) and cfg.select_on == "validation" and cfg.seeds == 10
-    assert len(cells(cfg)) == len(cfg.methods) * 2 * 10
+    assert len(cells(cfg)) == 2 * 10
+    # an lr search trains uniform only; a held-out split only serves a search (user trial: both were silent)
+    with pytest.raises(ValueError, match=r"methods must be \('uniform',\)"):
+        make_config("is_mnist", "paper", ["lrs=0.001,0.002"]).validate()
+    with pytest.raises(ValueError, match="select_on='validation' chooses an lr, so it needs lrs"):
+        make_config("is_mnist", "quick", ["select_on=validation"]).validate()
 
 
 @pytest.mark.parametrize(
@@ -226,10 +231,10 @@ def test_lr_search_lines_on_the_test_set():
     assert "| 0.003 | 1.00% ± — | 1/2 |" in md
     assert "Chosen lr: **0.002**" in md and "at epoch 2 over 2 seed(s)" in md
     assert "as the paper did" in md and "favours the uniform baseline" in md
-    assert (
-        md.splitlines()[-1]
-        == "Every method then uses it: `iwlab run importance_sampling_mnist --profile paper --set lr=0.002`"
-    )
+    # the command keeps the run's settings and says that another profile needs its own search (user trial:
+    # a rate chosen at ci scale was offered for the paper profile)
+    assert md.splitlines()[-1].startswith("Every method then uses it, at these settings: `--set lr=0.002`.")
+    assert "(80 iterations of batch 64)" in md.splitlines()[-1]
     assert "The grid is the paper's" not in md
 
 
@@ -240,7 +245,7 @@ def test_lr_search_lines_on_the_validation_split_say_so():
     assert "| 0.001 | 3.00% ± 1.41 | 6.00% ± 1.41 | 2/2 |" in md
     assert "Chosen lr: **0.001**" in md and "500 training examples held out of training" in md
     assert "not on the test error" in md and "favours the uniform baseline" in md
-    assert md.endswith("`iwlab run importance_sampling_mnist --profile paper --set lr=0.001`")
+    assert "Every method then uses it, at these settings: `--set lr=0.001`." in md
 
 
 def test_lr_search_lines_without_a_choice_or_without_a_search():
@@ -260,7 +265,7 @@ def test_lr_search_lines_without_a_choice_or_without_a_search():
 
 
 def test_ci_lr_search_on_a_validation_split_end_to_end(tmp_path):
-    sets = ["lrs=0.001,0.002", "select_on=validation", "methods=uniform,approx_k1", "seeds=2"]
+    sets = ["lrs=0.001,0.002", "select_on=validation", "methods=uniform", "seeds=2"]
     out = run_experiment("is_mnist", "ci", sets, out=tmp_path / "search", workers=1, progress=False)
     cfg = make_config("is_mnist", "ci", sets)
     store = Store(out / "results.db")
@@ -284,19 +289,19 @@ def test_ci_lr_search_on_a_validation_split_end_to_end(tmp_path):
     assert lr == min(lr_ for lr_ in means.index if means[lr_] == means.min())
     assert any(f"--set lr={lr:g}`" in ln for ln in lr_search_lines(df, cfg))
 
-    # a plain run (no lrs) at lr=0.001 on the same split reproduces the lr=0.001 cell: the cell's lr is used
-    plain = run_experiment(
+    # a one-rate search at 0.002 with cfg.lr = 0.001 reproduces the lr=0.002 cell: the cell's lr is used
+    single = run_experiment(
         "is_mnist",
         "ci",
-        ["select_on=validation", "methods=uniform", "lr=0.001"],
-        out=tmp_path / "plain",
+        ["lrs=0.002", "select_on=validation", "methods=uniform", "lr=0.001"],
+        out=tmp_path / "single",
         workers=1,
         progress=False,
     )
-    p = load(plain)
-    assert set(p.run_id) == {"uniform/seed=0"} and "lr" not in p.columns  # members as before
+    p = load(single)
+    assert set(p.run_id) == {"uniform/lr=0.002/seed=0"}
     loss = lambda frame, rid: frame[(frame.run_id == rid) & (frame.name == "train_loss")].value.to_numpy()  # noqa: E731
-    assert np.array_equal(loss(p, "uniform/seed=0"), loss(df, "uniform/lr=0.001/seed=0"))
+    assert np.array_equal(loss(p, "uniform/lr=0.002/seed=0"), loss(df, "uniform/lr=0.002/seed=0"))
     assert not np.array_equal(loss(df, "uniform/lr=0.002/seed=0"), loss(df, "uniform/lr=0.001/seed=0"))
 
 

@@ -236,3 +236,11 @@ def test_approx_state_lives_on_the_datasets_device_and_checkpoints_round_trip():
     t = ApproxSampler(ds, batch_size=4, seed=1)
     t.load_state_dict(s.state_dict())
     assert t.predictor_loss_ == s.predictor_loss_ and torch.equal(t.history_, s.history_)
+
+
+@pytest.mark.parametrize("method", ["approx", "pcg"])
+def test_labels_too_large_to_be_class_indices_are_refused_by_name_not_by_an_allocator(method):
+    """User trial: labels holding 2**40 asked the allocator for 140 TB instead of naming the labels."""
+    y = torch.tensor([0, 1, 2**40])
+    with pytest.raises(ValueError, match=r"num_classes is 1099511627777 \(from labels\).*class indices"):
+        make_sampler(method, TensorDataset(torch.zeros(3, 1)), 2, labels=y)

@@ -164,9 +164,16 @@ class ImportanceSamplingConfig:
             raise ValueError(
                 f"table_epochs {late} lie past the last epoch ({epochs} = iterations / steps_per_epoch, rounded up)"
             )
-        if self.lrs and "uniform" not in [str(SamplerSpec.parse(m)) for m in self.methods]:
-            # the search chooses the uniform baseline's lr (paper §4); without it there is nothing to choose
-            raise ValueError(f"lrs is set (an lr search) but methods {self.methods} lack 'uniform', whose lr it sets")
+        if self.lrs and [str(SamplerSpec.parse(m)) for m in self.methods] != ["uniform"]:
+            # the search chooses the uniform baseline's lr (paper §4); other methods would train at every rate
+            # (the cost times len(lrs)) while the report reads uniform only
+            raise ValueError(
+                f"lrs is set (an lr search for the uniform baseline), so methods must be ('uniform',), got "
+                f"{self.methods}; run the other methods afterwards with --set lr=THE_CHOSEN_LR"
+            )
+        if self.select_on == "validation" and not self.lrs:
+            # the held-out split would cost n_val training examples and nothing would read it
+            raise ValueError("select_on='validation' chooses an lr, so it needs lrs (an lr search); set lrs or drop it")
 
 
 @dataclass

@@ -14,7 +14,7 @@ Example::
 
     iwlab run importance_sampling_mnist --profile lr_search
     iwlab run importance_sampling_mnist --profile lr_search --set select_on=validation
-    iwlab run importance_sampling_mnist --profile paper --set lr=0.002      (the lr the search chose)
+    iwlab run importance_sampling_mnist --profile quick --set lr=0.002      (the lr the search chose)
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def lr_search_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str
     Returns:
         Lines: a heading, the per-lr table (mean ± std over seeds at the final epoch), the chosen lr and the
         set it was chosen on, the note that choosing on the test set (as the paper did) favours the
-        baseline, and ``iwlab run importance_sampling_DATASET --profile paper --set lr=X``; when no lr can be
+        baseline, and ``--set lr=X`` for every method at the run's settings; when no lr can be
         chosen, a line saying why instead of the last three.
 
     Example:
@@ -232,8 +232,8 @@ def lr_search_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str
         >>> cfg = Config(methods=("uniform",), lrs=(0.001, 0.002), iterations=40, steps_per_epoch=40, seeds=1)
         >>> rows = [("uniform", lr, 1, "test_error", v) for lr, v in ((0.001, 0.05), (0.002, 0.03))]
         >>> lines = lr_search_lines(pd.DataFrame(rows, columns=["method", "lr", "epoch", "name", "value"]), cfg)
-        >>> lines[-1]
-        'Every method then uses it: `iwlab run importance_sampling_mnist --profile paper --set lr=0.002`'
+        >>> lines[-1].split(". ")[0]
+        'Every method then uses it, at these settings: `--set lr=0.002`'
     """
     if "lr" not in df.columns:
         return ["No learning-rate search in this run (its members have no lr).", ""]
@@ -257,7 +257,7 @@ def lr_search_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str
     except ValueError as e:
         return [*lines, f"No learning rate chosen: {e}.", ""]
     where, reported = _words(cfg, sel), _words(cfg, cfg.METRIC)
-    command = f"iwlab run importance_sampling_{cfg.DATASET} --profile paper --set lr={lr_text(lr)}"
+    command = f"--set lr={lr_text(lr)}"
     lines.append(f"Chosen lr: **{lr_text(lr)}**, the lowest mean {where} at epoch {epoch} over {cfg.seeds} seed(s).")
     ties = [lr_text(x) for x in t.index[(t.seeds == cfg.seeds) & (t[f"{sel}_mean"] == t.loc[lr, f"{sel}_mean"])]]
     if len(ties) > 1:
@@ -281,4 +281,9 @@ def lr_search_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str
             '("optimized on the test set"), favours the uniform baseline, whose lr is then tuned on the numbers '
             "it is compared on."
         )
-    return [*lines, "", note, "", f"Every method then uses it: `{command}`"]
+    scale = (
+        f"It was chosen at this run's settings ({cfg.iterations} iterations of batch {cfg.batch_size}); a rate "
+        "for another profile comes from a search at that profile's settings (`--profile paper --set "
+        "methods=uniform --set lrs=...`)."
+    )
+    return [*lines, "", note, "", f"Every method then uses it, at these settings: `{command}`. {scale}"]

@@ -206,7 +206,7 @@ def _reach_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str]:
             "method": [SamplerSpec.parse(m).label for m in t.method],
             "epoch": ["not reached" if math.isnan(e) else str(int(e)) for e in t.epoch],
             "seeds reached": t.seeds_reached,
-            "epochs before uniform": ["—" if math.isnan(x) else f"{x:+.0f}" for x in t.epochs_before_uniform],
+            "vs uniform": [_vs_uniform(x) for x in t.epochs_before_uniform],
             "paper": ["—" if p is None else str(p) for p in t.paper],
         }
     )
@@ -222,6 +222,30 @@ def _reach_lines(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> list[str]:
         markdown_table(show, index=False),
         "",
     ]
+
+
+def _vs_uniform(x: float) -> str:
+    """Uniform's epoch minus this method's, in words: "3 epochs earlier", "2 later", "same epoch", or "—"."""
+    if math.isnan(x):
+        return "—"
+    n = int(round(x))
+    if n == 0:
+        return "same epoch"
+    return f"{abs(n)} epoch{'s' if abs(n) != 1 else ''} {'earlier' if n > 0 else 'later'}"
+
+
+def _tta_view(tta: pd.DataFrame) -> pd.DataFrame:
+    """:func:`time_to_accuracy` for the report: method labels, units in the headers, shares in %."""
+    return pd.DataFrame(
+        {
+            "method": [SamplerSpec.parse(m).label for m in tta.method],
+            "seeds reached": tta.reached,
+            "seconds to reach (mean)": [f"{v:.1f}" if v == v else "—" for v in tta.seconds],
+            "ratio to uniform": [f"{v:.2f}" if v == v else "—" for v in tta.ratio],
+            "seconds per epoch": [f"{v:.2f}" for v in tta.epoch_time_total],
+            "scoring share": [f"{100 * v:.0f}%" for v in tta.scoring_share],
+        }
+    )
 
 
 def summary(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> str:
@@ -259,8 +283,8 @@ def summary(df: pd.DataFrame, cfg: ImportanceSamplingConfig) -> str:
     if not tta.empty:
         tgt = tta.attrs["target"] * (1 if metric == "perplexity" else 100)
         unit = "" if metric == "perplexity" else "%"
-        lines += [f"Time to reach uniform's final {what} ({tgt:.3g}{unit}), scoring included:", ""]
-        lines += [markdown_table(tta, index=False), ""]
+        lines += [f"Time to reach uniform's final {what} ({tgt:.2f}{unit}), scoring included:", ""]
+        lines += [markdown_table(_tta_view(tta), index=False), ""]
     corr = df[df.name == "loss_gradnorm_spearman"]
     if not corr.empty:
         c = corr.groupby("method").value.agg(["mean", "std"])

@@ -224,7 +224,7 @@ def loss_std_ratio(
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="within-epoch loss std / uniform's")
     ax.set_yscale("log")
     ref = f" (cf. {paper_ref})" if paper_ref else ""
-    ax.set_title(f"{cfg.DATASET}: variance of the training loss relative to uniform{ref}", fontsize=9)
+    ax.set_title(f"{cfg.DATASET}: std of the training loss (within each epoch) over uniform's{ref}", fontsize=9)
     n = _n_seeds(df)
     band = S.seed_band_text(n, kind="range")
     S.figure_legend(fig, _handles(styles, band, marker="o"))

@@ -371,7 +371,7 @@ class ImportanceSampler:
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         if state.get("method") != self.method:
-            raise ValueError(f"checkpoint is for a '{state.get('method')}' sampler, this is '{self.method}'")
+            raise ValueError(f"checkpoint is for the '{state.get('method')}' sampler, this is '{self.method}'")
         missing = [key for key in self._state_keys if key not in state]
         if missing:
             raise ValueError(f"checkpoint for a '{self.method}' sampler lacks field(s) {', '.join(missing)}")

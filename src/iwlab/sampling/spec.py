@@ -142,9 +142,10 @@ def make_sampler(strategy: str | SamplerSpec, dataset: Dataset, batch_size: int,
         dataset: a map-style dataset of ``(x, y, ...)`` items.
         batch_size: B, examples per minibatch.
         **kwargs: the sampler's keyword arguments (:class:`~iwlab.sampling.base.ImportanceSampler`:
-            ``k``, ``presample``, ``smoothing``, ``ema``, ``seed``; class-aware ones also ``labels``,
-            ``num_classes``; :class:`~iwlab.sampling.approx.ApproxSampler` also ``history``, ``hidden``,
-            ``predictor_lr``; :class:`~iwlab.sampling.strategies.PerClassGaussianSampler` ``class_decay``).
+            ``k``, ``presample``, ``smoothing``, ``ema``, ``seed``, ``match_unbiased_sum``; class-aware ones
+            also ``labels``, ``num_classes``; :class:`~iwlab.sampling.approx.ApproxSampler` also ``history``,
+            ``hidden``, ``predictor_lr``, ``score_floor``, ``device``;
+            :class:`~iwlab.sampling.strategies.PerClassGaussianSampler` ``class_decay``).
 
     Returns:
         The sampler.

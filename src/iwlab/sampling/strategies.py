@@ -29,7 +29,10 @@ from iwlab.functional.checks import check_int
 from iwlab.sampling.base import ImportanceSampler, SampledBatch, fetch
 from iwlab.sampling.checks import check_interval, dataset_labels, state_equal, state_int, state_tensor
 
-__all__ = ["OracleSampler", "PerClassGaussianSampler", "UniformSampler"]
+__all__ = ["MAX_CLASSES", "OracleSampler", "PerClassGaussianSampler", "UniformSampler"]
+
+# the most classes a class-aware sampler keeps state for (a vocabulary of 16.7M words)
+MAX_CLASSES = 2**24
 
 
 class UniformSampler(ImportanceSampler):
@@ -162,6 +165,11 @@ class ClassAwareSampler(ImportanceSampler):
             C = check_int(num_classes, "num_classes")
             if C < 1:
                 raise ValueError(f"num_classes must be >= 1, got {C}")
+        if C > MAX_CLASSES:  # per-class state (embedding, class means) of that size would not fit in memory
+            raise ValueError(
+                f"num_classes is {C} (from {where if num_classes is None else 'num_classes'}); at most "
+                f"{MAX_CLASSES} classes are supported: are the labels class indices?"
+            )
         big = y >= C
         if bool(big.any()):
             j = int(big.nonzero()[0])
