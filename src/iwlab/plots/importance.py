@@ -81,7 +81,8 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
             sdv = mu[["epoch"]].merge(sd, on="epoch", how="left")["mean"].to_numpy(dtype=float)  # (E,)
             lo, hi = S.lognormal_band(mu["mean"].to_numpy(dtype=float), sdv)
             ax.fill_between(it, lo, hi, color=styles[m]["color"], alpha=0.12, lw=0)
-    ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)", yscale="log")
+    ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)")
+    S.log_axis(ax, "y")
     ax.set_title(
         f"{cfg.DATASET}: weighted minibatch loss per epoch ({_fig(cfg, 'a')})\n"
         "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
@@ -127,7 +128,8 @@ def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: st
         pos = c > 0
         dropped += int((~pos).sum())
         ax.plot(np.arange(n)[pos], c[pos], **styles[m])
-    ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training", yscale="log")
+    ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training")
+    S.log_axis(ax, "y")
     ax.set_title("Per-example training loss after training (as the paper's Fig. 1b, MNIST)", fontsize=9)
     S.figure_legend(fig, _handles(styles, "no band: mean over seeds"))
     caption = (
@@ -182,7 +184,8 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
             )
     what = "test error (%)" if scale > 1 else metric
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=what)
-    ax.set_yscale("log")
+    S.log_axis(ax, "y")
+    S.integer_ticks(ax, "x")
     ax.set_title(f"{cfg.DATASET}: {what} per epoch ({_fig(cfg, 'c')})", fontsize=9)
     n = _n_seeds(df)
     band = S.seed_band_text(n, kind="range")
@@ -227,7 +230,7 @@ def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str
         dropped += int((~ok).sum())
         ax.plot(g.time_total[ok], g[metric][ok] * scale, marker="o", ms=3, **styles[m])
     ax.set(xlabel="wall-clock seconds (scoring + training)", ylabel="test error (%)" if scale > 1 else metric)
-    ax.set_yscale("log")
+    S.log_axis(ax, "y")
     S.figure_legend(fig, _handles(styles, "no band: mean over seeds", marker="o"))
     what = "test error (%)" if scale > 1 else metric
     caption = (
@@ -265,7 +268,9 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
         ok = (loss > 0) & (norm > 0)
         dropped += int((~ok).sum())
         ax.scatter(loss[ok], norm[ok], s=6, color=styles[m]["color"], alpha=0.5)
-    ax.set(xscale="log", yscale="log", xlabel="per-example loss", ylabel="per-example gradient norm")
+    ax.set(xlabel="per-example loss", ylabel="per-example gradient norm")
+    S.log_axis(ax, "x")
+    S.log_axis(ax, "y")
     ax.set_title("Loss vs gradient norm after training (Appendix A.2)", fontsize=9)
     shown = {m: st for m, st in styles.items() if m in done}
     S.figure_legend(fig, [S.line_handle(st["color"], st["label"], lw=0, marker="o", ms=4) for st in shown.values()])

@@ -143,6 +143,7 @@ def metric_moving_average(
         if many.any():
             ax.fill_between(g.epoch[many], g["min"][many], g["max"][many], color=st["color"], alpha=0.1, lw=0)
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=f"{what}, {window}-epoch moving average")
+    S.integer_ticks(ax, "x")
     ax.set_title(f"{cfg.DATASET}: {what} of the importance-sampling schemes, moving average (cf. Fig. 2b)", fontsize=9)
     n = _n_seeds(df)
     band = S.seed_band_text(n, kind="range")
@@ -222,7 +223,8 @@ def loss_std_ratio(
         if many.any():
             ax.fill_between(g.epoch[many], g["min"][many], g["max"][many], color=st["color"], alpha=0.1, lw=0)
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="within-epoch loss std / uniform's")
-    ax.set_yscale("log")
+    S.log_axis(ax, "y")
+    S.integer_ticks(ax, "x")
     ref = f" (cf. {paper_ref})" if paper_ref else ""
     ax.set_title(f"{cfg.DATASET}: std of the training loss (within each epoch) over uniform's{ref}", fontsize=9)
     n = _n_seeds(df)
@@ -312,7 +314,8 @@ def lr_search_figure(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -
     if len(lrs) <= 12:
         ax_sel.set_xticks(lrs, [lr_text(lr) for lr in lrs], rotation=45, fontsize=7)
         ax_sel.set_xticks([], minor=True)  # a log axis would label its minor ticks between the rates
-    ax_sel.set(xlabel="learning rate", ylabel=f"{_WORDS[sel]} at epoch {epoch}", yscale="log")
+    ax_sel.set(xlabel="learning rate", ylabel=f"{_WORDS[sel]} at epoch {epoch}")
+    S.log_axis(ax_sel, "y")
     ax_sel.set_title(f"{_WORDS[sel]} at the final epoch vs learning rate", fontsize=9)
 
     # right: the test metric over training, one line per rate
@@ -326,7 +329,8 @@ def lr_search_figure(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -
             wide = {"lw": 2.8, "zorder": 3} if lr == chosen else {"lw": 1.3}  # the chosen rate on top
             ax_ep.plot(g.index, g.to_numpy(), color=colors[lr], marker="o", ms=3, **wide)
     ax_ep.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_ep.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=_WORDS[cfg.METRIC], yscale="log")
+    ax_ep.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=_WORDS[cfg.METRIC])
+    S.log_axis(ax_ep, "y")
     ax_ep.set_title(f"{_WORDS[cfg.METRIC]} per epoch, one line per learning rate", fontsize=9)
     fig.suptitle(f"{cfg.DATASET}: learning-rate search for the uniform baseline (paper §4)", fontsize=10)
 

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 # the caption file is shared with the report, a sibling layer: it lives in the store (see store.captions)
 from iwlab.store.captions import CAPTIONS_FILE, read_captions, write_caption
@@ -161,6 +162,40 @@ def seed_band_text(n_seeds: int, kind: str = "std") -> str:
     if kind == "range":
         return f"band: min to max over {n_seeds} seeds"
     return f"band: mean ± 1 std over {n_seeds} seeds"
+
+
+def log_axis(ax: Any, which: str = "y") -> None:
+    """A log scale labelled in plain numbers (``0.5``, ``2``, ``50``, not ``5×10⁻¹``); call it after plotting.
+
+    Ticks at 1, 2 and 5 per decade when the data span at most 2 decades, else one per decade. Matplotlib
+    labels the minor ticks of a log axis that spans less than a decade in scientific notation, which
+    overlap when the ticks are close; here only the major ticks are labelled.
+
+    Example:
+        >>> ax = new_figure((3, 2)).subplots()
+        >>> log_axis(ax, "y")
+        >>> ax.get_yscale()
+        'log'
+    """
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    box = ax.dataLim  # the drawn data's extent (not the view, which autoscaling sets later)
+    lo, hi = (box.y0, box.y1) if which == "y" else (box.x0, box.x1)
+    # 1, 2 and 5 per decade over a short range; over more than 2 decades they would crowd: decades only
+    short = bool(np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo <= 100)
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if short else (1.0,)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def integer_ticks(ax: Any, which: str = "x") -> None:
+    """Ticks only at whole numbers (epochs), never at 1.25 or 1.5.
+
+    Example:
+        >>> ax = new_figure((3, 2)).subplots()
+        >>> integer_ticks(ax)
+    """
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
 def band_handle(text: str) -> Patch:
