@@ -244,3 +244,18 @@ def test_labels_too_large_to_be_class_indices_are_refused_by_name_not_by_an_allo
     y = torch.tensor([0, 1, 2**40])
     with pytest.raises(ValueError, match=r"num_classes is 1099511627777 \(from labels\).*class indices"):
         make_sampler(method, TensorDataset(torch.zeros(3, 1)), 2, labels=y)
+
+
+def test_append_losses_refuses_shapes_that_do_not_fit_and_changes_nothing():
+    h, n = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+    before = (h.clone(), n.clone())
+    bad = [
+        (h, n, torch.tensor([0, 1]), torch.rand(3)),  # losses of another size
+        (h, n, torch.tensor([0.0, 1.0]), torch.rand(2)),  # float indices
+        (h, n, torch.tensor([[0, 1]]), torch.rand(1, 2)),  # 2-D indices
+        (h, torch.zeros(3, dtype=torch.long), torch.tensor([0]), torch.rand(1)),  # lengths of another N
+    ]
+    for args in bad:
+        with pytest.raises(ValueError, match="must be"):
+            append_losses(*args)
+    assert torch.equal(h, before[0]) and torch.equal(n, before[1])

@@ -50,12 +50,26 @@ def append_losses(history: Tensor, lengths: Tensor, indices: Tensor, losses: Ten
         indices: (B,) int64 dataset indices in [0, N), on ``history``'s device (repeats allowed).
         losses: (B,) losses, on ``history``'s device.
 
+    Raises:
+        ValueError: shapes that do not fit, or indices that are not int64 (the range is not checked).
+
     Example:
         >>> h, n = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)
         >>> append_losses(h, n, torch.tensor([0, 1, 0]), torch.tensor([1.0, 2.0, 3.0]))
         >>> h.tolist(), n.tolist()
         ([[3.0, 0.0], [2.0, 0.0], [0.0, 0.0]], [1, 1, 0])
     """
+    # shapes and dtypes only: checking the index range would need a host sync (the sampler's update
+    # checks it before calling this); an index out of range raises in the scatter below
+    if history.dim() != 2 or lengths.shape != history.shape[:1]:
+        raise ValueError(
+            f"history must be (N, H) and lengths (N,), got {tuple(history.shape)} and {tuple(lengths.shape)}"
+        )
+    if indices.dtype != torch.long or indices.dim() != 1 or losses.shape != indices.shape:
+        raise ValueError(
+            f"indices must be (B,) int64 and losses (B,), got {tuple(indices.shape)} {indices.dtype} and "
+            f"{tuple(losses.shape)}"
+        )
     B, H = indices.numel(), history.shape[1]
     pos = torch.arange(B, device=indices.device)  # (B,)
     # position of each index's last occurrence in the batch
