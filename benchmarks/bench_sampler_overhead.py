@@ -40,6 +40,7 @@ from torch.utils.data import TensorDataset
 
 from iwlab.experiments import make_config
 from iwlab.experiments.findings import markdown_table
+from iwlab.experiments.importance_sampling_common import sampler_kwargs
 from iwlab.provenance import provenance
 from iwlab.sampling import SamplerSpec, make_sampler
 from iwlab.train.sampled import train_sampled
@@ -50,11 +51,8 @@ def _setup(method: str, exp: Any, cfg: Any, data: Any, ds: TensorDataset, device
     torch.manual_seed(0)
     model = exp.make_model(data, torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    kw: dict = {"seed": 1}
-    if spec.strategy != "uniform":
-        kw.update(k=spec.k, presample=cfg.presample if cfg.presample > 0 else None)
-    if spec.strategy in ("approx", "pcg"):
-        kw["num_classes"] = data.num_classes
+    # the sampler exactly as an experiment cell builds it (pool, smoothing, score floor, rescaling)
+    kw = sampler_kwargs(cfg, spec, data.num_classes, seed=0)
     return model, make_sampler(spec.strategy, ds, cfg.batch_size, **kw), opt
 
 

@@ -79,6 +79,18 @@ class Bound:
         return "any finite number"
 
 
+def exact_text(x: float) -> str:
+    """A number as names and commands write it: ``:g``, or every digit when ``:g`` would round it, so two
+    different numbers never print alike (sampler spellings' k, lr-search cell ids).
+
+    Example:
+        >>> exact_text(0.5), exact_text(1e-05), exact_text(0.0012345678)
+        ('0.5', '1e-05', '0.0012345678')
+    """
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
 def _num(v: float | None) -> str:
     """``1000000`` -> ``'1,000,000'``; other numbers as ``:g``."""
     if v is None:

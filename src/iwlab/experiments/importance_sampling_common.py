@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from iwlab.config import NONNEG, RATE, SEED, Bound, count
+from iwlab.config import NONNEG, RATE, SEED, Bound, count, exact_text
 from iwlab.experiments.base import CellContext, CellResult
 from iwlab.functional.sampling import per_example_grad_norms, rank_correlation
 from iwlab.sampling import SamplerSpec, make_sampler
@@ -232,8 +232,7 @@ def lr_text(lr: float) -> str:
         >>> lr_text(0.003), lr_text(1e-05), lr_text(0.0012345678)
         ('0.003', '1e-05', '0.0012345678')
     """
-    short = f"{lr:g}"
-    return short if float(short) == lr else repr(lr)
+    return exact_text(lr)
 
 
 def cells(cfg: ImportanceSamplingConfig) -> list[tuple[str, dict]]:
@@ -260,6 +259,34 @@ def cells(cfg: ImportanceSamplingConfig) -> list[tuple[str, dict]]:
         for lr in cfg.lrs
         for s in seeds
     ]
+
+
+def sampler_kwargs(cfg: ImportanceSamplingConfig, spec: SamplerSpec, num_classes: int, seed: int) -> dict[str, Any]:
+    """The keyword arguments of ``make_sampler(spec.strategy, ...)`` for a cell of ``cfg`` with this seed.
+
+    Each strategy gets what it takes: k, the pool, the smoothing (for the strategies in
+    ``smooth_strategies``) and ``match_unbiased_sum`` for the scored ones; ``score_floor`` for approx;
+    ``num_classes`` for approx and pcg. The sampler's own seed is ``1_000_003 + seed``.
+
+    Example:
+        >>> from iwlab.experiments.importance_sampling_mnist import Config
+        >>> sorted(sampler_kwargs(Config(), SamplerSpec.parse("approx_k0.5"), 10, seed=0))
+        ['k', 'match_unbiased_sum', 'num_classes', 'presample', 'score_floor', 'seed', 'smoothing']
+    """
+    kw: dict[str, Any] = {"seed": 1_000_003 + seed}
+    if spec.strategy != "uniform":
+        smooth = spec.strategy in cfg.smooth_strategies
+        kw.update(
+            k=spec.k,
+            presample=cfg.presample if cfg.presample > 0 else None,
+            smoothing=("adaptive" if cfg.adaptive_smoothing else cfg.smoothing) if smooth else 0.0,
+            match_unbiased_sum=cfg.match_unbiased_sum,
+        )
+    if spec.strategy == "approx":
+        kw["score_floor"] = cfg.score_floor
+    if spec.strategy in ("approx", "pcg"):
+        kw["num_classes"] = num_classes
+    return kw
 
 
 def run_cell(
@@ -300,19 +327,7 @@ def run_cell(
     torch.manual_seed(seed)  # dropout draws from the global RNG
     model = make_model(data, torch.Generator().manual_seed(seed)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    kw: dict[str, Any] = {"seed": 1_000_003 + seed}
-    if spec.strategy != "uniform":
-        smooth = spec.strategy in cfg.smooth_strategies
-        kw.update(
-            k=spec.k,
-            presample=cfg.presample if cfg.presample > 0 else None,
-            smoothing=("adaptive" if cfg.adaptive_smoothing else cfg.smoothing) if smooth else 0.0,
-            match_unbiased_sum=cfg.match_unbiased_sum,
-        )
-    if spec.strategy == "approx":
-        kw["score_floor"] = cfg.score_floor
-    if spec.strategy in ("approx", "pcg"):
-        kw["num_classes"] = data.num_classes
+    kw = sampler_kwargs(cfg, spec, data.num_classes, seed)
     sampler = make_sampler(spec.strategy, TensorDataset(xtr, ytr), cfg.batch_size, **kw)
     ppl = cfg.METRIC == "perplexity"
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from iwlab.experiments.importance_sampling_common import ImportanceSamplingConfig
+from iwlab.experiments.importance_sampling_common import METHODS_ALL, ImportanceSamplingConfig
 from iwlab.sampling import SamplerSpec
 
 __all__ = [
@@ -36,15 +36,13 @@ __all__ = [
     "table1_vs_paper",
 ]
 
-_PAPER_METHODS = ("uniform", "oracle_k1", "oracle_k0.5", "approx_k1", "approx_k0.5")
-
 
 def _row(*cells: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    return dict(zip(_PAPER_METHODS, cells, strict=True))
+    return dict(zip(METHODS_ALL, cells, strict=True))
 
 
 # The paper's Table 1: (mean, std) over PAPER_SEEDS runs at an epoch, per method; test error in % (MNIST,
-# CIFAR-10) or validation perplexity (PTB). Columns in _PAPER_METHODS' order, as in the paper.
+# CIFAR-10) or validation perplexity (PTB). Columns in METHODS_ALL' order, as in the paper.
 PAPER_TABLE1: dict[str, dict[int, dict[str, tuple[float, float]]]] = {
     "mnist": {
         5: _row((0.79, 0.11), (0.73, 0.11), (0.56, 0.04), (0.83, 0.06), (0.65, 0.05)),

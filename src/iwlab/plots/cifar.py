@@ -173,9 +173,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
 
         figures(Path("runs/cifar_binary-quick"), iwlab.store.load("runs/cifar_binary-quick"), cfg, fmt="svg")
     """
-    S.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    fig_dir = S.figure_dir(run_dir, fmt)
     if df.empty:
         return []
     if isinstance(cfg, MulticlassConfig):

@@ -32,10 +32,6 @@ SETS = (("test", "test set (2 classes)"), ("other", "other 8 classes"), ("noise"
 SET_COLORS = (S.OKABE_ITO["black"], S.OKABE_ITO["bluish_green"], S.OKABE_ITO["reddish_purple"])
 
 
-def _n_seeds(df: pd.DataFrame) -> int:
-    return int(df.seed.nunique()) if "seed" in df and not df.empty else 1
-
-
 def _band(ax: Any, x: Any, mean: Any, std: Any, color: Any, ls: str = "-") -> None:
     """Mean line, and mean ± std where the std exists (two or more seeds)."""
     ax.plot(x, mean, color=color, lw=1.3, ls=ls)
@@ -105,7 +101,7 @@ def fraction_curves(
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"fraction predicted {pos}")
-    band = S.seed_band_text(_n_seeds(df))
+    band = S.seed_band_text(S.n_seeds(df))
     _weight_legend(fig, colors, band, _weights_title(classes, pos))
     fig.suptitle(title, fontsize=10)
     caption = (
@@ -147,7 +143,7 @@ def fraction_vs_weight(
         ax.set_title(f"{variant}, epoch {int(last.epoch.max())}", fontsize=9)
         ax.set_xlabel(f"log2 {pos} weight")
         ax.set_ylabel(f"fraction predicted {pos}")
-    band = S.seed_band_text(_n_seeds(df))
+    band = S.seed_band_text(S.n_seeds(df))
     handles = [S.line_handle(c, lab, marker="o", ms=3) for (_, lab), c in zip(SETS, SET_COLORS, strict=True)]
     S.figure_legend(fig, [*handles, S.band_handle(band)])
     fig.suptitle(title, fontsize=10)
@@ -189,7 +185,7 @@ def accuracy_curves(df: pd.DataFrame, path: Path, fmt: str = "png", *, look_for:
             ax.set_ylim(0.4, 1.01)
             ax.set_title(f"{key}: {metric.replace('_', ' ')}", fontsize=9)
             ax.set_xlabel("epoch")
-    band = S.seed_band_text(_n_seeds(df))
+    band = S.seed_band_text(S.n_seeds(df))
     _weight_legend(fig, colors, band, "weight w")
     caption = (
         f"Training (top) and test (bottom) accuracy vs epoch, one column per {by.replace('run_id', 'cell')}, one line "
@@ -229,7 +225,7 @@ def imbalanced_curves(df: pd.DataFrame, prefix: str, path: Path, fmt: str = "png
             ax.set_title(f"{sub} kept 1/{f:g}: {label}", fontsize=9)
             ax.set_ylabel(f"fraction predicted {pos}")
             ax.set_xlabel("epoch")
-    band = S.seed_band_text(_n_seeds(df))
+    band = S.seed_band_text(S.n_seeds(df))
     handles = [
         S.line_handle(styles[0][2], "sub-sampling only", ls="-"),
         S.line_handle(styles[1][2], "sub-sampling + weight 1/f on the other class", ls="--"),

@@ -31,17 +31,8 @@ import numpy as np
 import pandas as pd
 
 from iwlab.plots import style as S
-from iwlab.plots.importance_extra import (
-    _dropped,
-    _fig,
-    _handles,
-    _n_seeds,
-    _specs,
-    _styles,
-    loss_std_ratio,
-    lr_search_figure,
-    metric_moving_average,
-)
+from iwlab.plots.importance_extra import loss_std_ratio, lr_search_figure, metric_moving_average
+from iwlab.plots.importance_style import dropped_note, method_handles, method_specs, method_styles, panel
 from iwlab.store import Store
 
 __all__ = ["figures", "loss_vs_gradnorm", "metric_curves", "metric_vs_time", "sorted_losses", "train_loss_curves"]
@@ -69,7 +60,7 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
     S.check_format(fmt)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(df, cfg.methods)
+    styles = method_styles(df, cfg.methods)
     for m in styles:
         mu = _mean_std(df, "train_loss", m)
         sd = _mean_std(df, "train_loss_std", m)
@@ -84,19 +75,19 @@ def train_loss_curves(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") 
     ax.set(xlabel="iteration", ylabel="training loss (weighted minibatch)")
     S.log_axis(ax, "y")
     ax.set_title(
-        f"{cfg.DATASET}: weighted minibatch loss per epoch ({_fig(cfg, 'a')})\n"
+        f"{cfg.DATASET}: weighted minibatch loss per epoch ({panel(cfg, 'a')})\n"
         "the objective each method minimizes; alpha ~ P^(k-1), so k<1 curves sit lower by that factor",
         fontsize=8,
     )
     band = "band: within-epoch spread, geometric mean ×/÷ geometric std"
-    S.figure_legend(fig, _handles(styles, band))
+    S.figure_legend(fig, method_handles(styles, band))
     caption = (
-        f"{_fig(cfg, 'a')}: weighted minibatch training loss vs iteration (log axis). Line: the mean over each "
-        f"epoch's {cfg.steps_per_epoch} minibatches (mean over {_n_seeds(df)} seed(s)), where the paper draws a "
+        f"{panel(cfg, 'a')}: weighted minibatch training loss vs iteration (log axis). Line: the mean over each "
+        f"epoch's {cfg.steps_per_epoch} minibatches (mean over {S.n_seeds(df)} seed(s)), where the paper draws a "
         "moving average; band: the within-epoch spread of the minibatch loss (the paper's moving std), as the "
         "log-normal with the same mean and std (geometric mean ×/÷ geometric std), so it stays positive on the log "
         "axis. Look for: importance sampling lowers the loss faster, with a narrower band, than uniform "
-        f"(Katharopoulos & Fleuret {_fig(cfg, 'a')}); k < 1 curves sit lower by construction (their weights are "
+        f"(Katharopoulos & Fleuret {panel(cfg, 'a')}); k < 1 curves sit lower by construction (their weights are "
         "smaller)."
     )
     return S.save(fig, path, fmt, caption)
@@ -117,7 +108,7 @@ def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: st
     arts = _artifacts(run_dir, df)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(df, cfg.methods)
+    styles = method_styles(df, cfg.methods)
     dropped = 0
     for m in styles:
         curves = [np.load(run_dir / p)["sorted_losses"] for mm, p in arts if mm == m]
@@ -131,11 +122,11 @@ def sorted_losses(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt: st
     ax.set(xlabel="training examples, sorted by loss", ylabel="loss after training")
     S.log_axis(ax, "y")
     ax.set_title("Per-example training loss after training (as the paper's Fig. 1b, MNIST)", fontsize=9)
-    S.figure_legend(fig, _handles(styles, "no band: mean over seeds"))
+    S.figure_legend(fig, method_handles(styles, "no band: mean over seeds"))
     caption = (
         "As the paper's Fig. 1b (drawn there for MNIST only): "
-        f"per-example training loss after training, sorted ascending (log axis), mean over {_n_seeds(df)} seed(s) "
-        "of the sorted curves; no band." + _dropped(dropped, "sorted positions with mean loss") + " Look for: "
+        f"per-example training loss after training, sorted ascending (log axis), mean over {S.n_seeds(df)} seed(s) "
+        "of the sorted curves; no band." + dropped_note(dropped, "sorted positions with mean loss") + " Look for: "
         "importance sampling leaves fewer examples with a high loss (a lower right end) than uniform "
         "(Katharopoulos & Fleuret Fig. 1b)."
     )
@@ -168,7 +159,7 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
     scale = 100.0 if metric == "test_error" else 1.0
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(df, cfg.methods)
+    styles = method_styles(df, cfg.methods)
     dropped = 0
     for m in styles:
         d = _seed_range(df, metric, m)
@@ -186,14 +177,14 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=what)
     S.log_axis(ax, "y")
     S.integer_ticks(ax, "x")
-    ax.set_title(f"{cfg.DATASET}: {what} per epoch ({_fig(cfg, 'c')})", fontsize=9)
-    n = _n_seeds(df)
+    ax.set_title(f"{cfg.DATASET}: {what} per epoch ({panel(cfg, 'c')})", fontsize=9)
+    n = S.n_seeds(df)
     band = S.seed_band_text(n, kind="range")
-    S.figure_legend(fig, _handles(styles, band, marker="o"))
+    S.figure_legend(fig, method_handles(styles, band, marker="o"))
     caption = (
-        f"{_fig(cfg, 'c')}: {what} vs epoch (log axis), line: mean over {n} seed(s); {band} (quantiles, so the band "
-        "stays positive on the log axis)." + _dropped(dropped, "epoch means") + " Look for: importance sampling "
-        f"(oracle, approx) below uniform at the same epoch (Katharopoulos & Fleuret Table 1, {_fig(cfg, 'c')})."
+        f"{panel(cfg, 'c')}: {what} vs epoch (log axis), line: mean over {n} seed(s); {band} (quantiles, so the band "
+        "stays positive on the log axis)." + dropped_note(dropped, "epoch means") + " Look for: importance sampling "
+        f"(oracle, approx) below uniform at the same epoch (Katharopoulos & Fleuret Table 1, {panel(cfg, 'c')})."
     )
     return S.save(fig, path, fmt, caption)
 
@@ -219,7 +210,7 @@ def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str
     scale = 100.0 if metric == "test_error" else 1.0
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(df, cfg.methods)
+    styles = method_styles(df, cfg.methods)
     dropped = 0
     for m in styles:
         d = df[df.method == m].pivot_table(index=["seed", "epoch"], columns="name", values="value").reset_index()
@@ -231,11 +222,11 @@ def metric_vs_time(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str
         ax.plot(g.time_total[ok], g[metric][ok] * scale, marker="o", ms=3, **styles[m])
     ax.set(xlabel="wall-clock seconds (scoring + training)", ylabel="test error (%)" if scale > 1 else metric)
     S.log_axis(ax, "y")
-    S.figure_legend(fig, _handles(styles, "no band: mean over seeds", marker="o"))
+    S.figure_legend(fig, method_handles(styles, "no band: mean over seeds", marker="o"))
     what = "test error (%)" if scale > 1 else metric
     caption = (
-        f"{what} (log axis) vs cumulative wall-clock seconds, scoring included, mean over {_n_seeds(df)} seed(s) of "
-        "both; no band." + _dropped(dropped, "epoch means") + " Look for: whether importance sampling still "
+        f"{what} (log axis) vs cumulative wall-clock seconds, scoring included, mean over {S.n_seeds(df)} seed(s) of "
+        "both; no band." + dropped_note(dropped, "epoch means") + " Look for: whether importance sampling still "
         "wins per second once its scoring cost is paid (a method left of uniform at the same height is faster)."
     )
     return S.save(fig, path, fmt, caption)
@@ -256,7 +247,7 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
     arts = _artifacts(run_dir, df)
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    styles = _styles(df, cfg.methods)
+    styles = method_styles(df, cfg.methods)
     done = set()
     dropped = 0
     for m, p in arts:
@@ -276,7 +267,7 @@ def loss_vs_gradnorm(run_dir: Path, df: pd.DataFrame, cfg: Any, path: Path, fmt:
     S.figure_legend(fig, [S.line_handle(st["color"], st["label"], lw=0, marker="o", ms=4) for st in shown.values()])
     caption = (
         "Per-example loss vs gradient norm after training (both log axes), the first seed of each method."
-        + _dropped(dropped, "examples with a loss or norm")
+        + dropped_note(dropped, "examples with a loss or norm")
         + " Look for: the points lie along a rising band (the loss ranks examples nearly as the gradient norm "
         "does, the premise of loss-based importance sampling; Katharopoulos & Fleuret Appendix A.2)."
     )
@@ -314,9 +305,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
 
         figures(run_dir, iwlab.store.load(run_dir), cfg, fmt="svg")   # run_dir: a finished run
     """
-    S.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    fig_dir = S.figure_dir(run_dir, fmt)
     if getattr(cfg, "lrs", ()):
         return [lr_search_figure(df, cfg, fig_dir / "lr_search", fmt)]
     metric = cfg.METRIC
@@ -327,7 +316,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
         metric_vs_time(df, cfg, metric, fig_dir / f"{metric}_vs_time", fmt),
         loss_vs_gradnorm(run_dir, df, cfg, fig_dir / "loss_vs_gradnorm", fmt),
     ]
-    specs = _specs(df, cfg.methods)
+    specs = method_specs(df, cfg.methods)
 
     def ran(name: str, strategies: tuple[str, ...]) -> list[str]:
         """The methods of these strategies that have ``name`` rows."""
@@ -339,7 +328,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Any, fmt: str = "png") -> list
     uniform, oracle = ran("train_loss_std", ("uniform",)), ran("train_loss_std", ("oracle",))
     cheap = ran("train_loss_std", ("pcg", "approx"))
     if uniform and (oracle or cheap):
-        out.append(loss_std_ratio(df, cfg, fig_dir / "loss_std_ratio", fmt, paper_ref=f"the band of {_fig(cfg, 'a')}"))
+        out.append(loss_std_ratio(df, cfg, fig_dir / "loss_std_ratio", fmt, paper_ref=f"the band of {panel(cfg, 'a')}"))
     if uniform and cheap and oracle:
         path = fig_dir / "loss_std_ratio_pcg_approx"
         out.append(loss_std_ratio(df, cfg, path, fmt, methods=uniform + cheap, paper_ref="Fig. 3b"))

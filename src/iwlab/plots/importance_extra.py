@@ -1,10 +1,11 @@
-"""Method styles shared by the importance-sampling figures, and the figures that read a run's seeds as curves
-relative to something: the moving average of the test metric (Katharopoulos & Fleuret 2017, Fig. 2b), the
-within-epoch std of the training loss relative to uniform's (variance reduction, Fig. 3b), and the uniform
-baseline's learning-rate search (§4), its metric against the rate.
+"""The importance-sampling figures that read a run's seeds as curves relative to something: the moving
+average of the test metric (Katharopoulos & Fleuret 2017, Fig. 2b), the within-epoch std of the training
+loss relative to uniform's (variance reduction, Fig. 3b), and the uniform baseline's learning-rate search
+(§4), its metric against the rate.
 
-:mod:`iwlab.plots.importance` draws the other figures and registers these in its ``figures``; both use the
-styles here, so a method has one colour, line style and label in every figure (uniform always black).
+:mod:`iwlab.plots.importance` draws the other figures and registers these in its ``figures``; both use
+the styles of :mod:`iwlab.plots.importance_style`, so a method has one colour, line style and label in
+every figure (uniform always black).
 
 Example:
     >>> import tempfile
@@ -24,18 +25,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from iwlab.experiments.importance_sampling_common import PAPER_LR_GRID, lr_text
 from iwlab.experiments.importance_sampling_lr import best_lr, lr_table
 from iwlab.plots import style as S
-from iwlab.sampling import SamplerSpec
+from iwlab.plots.importance_style import dropped_note, method_handles, method_specs, method_styles
 
 __all__ = ["loss_std_ratio", "lr_search_figure", "metric_moving_average"]
 
-_LINESTYLE = {"uniform": "-", "oracle": "-", "approx": "--", "pcg": ":"}
-# uniform is black in every figure; the other methods take the rest of the palette in the config's order
-_METHOD_COLORS = (*S.PALETTE[1:], S.OKABE_ITO["sky_blue"])
 # a metric's axis label; the val_ twins are the held-out split's (importance_sampling_lr.selection_metric)
 _WORDS = {
     "test_error": "test error (%)",
@@ -43,53 +40,6 @@ _WORDS = {
     "perplexity": "validation perplexity",
     "val_perplexity": "held-out perplexity",
 }
-# the paper's figure number per dataset: Fig. 1 is MNIST, 2 CIFAR-10, 3 Penn Treebank
-_FIGURE = {"mnist": 1, "cifar10": 2, "ptb": 3}
-
-
-def _fig(cfg: Any, panel: str) -> str:
-    """``"Fig. 1a"`` for MNIST's panel a; ``"Figs. 1a-3a"`` when the config names no known dataset."""
-    n = _FIGURE.get(getattr(cfg, "DATASET", ""))
-    return f"Fig. {n}{panel}" if n else f"Figs. 1{panel}-3{panel}"
-
-
-def _specs(df: pd.DataFrame, methods: Any) -> dict[str, SamplerSpec]:
-    """Method -> its sampler spec, from the store's ``strategy`` and ``k`` member columns, in ``methods``' order.
-
-    Methods without rows in ``df`` (not run, or failed) are left out.
-    """
-    if df.empty or not {"method", "strategy", "k"} <= set(df.columns):
-        return {}
-    runs = df.dropna(subset=["method"]).drop_duplicates("method").set_index("method")
-    return {m: SamplerSpec(runs.strategy[m], float(runs.k[m])) for m in methods if m in runs.index}
-
-
-def _styles(df: pd.DataFrame, methods: Any) -> dict[str, dict[str, Any]]:
-    """Per method: colour (distinct while there are at most 7 methods besides uniform), line style, label."""
-    out, i = {}, 0
-    for m, spec in _specs(df, methods).items():
-        if spec.strategy == "uniform":
-            color = S.OKABE_ITO["black"]
-        else:
-            color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
-            i += 1
-        out[m] = {"color": color, "ls": _LINESTYLE[spec.strategy], "label": spec.label, "lw": 1.5}
-    return out
-
-
-def _handles(styles: dict[str, dict[str, Any]], band: str | None = None, marker: str | None = None) -> list:
-    hs = [
-        S.line_handle(st["color"], st["label"], ls=st["ls"], lw=st["lw"], marker=marker, ms=3) for st in styles.values()
-    ]
-    return [*hs, S.band_handle(band)] if band else hs
-
-
-def _n_seeds(df: pd.DataFrame) -> int:
-    return int(df.seed.nunique()) if "seed" in df and not df.empty else 1
-
-
-def _dropped(n: int, what: str) -> str:
-    return f" {n} {what} <= 0 cannot be drawn on the log axis and are left out." if n else ""
 
 
 def metric_moving_average(
@@ -129,8 +79,8 @@ def metric_moving_average(
     what = "test error (%)" if scale > 1 else metric
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
-    specs = _specs(df, cfg.methods)
-    styles = {m: st for m, st in _styles(df, cfg.methods).items() if specs[m].strategy in ("oracle", "approx")}
+    specs = method_specs(df, cfg.methods)
+    styles = {m: st for m, st in method_styles(df, cfg.methods).items() if specs[m].strategy in ("oracle", "approx")}
     for m, st in styles.items():
         d = df[(df.name == metric) & (df.method == m)].sort_values(["seed", "epoch"])
         if d.empty:
@@ -145,9 +95,9 @@ def metric_moving_average(
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=f"{what}, {window}-epoch moving average")
     S.integer_ticks(ax, "x")
     ax.set_title(f"{cfg.DATASET}: {what} of the importance-sampling schemes, moving average (cf. Fig. 2b)", fontsize=9)
-    n = _n_seeds(df)
+    n = S.n_seeds(df)
     band = S.seed_band_text(n, kind="range")
-    S.figure_legend(fig, _handles(styles, band, marker="o"))
+    S.figure_legend(fig, method_handles(styles, band, marker="o"))
     caption = (
         f"{what} vs epoch of oracle and approx sampling only, as the paper's Fig. 2b: line: mean over {n} seed(s) "
         f"of each seed's trailing moving average over {window} epochs (the epoch and the {window - 1} before it; "
@@ -198,14 +148,14 @@ def loss_std_ratio(
         'r.svg'
     """
     S.check_format(fmt)
-    specs = _specs(df, cfg.methods)
+    specs = method_specs(df, cfg.methods)
     uniform = [m for m, sp in specs.items() if sp.strategy == "uniform"]
     sd = df[df.name == "train_loss_std"]
     base = sd[sd.method.isin(uniform)].groupby("epoch").value.mean()  # (E,) uniform's std, mean over seeds
     if base.empty:
         raise ValueError("loss_std_ratio needs a uniform run with train_loss_std rows, the reference")
     wanted = set(cfg.methods if methods is None else methods) | set(uniform)
-    styles = {m: st for m, st in _styles(df, cfg.methods).items() if m in wanted}
+    styles = {m: st for m, st in method_styles(df, cfg.methods).items() if m in wanted}
     fig = S.new_figure((6.5, 5.0))
     ax = fig.subplots()
     dropped = 0
@@ -227,9 +177,9 @@ def loss_std_ratio(
     S.integer_ticks(ax, "x")
     ref = f" (cf. {paper_ref})" if paper_ref else ""
     ax.set_title(f"{cfg.DATASET}: std of the training loss (within each epoch) over uniform's{ref}", fontsize=9)
-    n = _n_seeds(df)
+    n = S.n_seeds(df)
     band = S.seed_band_text(n, kind="range")
-    S.figure_legend(fig, _handles(styles, band, marker="o"))
+    S.figure_legend(fig, method_handles(styles, band, marker="o"))
     caption = (
         "Std over each epoch's minibatches of the weighted minibatch training loss (the paper's moving std), "
         f"divided by uniform's, per epoch (log axis; 1 = no variance reduction{ref}). Line: the method's mean "
@@ -328,7 +278,7 @@ def lr_search_figure(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -
         if not g.empty:
             wide = {"lw": 2.8, "zorder": 3} if lr == chosen else {"lw": 1.3}  # the chosen rate on top
             ax_ep.plot(g.index, g.to_numpy(), color=colors[lr], marker="o", ms=3, **wide)
-    ax_ep.xaxis.set_major_locator(MaxNLocator(integer=True))
+    S.integer_ticks(ax_ep, "x")
     ax_ep.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=_WORDS[cfg.METRIC])
     S.log_axis(ax_ep, "y")
     ax_ep.set_title(f"{_WORDS[cfg.METRIC]} per epoch, one line per learning rate", fontsize=9)
@@ -361,7 +311,7 @@ def lr_search_figure(df: pd.DataFrame, cfg: Any, path: Path, fmt: str = "png") -
         "rate), mean over the seeds with a finite value, no band; the chosen rate's line is thicker. Both y axes "
         "are logarithmic."
         + (f" No finite value at epoch {epoch} (diverged or failed): lr {', '.join(missing)}." if missing else "")
-        + _dropped(dropped, "means")
+        + dropped_note(dropped, "means")
         + (
             " The rate is chosen on the metric Table 1 reports, as the paper did, which favours the baseline."
             if sel == cfg.METRIC

@@ -177,9 +177,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> l
         ...     figures(Path(d), pd.DataFrame(), Config())
         []
     """
-    S.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    fig_dir = S.figure_dir(run_dir, fmt)
     if df.empty:
         return []
     out = [

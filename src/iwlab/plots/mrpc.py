@@ -47,7 +47,7 @@ def figure6(df: pd.DataFrame, path: Path, title: str = "MRPC", fmt: str = "png",
     ax_f, ax_a = fig.subplots(1, 2)
     colors = S.weight_colors(df.weight.unique())
     many = df.epoch.max() >= 30  # log axis once there are many epochs, as the early epochs matter most
-    n_seeds = int(df.seed.nunique()) if "seed" in df and df.seed.notna().any() else 1
+    n_seeds = S.n_seeds(df)
     for w, col in colors.items():
         d = df[df.weight == w]
         for ax, metric in ((ax_f, "frac_paraphrase_test"), (ax_a, "test_acc")):
@@ -102,9 +102,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> l
         ...     figures(Path(d), pd.DataFrame(), Config())
         []
     """
-    S.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    fig_dir = S.figure_dir(run_dir, fmt)
     if df.empty:
         return []
     look = (

@@ -96,6 +96,24 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def figure_dir(run_dir: str | Path, fmt: str) -> Path:
+    """``run_dir/figures``, created, after checking ``fmt``: the start of every experiment's ``figures``.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     figure_dir(d, "svg").name
+        'figures'
+    """
+    check_format(fmt)
+    out = Path(run_dir) / "figures"
+    out.mkdir(exist_ok=True)
+    return out
+
+
 def new_figure(figsize: tuple[float, float]) -> Figure:
     """A headless figure (no pyplot state) with constrained layout, so a figure legend and colorbar fit."""
     return Figure(figsize=figsize, layout="constrained")
@@ -196,6 +214,17 @@ def integer_ticks(ax: Any, which: str = "x") -> None:
         >>> integer_ticks(ax)
     """
     (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def n_seeds(df: Any) -> int:
+    """How many seeds a metric frame holds (1 when it has no seed column or no seed).
+
+    Example:
+        >>> import pandas as pd
+        >>> n_seeds(pd.DataFrame({"seed": [0, 0, 1]})), n_seeds(pd.DataFrame())
+        (2, 1)
+    """
+    return int(df.seed.nunique()) if "seed" in df and df.seed.notna().any() else 1
 
 
 def band_handle(text: str) -> Patch:

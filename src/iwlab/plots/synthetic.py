@@ -270,9 +270,7 @@ def figures(run_dir: Path, df: pd.DataFrame, cfg: Config, fmt: str = "png") -> l
 
         figures(Path("runs/synthetic-quick"), iwlab.store.load("runs/synthetic-quick"), cfg, fmt="svg")
     """
-    S.check_format(fmt)
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    fig_dir = S.figure_dir(run_dir, fmt)
     out = []
     saved = [p for (_, kind), p in sorted(cell_artifacts(run_dir).items()) if kind == "data"]
     data = training_sets(saved[0]) if saved else {}

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
+from iwlab.config import exact_text
 from iwlab.sampling.approx import ApproxSampler
 from iwlab.sampling.base import ImportanceSampler
 from iwlab.sampling.strategies import OracleSampler, PerClassGaussianSampler, UniformSampler
@@ -118,8 +119,7 @@ class SamplerSpec:
             >>> SamplerSpec("oracle", 0.5).k_text, SamplerSpec("oracle", 0.1234567).k_text
             ('0.5', '0.1234567')
         """
-        short = f"{self.k:g}"
-        return short if float(short) == self.k else repr(self.k)
+        return exact_text(self.k)
 
     def __str__(self) -> str:
         """The CLI spelling: ``uniform``, or ``STRATEGY_kK`` (``oracle_k0.5``); it parses back to this spec."""
