@@ -19,10 +19,14 @@ import torch.nn.functional as F
 
 from iwlab.config import ConfigError
 from iwlab.experiments import ALIASES, EXPERIMENTS, get_experiment, make_config
-from iwlab.functional import weighted_binary_cross_entropy, weighted_cross_entropy
-from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss
+from iwlab.functional import (
+    weighted_binary_cross_entropy,
+    weighted_cross_entropy,
+    weighted_multilabel_binary_cross_entropy,
+)
+from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss, WeightedMultiLabelBCEWithLogitsLoss
 
-B, C = 6, 3
+B, C, L = 6, 3, 5
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class Component:
     make_inputs: Callable  # (lead, dtype, device, seed) -> (logits, target, class_weight, sw)
     build: Callable  # (class_weight, normalization, reduction, device) -> fn(logits, target, sw)
     plain: Callable  # (logits, target, reduction) -> unweighted torch loss
+    # the per-class weight's name, and whether it is an importance weight (scales each example's loss;
+    # multi-label BCE's pos_weight scales only the positive term, so the scaling checks do not apply)
+    class_weight_name: str = "class_weight"
+    class_weight_scales_loss: bool = True
+    none_extra: tuple = ()  # trailing dims of reduction="none" beyond (..., B): (L,) for multi-label
 
 
 def _multiclass_inputs(lead, dtype, device, seed):
@@ -51,18 +60,28 @@ def _binary_inputs(lead, dtype, device, seed):
     return tuple(t.to(device) for t in (logits, target, class_weight, sample_weight))
 
 
-def _functional(loss):
+def _multilabel_inputs(lead, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*lead, B, L, generator=g, dtype=dtype)
+    target = torch.randint(0, 2, (*lead, B, L), generator=g)
+    pos_weight = torch.rand(L, generator=g, dtype=dtype) + 0.1
+    sample_weight = torch.rand(*lead, B, generator=g, dtype=dtype) + 0.1
+    return tuple(t.to(device) for t in (logits, target, pos_weight, sample_weight))
+
+
+def _functional(loss, weight_name="class_weight", **fixed):
     def build(class_weight, normalization, reduction, device):
         class_weight = None if class_weight is None else class_weight.to(device)  # as module.to(device) does
-        fn = partial(loss, class_weight=class_weight, normalization=normalization, reduction=reduction)
+        kw = {weight_name: class_weight, **fixed}
+        fn = partial(loss, normalization=normalization, reduction=reduction, **kw)
         return lambda logits, target, sw: fn(logits, target, sample_weight=sw)
 
     return build
 
 
-def _module(cls):
+def _module(cls, **fixed):
     def build(class_weight, normalization, reduction, device):
-        module = cls(class_weight, normalization, reduction).to(device)
+        module = cls(class_weight, normalization, reduction, **fixed).to(device)
         return lambda logits, target, sw: module(logits, target, sample_weight=sw)
 
     return build
@@ -76,6 +95,18 @@ def _plain_bce(logits, target, reduction):
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction=reduction)
 
 
+def _plain_ce_smoothed(logits, target, reduction):
+    # torch's ignore_index (never hit by these labels) and label smoothing: the plain reference
+    moved = logits.movedim(-1, 1) if logits.dim() > 2 else logits
+    return F.cross_entropy(moved, target, reduction=reduction, ignore_index=-100, label_smoothing=0.1)
+
+
+def _plain_multilabel(logits, target, reduction):
+    out = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")  # (..., B, L)
+    # iwlab's per-example loss is the mean over labels, so "sum" sums examples of label-means x L
+    return out if reduction == "none" else out.sum((-2, -1)) if reduction == "sum" else out.mean((-2, -1))
+
+
 COMPONENTS = [
     Component("weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce),
     Component(
@@ -86,6 +117,37 @@ COMPONENTS = [
     ),
     Component("WeightedCrossEntropyLoss", _multiclass_inputs, _module(WeightedCrossEntropyLoss), _plain_ce),
     Component("WeightedBCEWithLogitsLoss", _binary_inputs, _module(WeightedBCEWithLogitsLoss), _plain_bce),
+    # the torch-parity arguments of issue 13: every check holds with them set too
+    Component(
+        "weighted_cross_entropy[ignore_index,label_smoothing]",
+        _multiclass_inputs,
+        _functional(weighted_cross_entropy, ignore_index=-100, label_smoothing=0.1),
+        _plain_ce_smoothed,
+    ),
+    Component(
+        "WeightedCrossEntropyLoss[ignore_index,label_smoothing]",
+        _multiclass_inputs,
+        _module(WeightedCrossEntropyLoss, ignore_index=-100, label_smoothing=0.1),
+        _plain_ce_smoothed,
+    ),
+    Component(
+        "weighted_multilabel_binary_cross_entropy",
+        _multilabel_inputs,
+        _functional(weighted_multilabel_binary_cross_entropy, "pos_weight"),
+        _plain_multilabel,
+        class_weight_name="pos_weight",
+        class_weight_scales_loss=False,
+        none_extra=(L,),
+    ),
+    Component(
+        "WeightedMultiLabelBCEWithLogitsLoss",
+        _multilabel_inputs,
+        _module(WeightedMultiLabelBCEWithLogitsLoss),
+        _plain_multilabel,
+        class_weight_name="pos_weight",
+        class_weight_scales_loss=False,
+        none_extra=(L,),
+    ),
 ]
 
 DEVICES = [
@@ -107,7 +169,7 @@ component = pytest.mark.parametrize("comp", COMPONENTS, ids=lambda c: c.name)
 def test_output_shape(comp, reduction, lead):
     logits, target, cw, sw = comp.make_inputs(lead, torch.float32, "cpu", 0)
     out = comp.build(cw, "batch_size", reduction, "cpu")(logits, target, sw)
-    assert out.shape == ((*lead, B) if reduction == "none" else lead)
+    assert out.shape == ((*lead, B, *comp.none_extra) if reduction == "none" else lead)
 
 
 @component
@@ -139,6 +201,8 @@ def test_deterministic(comp, device, normalization):
 @component
 @pytest.mark.parametrize("scaled", ["class_weight", "sample_weight"])
 def test_weight_scaling(comp, scaled):
+    if scaled == "class_weight" and not comp.class_weight_scales_loss:
+        pytest.skip(f"{comp.class_weight_name} is not an importance weight")
     logits, target, cw, sw = comp.make_inputs((2,), torch.float64, "cpu", 3)
     c = 3.5
 
@@ -178,12 +242,14 @@ def test_empty_batch_mean_raises_sum_is_zero_none_is_empty(comp, normalization):
     with pytest.raises(ValueError, match=r"^the batch is empty \(B=0\): the mean is undefined"):
         comp.build(cw, normalization, "mean", "cpu")(logits, target, sw)
     assert torch.equal(comp.build(cw, normalization, "sum", "cpu")(logits, target, sw), torch.zeros(4))
-    assert comp.build(cw, normalization, "none", "cpu")(logits, target, sw).shape == (4, 0)
+    assert comp.build(cw, normalization, "none", "cpu")(logits, target, sw).shape == (4, 0, *comp.none_extra)
 
 
 @component
 @pytest.mark.parametrize("zeroed", ["class_weight", "sample_weight"])
 def test_all_zero_weights_give_exactly_zero_under_batch_size(comp, zeroed):
+    if zeroed == "class_weight" and not comp.class_weight_scales_loss:
+        pytest.skip(f"{comp.class_weight_name} is not an importance weight")
     logits, target, cw, sw = comp.make_inputs((2,), torch.float64, "cpu", 6)
     if zeroed == "class_weight":
         cw = torch.zeros_like(cw)
@@ -220,7 +286,7 @@ def test_other_device_is_named(comp):
         fn(meta, target, sw.to("meta"))
     with pytest.raises(ValueError, match=r"^sample_weight is on cpu but logits are on meta; move it with"):
         fn(meta, target.to("meta"), sw)
-    with pytest.raises(ValueError, match=r"class_weight is on cpu but logits are on meta; move"):
+    with pytest.raises(ValueError, match=rf"{comp.class_weight_name} is on cpu but logits are on meta; move"):
         comp.build(cw, "batch_size", "mean", "cpu")(meta, target.to("meta"), sw.to("meta"))
 
 

@@ -15,3 +15,6 @@ from iwlab.functional.losses import Reduction as Reduction
 from iwlab.functional.losses import class_to_sample_weight as class_to_sample_weight
 from iwlab.functional.losses import weighted_binary_cross_entropy as weighted_binary_cross_entropy
 from iwlab.functional.losses import weighted_cross_entropy as weighted_cross_entropy
+from iwlab.functional.losses import (
+    weighted_multilabel_binary_cross_entropy as weighted_multilabel_binary_cross_entropy,
+)

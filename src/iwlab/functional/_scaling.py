@@ -30,8 +30,10 @@ __all__ = [
     "mul_pow2",
     "overflow_error",
     "pow2",
+    "reduce_terms",
     "reduce_weighted",
     "row_exponent",
+    "scale_factors",
     "scaled_weights",
     "times_pow2",
 ]
@@ -91,18 +93,22 @@ def gather_class_weight(target: Tensor, class_weight: Tensor) -> Tensor:
 
 
 def scaled_weights(
-    target: Tensor,
+    target: Tensor | None,
     class_weight: Tensor | None,
     sample_weight: Tensor | None,
     shape: torch.Size,
+    keep: Tensor | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """``(w, k)`` with ``class_weight[y_i] * sample_weight_i = w_i * 2**k`` exactly (None if no weights).
 
     Args:
-        target: int64 labels ``(..., B)`` (class indices into ``class_weight``).
+        target: int64 labels ``(..., B)`` (class indices into ``class_weight``); may be None when
+            ``class_weight`` is None.
         class_weight: ``(..., C)`` float32/float64 per-class weights, or None.
         sample_weight: ``(..., B)`` per-example weights of the same dtype, or None.
         shape: the batch shape ``(..., B)`` to broadcast ``w`` to (the loss's shape).
+        keep: bool ``(..., B)`` or None: where False (an ignored target) the weight is 0, and it
+            does not take part in choosing ``k``.
 
     Returns:
         ``w`` ``(..., B)`` in the weights' dtype, and ``k`` ``(..., 1)`` int32; or None when both
@@ -119,16 +125,43 @@ def scaled_weights(
     """
     factors = []
     if class_weight is not None:
+        assert target is not None
         factors.append(gather_class_weight(target, class_weight))
     if sample_weight is not None:
         factors.append(sample_weight)
     if not factors:
         return None
+    return scale_factors(factors, shape, keep)
+
+
+def scale_factors(
+    factors: list[Tensor], shape: torch.Size, keep: Tensor | None = None, row_dims: int = 1
+) -> tuple[Tensor, Tensor]:
+    """``(w, k)`` with ``prod(factors) = w * 2**k`` exactly, ``k`` one exponent per row of the last ``row_dims`` axes.
+
+    Args:
+        factors: float32 or float64 tensors (all one dtype) broadcasting to ``shape``; non-negative.
+        shape: the shape of ``w``: ``(..., B)`` (``row_dims=1``) or ``(..., B, C)`` (``row_dims=2``,
+            per (example, class) pair weights of probability targets).
+        keep: bool, broadcasting to ``shape``, or None: where False the weight is 0 (ignored targets).
+        row_dims: how many trailing axes of ``shape`` share one exponent (one model's batch).
+
+    Returns:
+        ``w`` of ``shape`` in the factors' dtype and ``k`` ``(..., 1)`` int32 (``shape`` without the
+        last ``row_dims`` axes, then 1); see :func:`scaled_weights`.
+    """
+    lead = shape[: len(shape) - row_dims]
     if factors[0].dtype == torch.float32:
-        w64 = factors[0].double() if len(factors) == 1 else factors[0].double() * factors[1].double()
-        w64 = torch.broadcast_to(w64, shape)  # (..., B)
-        k = row_exponent(w64, torch.frexp(w64.detach()).exponent)  # (..., 1)
-        return (w64 * pow2(-k, torch.float64)).to(torch.float32), k
+        # Exact for two float32 factors (48 significant bits); a third (a probability target) rounds once.
+        w64 = factors[0].double()
+        for f in factors[1:]:
+            w64 = w64 * f.double()
+        w64 = torch.broadcast_to(w64, shape)  # (..., B) or (..., B, C)
+        if keep is not None:
+            w64 = torch.where(keep, w64, 0.0)
+        flat = w64.reshape(*lead, -1)  # (..., B) or (..., B*C): one row per model
+        k = row_exponent(flat, torch.frexp(flat.detach()).exponent)  # (..., 1)
+        return (w64 * pow2(-_per_row(k, row_dims), torch.float64)).to(torch.float32), k
     m: Tensor | None = None
     me: Tensor | None = None
     for f in factors:
@@ -138,8 +171,15 @@ def scaled_weights(
         me = fe if me is None else me + fe
     assert m is not None and me is not None
     m, me = torch.broadcast_to(m, shape), torch.broadcast_to(me, shape)
-    k = row_exponent(m, me)  # (..., 1)
-    return mul_pow2(m, me - k), k
+    if keep is not None:
+        m = torch.where(keep, m, 0.0)
+    k = row_exponent(m.reshape(*lead, -1), me.reshape(*lead, -1))  # (..., 1)
+    return mul_pow2(m, me - _per_row(k, row_dims)), k
+
+
+def _per_row(k: Tensor, row_dims: int) -> Tensor:
+    """``k`` (..., 1) shaped to broadcast over ``row_dims`` trailing axes: (..., 1) or (..., 1, 1)."""
+    return k.reshape(*k.shape, *([1] * (row_dims - 1)))
 
 
 def row_exponent(w: Tensor, e: Tensor) -> Tensor:
@@ -165,6 +205,7 @@ def reduce_weighted(
     normalization: str,
     reduction: str,
     validate: bool,
+    count: Tensor | None = None,
 ) -> Tensor:
     """Apply weights ``w * 2**k`` (see :func:`scaled_weights`) to ``loss`` (..., B) and reduce over B.
 
@@ -172,11 +213,14 @@ def reduce_weighted(
     (Byrd & Lipton 2019, Sec. 3); ``"weight_sum"`` is the self-normalized ``sum_i w_i l_i / sum_i w_i``.
 
     Args:
-        loss: per-example losses ``(..., B)``, float32 or float64 (nats).
+        loss: per-example losses ``(..., B)``, float32 or float64 (nats); 0 at ignored targets.
         weight: ``(w, k)`` from :func:`scaled_weights`, or None for an unweighted loss.
         normalization: ``"batch_size"`` or ``"weight_sum"`` (read for ``reduction="mean"`` only).
         reduction: ``"none"`` -> ``(..., B)``; ``"sum"`` / ``"mean"`` -> ``(...)``.
         validate: check for a zero weight sum and for overflow of the result (device sync).
+        count: int64 ``(...)`` number of non-ignored examples per row (``ignore_index``), or None
+            (all ``B`` count). It replaces ``B`` in the ``"batch_size"`` mean, and is the weight sum of
+            an unweighted loss.
 
     Returns:
         The reduced loss in ``loss.dtype``.
@@ -190,36 +234,72 @@ def reduce_weighted(
             return loss
         if reduction == "sum":
             return loss.sum(-1)
-        # (1/B) sum_i l_i; B = 0 was rejected before.
-        return loss.mean(-1)
+        if count is None:
+            # (1/B) sum_i l_i; B = 0 was rejected before.
+            return loss.mean(-1)
+        if normalization == "weight_sum" and validate:
+            _check_total(count)
+        return loss.sum(-1) / _denominator(count, normalization, loss.dtype)
     w, k = weight  # (..., B), (..., 1): the weights are w * 2**k (see scaled_weights)
-    terms = w * loss  # (..., B)
+    return reduce_terms(w * loss, w, k, normalization, reduction, validate, count)
+
+
+def _denominator(count: Tensor, normalization: str, dtype: torch.dtype) -> Tensor:
+    """The non-ignored count as a divisor; a fully ignored row has sum 0, and 0 / 1 gives its documented 0."""
+    n = count.to(dtype)
+    return n if normalization == "weight_sum" else n.clamp(min=1)
+
+
+def _check_total(total: Tensor) -> None:
+    zero = total == 0
+    if bool(zero.any()):
+        raise ValueError(
+            "normalization='weight_sum' is undefined: the batch has zero total weight "
+            f"(sum of weights over the batch axis is 0{fmt_index(zero)}); use "
+            "normalization='batch_size' or make sure every batch has a positive weight"
+        )
+
+
+def reduce_terms(
+    terms: Tensor,
+    w: Tensor,
+    k: Tensor,
+    normalization: str,
+    reduction: str,
+    validate: bool,
+    count: Tensor | None = None,
+) -> Tensor:
+    """Reduce weighted terms ``terms_i * 2**k`` over B; ``w`` (..., B) are the scaled weights for ``"weight_sum"``.
+
+    ``terms`` is ``w_i l_i`` for one weight per example, or ``sum_c W_ic (-log p_ic)`` with
+    ``w_i = sum_c W_ic`` for per-(example, class) weights (probability targets with class weights).
+    Arguments and errors as :func:`reduce_weighted`.
+    """
     if reduction == "none":
         out = times_pow2(terms, k)
         if validate:
             bad = ~torch.isfinite(out) & torch.isfinite(terms)
             if bool(bad.any()):
-                raise overflow_error(bad, loss.dtype)
+                raise overflow_error(bad, terms.dtype)
         return out
-    if loss.shape[-1] == 0:
+    if terms.shape[-1] == 0:
         return terms.sum(-1)  # empty batch, reduction "sum": zeros of the leading shape
     if reduction == "mean" and normalization == "weight_sum":
         total = w.sum(-1)  # (...)
         if validate:
-            zero = total == 0
-            if bool(zero.any()):
-                raise ValueError(
-                    "normalization='weight_sum' is undefined: the batch has zero total weight "
-                    f"(sum of weights over the batch axis is 0{fmt_index(zero)}); use "
-                    "normalization='batch_size' or make sure every batch has a positive weight"
-                )
+            _check_total(total)
         # The common factor 2**k cancels.
         return terms.sum(-1) / total
     # "sum", or "mean" with normalization="batch_size": (1/B) sum_i w_i l_i (the IW-ERM estimator).
-    scaled = terms.sum(-1) if reduction == "sum" else terms.mean(-1)  # (...)
+    if reduction == "sum":
+        scaled = terms.sum(-1)  # (...)
+    elif count is None:
+        scaled = terms.mean(-1)
+    else:
+        scaled = terms.sum(-1) / _denominator(count, normalization, terms.dtype)
     out = times_pow2(scaled, k.squeeze(-1))
     if validate:
         bad = ~torch.isfinite(out) & torch.isfinite(terms).all(-1)
         if bool(bad.any()):
-            raise overflow_error(bad, loss.dtype)
+            raise overflow_error(bad, terms.dtype)
     return out

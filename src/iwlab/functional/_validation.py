@@ -1,10 +1,11 @@
-"""Argument checks of the importance-weighted losses: types, devices, shapes, labels, weights.
+"""Argument checks of the importance-weighted losses: types, devices, shapes, labels, weights, dtypes.
 
 Internal to :mod:`iwlab.functional.losses` (not a public API; names may change). The type, device
-and shape checks are free and always run; :func:`check_labels`, :func:`check_representable` and the
-weight checks in :func:`prepare_weight` read tensor values (a device sync) and run only with
-``validate=True``. Every error is one line that names the argument and, where there is one, the
-first offending index.
+and shape checks are free and always run; :func:`check_labels`, :func:`check_probabilities`,
+:func:`check_unit_interval`, :func:`check_representable` and the weight checks in :func:`prepare_weight`
+read tensor values (a device sync) and run only with ``validate=True``. The scalar arguments
+(``ignore_index``, ``label_smoothing``, ``class_dim``) are checked on every call. Every error is one
+line that names the argument and, where there is one, the first offending index.
 
 Example:
     >>> check_trailing(torch.zeros(3, 1), "target", 3, torch.Size([]), "logits has shape (3, 2)")
@@ -15,24 +16,62 @@ Example:
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 from torch import Tensor
 
-from iwlab.functional.checks import check_weights, fmt_index
+from iwlab.functional.checks import check_int, check_real, check_weights, fmt_index
 
 __all__ = [
+    "HALF_DTYPES",
+    "NORMALIZATIONS",
+    "REDUCTIONS",
+    "Normalization",
+    "Reduction",
     "as_index",
+    "check_class_dim",
     "check_device",
+    "check_ignore_index",
+    "check_label_smoothing",
     "check_labels",
     "check_not_empty_mean",
+    "check_probabilities",
     "check_representable",
     "check_tensor",
     "check_trailing",
+    "check_trailing_block",
+    "check_unit_interval",
     "check_weight_args",
+    "compute_dtype",
     "fmt_value",
     "prepare_weight",
+    "probability_tolerance",
     "shape_of",
 ]
+
+Normalization = Literal["batch_size", "weight_sum"]
+Reduction = Literal["none", "sum", "mean"]
+
+NORMALIZATIONS: tuple[str, ...] = ("batch_size", "weight_sum")
+REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
+
+#: Logit dtypes that are upcast to float32 for the computation (and the returned loss).
+HALF_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(logits: object) -> torch.dtype:
+    """The dtype the loss is computed and returned in: float32 for half logits, else the logits' own."""
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a torch.Tensor; got {type(logits).__name__}")
+    if logits.dtype in HALF_DTYPES:
+        return torch.float32
+    if logits.dtype in (torch.float32, torch.float64):
+        return logits.dtype
+    if logits.is_floating_point():
+        raise ValueError(f"logits must be float16, bfloat16, float32 or float64; got {logits.dtype}")
+    raise ValueError(f"logits must be a floating-point tensor; got {logits.dtype}")
 
 
 def fmt_value(value: float | int | bool) -> str:
@@ -81,6 +120,22 @@ def check_trailing(t: Tensor, name: str, size: int, lead: torch.Size, ref: str) 
         raise ValueError(f"{name} has shape {shape_of(t)} but {ref}; expected shape {expected}{hint}")
 
 
+def check_trailing_block(t: Tensor, name: str, sizes: tuple[int, int], lead: torch.Size, ref: str) -> None:
+    """Check that ``t`` is ``(..., *sizes)`` (two trailing axes, ``(B, C)``) with leading dims broadcast to ``lead``."""
+    ok = t.dim() >= 2 and tuple(t.shape[-2:]) == tuple(sizes)
+    if ok:
+        try:
+            ok = torch.broadcast_shapes(t.shape[:-2], lead) == lead
+        except RuntimeError:
+            ok = False
+    if not ok:
+        block = ", ".join(str(n) for n in sizes)
+        expected = (
+            f"({block})" if len(lead) == 0 else f"(..., {block}) with leading dims broadcastable to {tuple(lead)}"
+        )
+        raise ValueError(f"{name} has shape {shape_of(t)} but {ref}; expected shape {expected}")
+
+
 def check_not_empty_mean(B: int, reduction: str) -> None:
     if B == 0 and reduction == "mean":
         raise ValueError(
@@ -97,16 +152,96 @@ def as_index(target: Tensor) -> Tensor:
     return target.long()
 
 
-def check_labels(target: Tensor, n_classes: int, source: str) -> None:
+def check_labels(target: Tensor, n_classes: int, source: str, ignore_index: int | None = None) -> None:
     # Compare in int64: in the label's own dtype torch wraps the bound (int8 label 100 >= 300 is
     # True) and has no < / >= for uint16..uint64 on CPU.
     idx = as_index(target)
     bad = (idx < 0) | (idx >= n_classes)
+    if ignore_index is not None:
+        bad &= idx != ignore_index  # an ignored label may lie outside [0, C) (torch's -100)
     if bool(bad.any()):
         label = fmt_value(target[bad][0].item())
         raise ValueError(
             f"target contains label {label}{fmt_index(bad)} but {source} C={n_classes} "
             f"classes; labels must be in [0, {n_classes})"
+        )
+
+
+def check_ignore_index(ignore_index: object) -> int | None:
+    """``ignore_index`` as an int (None passes): any integer, also outside ``[0, C)``, that fits int64."""
+    if ignore_index is None:
+        return None
+    v = check_int(ignore_index, "ignore_index")
+    if not -(2**63) <= v < 2**63:
+        raise ValueError(f"ignore_index must fit in int64 (labels are compared as int64); got {v}")
+    return v
+
+
+def check_label_smoothing(label_smoothing: object) -> float:
+    """``label_smoothing`` as a float in ``[0, 1]`` (NaN and values outside are refused)."""
+    eps = check_real(label_smoothing, "label_smoothing")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {eps:g}")
+    return eps
+
+
+def check_class_dim(class_dim: object) -> int:
+    """``class_dim`` must be -1 (stacked models, ``(..., B, C)``) or 1 (torch's ``(N, C, d1, ..., dk)``)."""
+    v = check_int(class_dim, "class_dim")
+    if v not in (-1, 1):
+        raise ValueError(
+            "class_dim must be -1 (logits (..., B, C), leading axes are stacked models) or 1 (torch's layout "
+            f"(N, C, d1, ..., dk), one model); got {v}"
+        )
+    return v
+
+
+def probability_tolerance(dtype: torch.dtype, n_classes: int) -> float:
+    """How far a row of class probabilities of ``dtype`` may sum from 1: ``max(sqrt(eps), C * eps)``.
+
+    ``sqrt(eps)`` (3.5e-4 for float32, 1.5e-8 for float64) absorbs the rounding of a softmax or of
+    ``t / t.sum()`` in that dtype; ``C * eps`` bounds the rounding of ``C`` entries for very large ``C``.
+    """
+    eps = torch.finfo(dtype).eps
+    return max(math.sqrt(eps), n_classes * eps)
+
+
+def check_probabilities(target: Tensor, dim: int) -> None:
+    """Raise unless every entry of ``target`` is finite and >= 0 and every row (along ``dim``) sums to 1."""
+    if target.numel() == 0:
+        return
+    t = target.detach()
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(
+            f"target has a non-finite entry ({float(t[bad][0]):g}{fmt_index(bad)}); class probabilities must be finite"
+        )
+    bad = t < 0
+    if bool(bad.any()):
+        raise ValueError(
+            f"target has a negative entry ({float(t[bad][0]):g}{fmt_index(bad)}); class probabilities must be >= 0"
+        )
+    tol = probability_tolerance(t.dtype, t.shape[dim])
+    total = t.double().sum(dim)  # float64: the sum of C entries adds no rounding of its own to speak of
+    bad = (total - 1).abs() > tol
+    if bool(bad.any()):
+        raise ValueError(
+            f"target row{fmt_index(bad)} (the class axis {dim} left out) sums to {float(total[bad][0]):.8g}, not 1 "
+            f"(tolerance {tol:.2g}); class probabilities must sum to 1: normalize with target / target.sum({dim}, "
+            "keepdim=True)"
+        )
+
+
+def check_unit_interval(target: Tensor) -> None:
+    """Raise unless every entry of ``target`` lies in ``[0, 1]`` (NaN and infinities fail)."""
+    if target.is_floating_point():
+        bad = ~((target >= 0) & (target <= 1))  # NaN compares False: caught too
+    else:  # integers and bool: 0 or 1 (uint16..uint64 have no < on CPU)
+        bad = (target != 0) & (target != 1)
+    if bool(bad.any()):
+        value = fmt_value(target[bad][0].item())
+        raise ValueError(
+            f"target has an entry {value}{fmt_index(bad)}; multi-label targets must be finite and in [0, 1]"
         )
 
 

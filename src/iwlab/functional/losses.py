@@ -53,35 +53,65 @@ device synchronisation; pass ``validate=False`` to skip them in hot loops. Witho
 out of range makes the gather fail (on CUDA with a device-side assert), a binary label other than
 1 counts as 0 (so soft labels such as 0.5 are silently read as 0), a weight the compute dtype
 cannot hold becomes ``inf`` or ``0``, a zero weight sum gives ``nan`` and an overflowing result
-``inf``.
+``inf``. The same goes for probability targets (finite, >= 0, rows summing to 1) and multi-label
+targets (in ``[0, 1]``): unchecked, they enter the formula as given.
+
+Parity with torch (``F.cross_entropy`` / ``nn.CrossEntropyLoss``, ``F.binary_cross_entropy_with_logits``):
+
+- Equal: the unweighted loss, any reduction; ``"weight_sum"`` with class weights (torch's weighted
+  mean); ``ignore_index`` (its targets give 0 loss and 0 weight; ``"batch_size"`` divides by the
+  non-ignored count, so unit weights give torch's mean); ``label_smoothing`` without class weights,
+  or with constant ones under ``"weight_sum"``; probability targets, with or without class weights,
+  under ``"batch_size"`` (torch divides by ``B`` there even with weights); ``class_dim=1``, torch's
+  ``(N, C, d1, ..., dk)`` layout; :func:`weighted_multilabel_binary_cross_entropy` with
+  ``pos_weight`` and soft targets. Gradients agree wherever the values do.
+- Differ, by design: (1) ``"batch_size"`` is the default (the IW-ERM estimator; see above).
+  (2) With ``label_smoothing=eps`` and class weights ``c``, here ``w_i = c[y_i] s_i`` multiplies the
+  whole smoothed loss, ``w_i [(1 - eps) (-log p_{i,y_i}) + (eps / C) sum_c (-log p_ic)]``, so the
+  importance weight of an example does not depend on how the smoothing spreads its mass; torch
+  weights each smoothing term by its own class, ``(1 - eps) c[y_i] (-log p_{i,y_i}) + (eps / C)
+  sum_c c[c] (-log p_ic)``, and divides by ``sum_i c[y_i]``. They coincide when ``c`` is constant.
+  (3) A model whose targets are all ignored gives 0 with zero gradients under ``"batch_size"``
+  (torch: NaN) and the zero-weight-sum error under ``"weight_sum"`` (``validate=True``).
+  (4) ``ignore_index`` defaults to None, not ``-100``: a label -100 is an error unless asked for.
+  (5) Leading axes are stacked models (``class_dim=-1``, the default): ``(M, B, C)`` is ``M`` models,
+  not torch's ``(N, C, d)``; ``class_dim=1`` is torch's layout, for one model. The two are kept apart.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from iwlab.functional._scaling import gather_class_weight, reduce_weighted, scaled_weights
+from iwlab.functional._scaling import gather_class_weight
 
 # Kept for iwlab.implicit_bias, which imports the exact x * 2**k from here; remove once it
 # imports iwlab.functional._scaling.mul_pow2.
 from iwlab.functional._scaling import mul_pow2 as _mul_pow2  # noqa: F401
 from iwlab.functional._validation import (
+    HALF_DTYPES,
+    NORMALIZATIONS,
+    REDUCTIONS,
+    Normalization,
+    Reduction,
     as_index,
+    check_class_dim,
     check_device,
+    check_ignore_index,
+    check_label_smoothing,
     check_labels,
     check_not_empty_mean,
+    check_probabilities,
     check_tensor,
-    check_trailing,
     check_weight_args,
-    fmt_value,
+    compute_dtype,
     prepare_weight,
     shape_of,
 )
-from iwlab.functional.checks import check_choice, check_weights, fmt_index
+from iwlab.functional.checks import check_choice, check_weights
+from iwlab.functional.losses_binary import weighted_binary_cross_entropy
+from iwlab.functional.losses_ce import check_channels_first, check_shapes, cross_entropy, to_stacked
+from iwlab.functional.losses_multilabel import weighted_multilabel_binary_cross_entropy
 
 __all__ = [
     "HALF_DTYPES",
@@ -93,29 +123,8 @@ __all__ = [
     "class_to_sample_weight",
     "weighted_binary_cross_entropy",
     "weighted_cross_entropy",
+    "weighted_multilabel_binary_cross_entropy",
 ]
-
-Normalization = Literal["batch_size", "weight_sum"]
-Reduction = Literal["none", "sum", "mean"]
-
-NORMALIZATIONS: tuple[str, ...] = ("batch_size", "weight_sum")
-REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
-
-#: Logit dtypes that are upcast to float32 for the computation (and the returned loss).
-HALF_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(logits: object) -> torch.dtype:
-    """The dtype the loss is computed and returned in (see the module docstring)."""
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor; got {type(logits).__name__}")
-    if logits.dtype in HALF_DTYPES:
-        return torch.float32
-    if logits.dtype in (torch.float32, torch.float64):
-        return logits.dtype
-    if logits.is_floating_point():
-        raise ValueError(f"logits must be float16, bfloat16, float32 or float64; got {logits.dtype}")
-    raise ValueError(f"logits must be a floating-point tensor; got {logits.dtype}")
 
 
 def class_to_sample_weight(target: Tensor, class_weight: Tensor) -> Tensor:
@@ -177,25 +186,49 @@ def weighted_cross_entropy(
     normalization: Normalization = "batch_size",
     reduction: Reduction = "mean",
     validate: bool = True,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    class_dim: int = -1,
 ) -> Tensor:
     """Importance-weighted multiclass cross-entropy on logits.
 
     ``l_i = -log softmax(logits_i)[y_i]`` and ``w_i = class_weight[y_i] * sample_weight_i``; see
     the module docstring for the normalizations (Byrd & Lipton 2019 for ``"batch_size"``), the
-    precision rules and what ``validate=False`` skips.
+    precision rules, what ``validate=False`` skips and where this agrees with ``F.cross_entropy``.
+
+    - ``label_smoothing=eps``: ``l_i = (1 - eps) (-log p_{i,y_i}) + (eps / C) sum_c (-log p_ic)``, and
+      ``w_i`` multiplies the whole ``l_i`` (class weights do not distort the smoothing).
+    - ``ignore_index``: targets equal to it have ``l_i = 0`` and ``w_i = 0``; ``"batch_size"`` divides by
+      the number ``n`` of other targets of each model (a fully ignored model gives 0, zero gradients);
+      ``"weight_sum"`` divides by their total weight (a fully ignored model: the zero-weight-sum error).
+    - Probability targets (a floating ``target`` shaped like ``logits``):
+      ``l_i = -sum_c t'_ic log p_ic`` with ``t' = (1 - eps) t + eps / C``. With class weights each class's
+      term is weighted, ``s_i sum_c class_weight[c] t'_ic (-log p_ic)``, and the example's weight for
+      ``"weight_sum"`` is ``s_i sum_c class_weight[c] t'_ic``.
+    - ``class_dim=1``: torch's layout, one model; every position ``(n, d1, ..., dk)`` is an example.
 
     Args:
         logits: ``(..., B, C)`` float16, bfloat16, float32 or float64, ``C >= 2``; leading dims
-            are independent models.
+            are independent models. With ``class_dim=1``: ``(N, C, d1, ..., dk)``, one model.
         target: ``(..., B)`` labels in ``[0, C)`` of any integer dtype (int8..int64,
-            uint8..uint64; not bool); leading dims broadcast to logits'.
-        class_weight: ``(C,)`` or ``(..., C)`` per-class weights (any real dtype, not bool), or None.
-        sample_weight: ``(..., B)`` per-example weights (any real dtype, not bool), or None.
+            uint8..uint64; not bool); leading dims broadcast to logits'. Or class probabilities: a
+            floating ``(..., B, C)`` tensor (with ``validate``: finite, ``>= 0``, each row summing to 1
+            within ``max(sqrt(eps), C eps)`` of its dtype). With ``class_dim=1``: ``(N, d1, ..., dk)``
+            labels, or probabilities of the logits' shape.
+        class_weight: ``(C,)`` or ``(..., C)`` per-class weights (any real dtype, not bool), or None;
+            ``(C,)`` with ``class_dim=1``.
+        sample_weight: ``(..., B)`` per-example weights (any real dtype, not bool), or None. With
+            ``class_dim=1``: ``(N,)`` (shared by a sample's positions) or ``(N, d1, ..., dk)``.
         normalization: for ``reduction="mean"``: ``"batch_size"`` divides ``sum_i w_i l_i`` by
             ``B`` (IW-ERM, default); ``"weight_sum"`` divides by ``sum_i w_i`` (as PyTorch does).
-        reduction: ``"none"`` -> ``(..., B)`` of ``w_i l_i``; ``"sum"`` / ``"mean"`` -> ``(...)``.
+        reduction: ``"none"`` -> ``(..., B)`` of ``w_i l_i`` (``(N, d1, ..., dk)`` with ``class_dim=1``;
+            0 at ignored targets); ``"sum"`` / ``"mean"`` -> ``(...)``.
         validate: run the data-dependent checks (forces a device sync). Types, devices and shapes
             are always checked.
+        ignore_index: a label (any int64 value, also outside ``[0, C)``, e.g. torch's ``-100``) whose
+            targets are ignored, or None. Class-index targets only.
+        label_smoothing: ``eps`` in ``[0, 1]``.
+        class_dim: ``-1`` (stacked models, the default) or ``1`` (torch's layout, one model).
 
     Returns:
         The loss, in the dtype of ``logits`` for float32/float64 logits and in float32 for
@@ -203,20 +236,23 @@ def weighted_cross_entropy(
 
     Raises:
         TypeError: an argument is not a tensor, or has the wrong kind of dtype (complex; bool
-            weights).
-        ValueError: bad ``normalization`` / ``reduction``; logits not float16/bfloat16/float32/
-            float64; ``target`` not integer (bool labels are not class indices); shapes that do
-            not match (including ``C < 2``: one logit per example is
+            weights); ``ignore_index`` not an int, ``label_smoothing`` not a real, ``class_dim`` not an int.
+        ValueError: bad ``normalization`` / ``reduction``; ``label_smoothing`` outside ``[0, 1]``;
+            ``class_dim`` not -1 or 1; ``ignore_index`` with probability targets; logits not
+            float16/bfloat16/float32/float64; ``target`` bool, or floating but not shaped like the logits;
+            shapes that do not match (including ``C < 2``: one logit per example is
             :func:`weighted_binary_cross_entropy`'s job); an argument on another device than
             ``logits``; an empty batch with ``reduction="mean"``. With ``validate=True`` also: a
-            label outside ``[0, C)``; a NaN, infinite or negative weight; a weight the compute
-            dtype cannot represent; a zero total weight under ``"weight_sum"``; a result that
-            overflows the compute dtype.
+            label outside ``[0, C)`` (other than ``ignore_index``); a probability target that is not
+            finite, negative or whose row does not sum to 1; a NaN, infinite or negative weight; a
+            weight the compute dtype cannot represent; a zero total weight under ``"weight_sum"``
+            (also a model whose targets are all ignored); a result that overflows the compute dtype.
 
     Source:
         Byrd & Lipton (2019), IW-ERM (Sec. 1.1 and 3; the paper's weighted cross-entropy); with
         ``sample_weight = 1 / (N p_i)``, the unbiased importance-sampling loss of Katharopoulos &
-        Fleuret (2017, eq. 4).
+        Fleuret (2017, eq. 4). Label smoothing: Szegedy et al. (2016, Sec. 7); ``ignore_index``,
+        probability targets and ``class_dim=1``: ``torch.nn.CrossEntropyLoss``'s documentation.
 
     Example:
         >>> logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
@@ -228,149 +264,60 @@ def weighted_cross_entropy(
         tensor(0.1733)
         >>> weighted_cross_entropy(logits, target, class_weight=cw, normalization="weight_sum")
         tensor(0.6931)
+        >>> weighted_cross_entropy(logits, torch.tensor([1, -100]), ignore_index=-100, reduction="none")
+        tensor([0.6931, 0.0000])
+        >>> weighted_cross_entropy(logits, torch.tensor([[0.5, 0.5], [1.0, 0.0]]))  # probability targets
+        tensor(0.6931)
     """
     check_choice(normalization, "normalization", NORMALIZATIONS)
     check_choice(reduction, "reduction", REDUCTIONS)
-    dtype = _compute_dtype(logits)
+    ignore_index = check_ignore_index(ignore_index)
+    label_smoothing = check_label_smoothing(label_smoothing)
+    class_dim = check_class_dim(class_dim)
+    dtype = compute_dtype(logits)
     check_tensor(target, "target")
-    if target.is_floating_point() or target.dtype == torch.bool:
+    if target.dtype == torch.bool:
         raise ValueError(
-            f"target must be an integer tensor of class indices; got {target.dtype}"
-            + ("; convert bool labels with target.long()" if target.dtype == torch.bool else "")
+            f"target must be an integer tensor of class indices; got {target.dtype}; convert bool labels with "
+            "target.long()"
+        )
+    soft = target.is_floating_point()  # class probabilities
+    if soft and ignore_index is not None:
+        raise ValueError(
+            "ignore_index applies to class-index targets only, but target is floating (class probabilities); "
+            "give ignored examples sample_weight 0 instead"
         )
     check_device(target, "target", logits)
     check_weight_args(logits, class_weight, sample_weight)
-    if logits.dim() < 2:
-        raise ValueError(
-            f"logits must have shape (..., B, C); got shape {shape_of(logits)} (for one logit per example "
-            "use weighted_binary_cross_entropy)"
-        )
-    *_, B, C = logits.shape
-    batch = logits.shape[:-1]
-    lead = logits.shape[:-2]
-    if C < 2:
-        raise ValueError(
-            f"logits has shape {shape_of(logits)}, i.e. C={C} classes, but cross-entropy needs C >= 2 "
-            "(with C=1 it is identically 0); for one logit per example use "
-            "weighted_binary_cross_entropy(logits.squeeze(-1), target)"
-        )
-    ref = f"logits has shape {shape_of(logits)}"
-    check_trailing(target, "target", B, lead, f"{ref} (batch size B={B})")
-    if sample_weight is not None:
-        check_trailing(sample_weight, "sample_weight", B, lead, f"{ref} (batch size B={B})")
-    if class_weight is not None:
-        check_trailing(class_weight, "class_weight", C, lead, f"{ref} (C={C} classes)")
+    channels_first = class_dim == 1
+    check = check_channels_first if channels_first else check_shapes
+    B = check(logits, target, class_weight, sample_weight, soft)
     check_not_empty_mean(B, reduction)
+    C = logits.shape[class_dim]
     if validate:
-        check_labels(target, C, "logits has")
+        # On the caller's layout, so that errors name the caller's indices.
+        if soft:
+            check_probabilities(target, class_dim)
+        else:
+            check_labels(target, C, "logits has", ignore_index)
     cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
     sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-
-    index = as_index(target).expand(batch)  # (..., B) int64
-    # log_softmax + gather instead of softmax + log: stable for large logits and gives exact
-    # gradients (softmax - onehot) without under/overflow. Half logits run in float32.
-    logp = F.log_softmax(logits.to(dtype), dim=-1)  # (..., B, C)
-    loss = -logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (..., B)
-    weight = scaled_weights(index, cw, sw, batch)
-    return reduce_weighted(loss, weight, normalization, reduction, validate)
-
-
-def weighted_binary_cross_entropy(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    class_weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    normalization: Normalization = "batch_size",
-    reduction: Reduction = "mean",
-    validate: bool = True,
-) -> Tensor:
-    """Importance-weighted binary cross-entropy with one logit per example.
-
-    ``l_i = softplus(-z_i)`` if ``y_i = 1`` else ``softplus(z_i)`` (BCE with logits) and
-    ``w_i = class_weight[y_i] * sample_weight_i``. Semantics of ``normalization``,
-    ``reduction``, precision and ``validate`` are those of :func:`weighted_cross_entropy`.
-
-    Shapes follow the model-stack convention: ``(..., B)`` is ``M`` stacked models of ``B``
-    examples each. Unlike ``torch.nn.BCEWithLogitsLoss``, logits of shape ``(B, 1)`` would thus
-    be ``B`` models of one example each (and under ``"weight_sum"`` every class weight would
-    cancel), so logits with two or more axes and a last axis of size 1 are rejected: squeeze it.
-
-    Args:
-        logits: ``(..., B)`` float16, bfloat16, float32 or float64; leading dims are independent
-            models. A trailing axis of size 1 is rejected (see above).
-        target: ``(..., B)`` hard labels in ``{0, 1}``: any integer dtype, bool, or a float
-            tensor of 0.0 / 1.0. Soft labels (such as 0.5) are not supported.
-        class_weight: ``(2,)`` or ``(..., 2)``: weights of class 0 and class 1, or None.
-        sample_weight: ``(..., B)`` per-example weights, or None.
-        normalization: ``"batch_size"`` (default) or ``"weight_sum"``, for ``reduction="mean"``.
-        reduction: ``"none"``, ``"sum"`` or ``"mean"``.
-        validate: run the data-dependent checks (forces a device sync); a label other than 0 or
-            1 (a soft label) raises. With ``validate=False`` any label other than 1 is silently
-            treated as 0, so a soft label 0.5 trains as 0. Types, devices and shapes are always
-            checked.
-
-    Returns:
-        The loss, in the dtype of ``logits`` for float32/float64 logits and in float32 for
-        float16/bfloat16 logits. Natural-log units (nats).
-
-    Raises:
-        TypeError: an argument is not a tensor, or has the wrong kind of dtype (complex; bool
-            weights).
-        ValueError: as :func:`weighted_cross_entropy`, with: logits of shape ``(..., 1)`` with two
-            or more axes; a label other than 0 or 1 (with ``validate=True``).
-
-    Source:
-        Byrd & Lipton (2019, Sec. 3): the binary class-weighted loss of their 2-D synthetic and
-        CIFAR-10 cat-vs-dog experiments.
-
-    Example:
-        >>> z = torch.tensor([0.0, 0.0, 0.0, 0.0])
-        >>> y = torch.tensor([1, 1, 1, 0])
-        >>> weighted_binary_cross_entropy(z, y, class_weight=torch.tensor([1.0, 0.5]))
-        tensor(0.4332)
-    """
-    check_choice(normalization, "normalization", NORMALIZATIONS)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    dtype = _compute_dtype(logits)
-    check_tensor(target, "target")
-    check_device(target, "target", logits)
-    check_weight_args(logits, class_weight, sample_weight)
-    if logits.dim() < 1:
-        raise ValueError("logits must have shape (..., B); got a 0-d tensor")
-    if logits.dim() >= 2 and logits.shape[-1] == 1:
-        models = logits.shape[0] if logits.dim() == 2 else tuple(logits.shape[:-1])
-        raise ValueError(
-            f"logits has shape {shape_of(logits)}, but the binary loss reads (..., B) as M stacked models of B "
-            f"examples each, so shape {shape_of(logits)} would be {models} models of one example; for one model "
-            "pass logits.squeeze(-1) (and target.squeeze(-1))"
-        )
-    B = logits.shape[-1]
-    lead = logits.shape[:-1]
-    ref = f"logits has shape {shape_of(logits)}"
-    check_trailing(target, "target", B, lead, f"{ref} (batch size B={B})")
-    if sample_weight is not None:
-        check_trailing(sample_weight, "sample_weight", B, lead, f"{ref} (batch size B={B})")
-    if class_weight is not None:
-        check_trailing(class_weight, "class_weight", 2, lead, "a binary loss has 2 classes")
-    check_not_empty_mean(B, reduction)
-    if validate:
-        # != works for every real dtype (uint16..uint64 have no < on CPU); NaN is caught too.
-        bad = (target != 0) & (target != 1)
-        if bool(bad.any()):
-            label = fmt_value(target[bad][0].item())
-            raise ValueError(
-                f"target contains label {label}{fmt_index(bad)}; binary labels must be 0 or 1 "
-                "(soft labels are not supported)"
-            )
-    cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
-    sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-
-    positive = (target == 1).expand(logits.shape)  # (..., B)
-    z = logits.to(dtype)  # half logits run in float32
-    # softplus(-z) = -log sigmoid(z) and softplus(z) = -log sigmoid(-z). logsigmoid is stable
-    # for any |z| in every dtype (F.softplus switches to the identity above a threshold, which
-    # is slightly inexact) and has the exact gradient, also at z = 0.
-    loss = -F.logsigmoid(torch.where(positive, z, -z))  # (..., B)
-    weight = scaled_weights(positive.long(), cw, sw, logits.shape)
-    return reduce_weighted(loss, weight, normalization, reduction, validate)
+    z = logits
+    if channels_first:
+        z, target, sw = to_stacked(logits, target, sw, soft)  # (B, C), (B,) or (B, C), (B,)
+    loss = cross_entropy(
+        z,
+        target,
+        cw,
+        sw,
+        dtype=dtype,
+        soft=soft,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        normalization=normalization,
+        reduction=reduction,
+        validate=validate,
+    )
+    if channels_first and reduction == "none":
+        loss = loss.reshape(logits.shape[0], *logits.shape[2:])  # (N, d1, ..., dk)
+    return loss

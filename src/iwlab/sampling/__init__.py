@@ -46,7 +46,15 @@ non-finite or negative losses and indices outside ``[0, n)``, naming them; the o
 or non-finite scores, naming the pool position and dataset index; class labels must be in
 ``[0, num_classes)``; weights that float32 cannot represent raise instead of becoming 0 or inf.
 
-Modules: :mod:`~iwlab.sampling.base` (the base class, :func:`fetch`), :mod:`~iwlab.sampling.strategies`
+Inside a ``DataLoader`` (workers, pinned memory; :mod:`~iwlab.sampling.loader`):
+:class:`ImportanceBatchSampler` yields each minibatch's indices with their weights, which
+:class:`WeightedDataset` and :class:`ImportanceCollate` carry through the workers into a
+:class:`SampledBatch`. The pool pattern, :meth:`ImportanceSampler.select`, keeps B examples of a pool
+batch from any DataLoader (inside Lightning's ``training_step`` or a Trainer's ``compute_loss``, under
+DDP). :class:`DistributedWeightedSampler` is a weighted draw sharded over ranks.
+
+Modules: :mod:`~iwlab.sampling.base` (the base class), :mod:`~iwlab.sampling.batch` (:class:`SampledBatch`,
+:func:`fetch`), :mod:`~iwlab.sampling.loader`, :mod:`~iwlab.sampling.distributed`, :mod:`~iwlab.sampling.strategies`
 (uniform, oracle, per-class Gaussian), :mod:`~iwlab.sampling.approx` (the learned predictor's scores),
 :mod:`~iwlab.sampling.spec` (:class:`SamplerSpec`, :func:`make_sampler`), :mod:`~iwlab.sampling.checks`.
 Source: Katharopoulos & Fleuret (2017), "Biased Importance Sampling for Deep Neural Network
@@ -65,8 +73,14 @@ Example:
 from iwlab.sampling.approx import ApproxSampler as ApproxSampler
 from iwlab.sampling.base import MAX_POOL as MAX_POOL
 from iwlab.sampling.base import ImportanceSampler as ImportanceSampler
-from iwlab.sampling.base import SampledBatch as SampledBatch
-from iwlab.sampling.base import fetch as fetch
+from iwlab.sampling.batch import ImportanceCollate as ImportanceCollate
+from iwlab.sampling.batch import IndexedDataset as IndexedDataset
+from iwlab.sampling.batch import SampledBatch as SampledBatch
+from iwlab.sampling.batch import WeightedDataset as WeightedDataset
+from iwlab.sampling.batch import WeightedIndex as WeightedIndex
+from iwlab.sampling.batch import fetch as fetch
+from iwlab.sampling.distributed import DistributedWeightedSampler as DistributedWeightedSampler
+from iwlab.sampling.loader import ImportanceBatchSampler as ImportanceBatchSampler
 from iwlab.sampling.predictor import LossPredictor as LossPredictor
 from iwlab.sampling.spec import STRATEGIES as STRATEGIES
 from iwlab.sampling.spec import SamplerSpec as SamplerSpec

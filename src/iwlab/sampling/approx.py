@@ -138,6 +138,7 @@ class ApproxSampler(ClassAwareSampler):
     """
 
     method = "approx"
+    needs_indices = True
     _score_source = "the loss predictor's floored predictions"
     _state_keys = (
         *ImportanceSampler._state_keys,
@@ -206,7 +207,7 @@ class ApproxSampler(ClassAwareSampler):
         idx = indices.to(self.device)
         return self.predictor(self.history_[idx], self.lengths_[idx], self.labels_[idx])
 
-    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
+    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None, data: Any = None) -> Tensor:
         # positive by construction: the caller copies them to the host and checks they are finite
         return floored_scores(self.predict(pool), self.score_floor, validate=False)
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from iwlab.functional.checks import check_int, check_real, check_seed
 from iwlab.functional.sampling import (
@@ -30,7 +29,9 @@ from iwlab.functional.sampling import (
     importance_weights,
     sampling_probabilities,
 )
-from iwlab.sampling.checks import and_more, check_indices, check_interval, first_entries, state_equal, state_int
+from iwlab.sampling.batch import SampledBatch, data_device, fetch, pool_length, take
+from iwlab.sampling.checks import and_more, check_indices, check_interval, first_entries
+from iwlab.sampling.state import SamplerState
 
 __all__ = ["MAX_POOL", "ImportanceSampler", "SampledBatch", "Smoothing", "fetch"]
 
@@ -40,64 +41,7 @@ Smoothing = float | Literal["adaptive"]
 MAX_POOL = MULTINOMIAL_MAX_CATEGORIES
 
 
-@dataclass
-class SampledBatch:
-    """One drawn minibatch.
-
-    Attributes:
-        indices: (B,) int64 dataset indices, on the CPU (with replacement: an index may repeat).
-        weights: (B,) float32 ``alpha``, on the data's device; multiply the per-example losses by these.
-        probs: (B,) float32, the probability each example was drawn with, within the pool.
-        data: the fetched items, collated (e.g. ``(x, y)``).
-    """
-
-    indices: Tensor
-    weights: Tensor
-    probs: Tensor
-    data: tuple[Any, ...]
-
-
-def fetch(dataset: Dataset, indices: Tensor) -> tuple[Any, ...]:
-    """The dataset's items at ``indices``, collated into a tuple of batched tensors.
-
-    Tensor-backed datasets (``TensorDataset``, anything with ``.tensors``) are indexed directly (on
-    whatever device they live); others go through ``__getitems__`` or ``__getitem__`` + the default
-    collate, as ``DataLoader`` does.
-
-    Args:
-        dataset: a map-style dataset.
-        indices: (B,) integer tensor (any integer dtype, any device) of positions in ``[0, len(dataset))``.
-
-    Returns:
-        The collated items, e.g. ``(x, y)`` with ``x`` (B, ...), on the dataset's device.
-
-    Raises:
-        TypeError: ``indices`` is not an integer tensor (a bool mask or a float tensor is refused:
-            it would select other items than the positions it holds).
-        ValueError: ``indices`` is not 1-D, or holds a negative index or one >= ``len(dataset)``
-            (which plain indexing would wrap around or fail on), named with its position.
-
-    Example:
-        >>> from torch.utils.data import TensorDataset
-        >>> fetch(TensorDataset(torch.arange(5.0)), torch.tensor([4, 0]))
-        (tensor([4., 0.]),)
-    """
-    try:
-        n: int | None = len(dataset)  # type: ignore[arg-type]
-    except TypeError:
-        n = None
-    idx = check_indices(indices, n, "indices")  # (B,) int64
-    tensors = getattr(dataset, "tensors", None)
-    if tensors is not None:
-        return tuple(t[idx.to(t.device)] for t in tensors)
-    items = (
-        dataset.__getitems__(idx.tolist()) if hasattr(dataset, "__getitems__") else [dataset[i] for i in idx.tolist()]
-    )
-    out = default_collate(items)
-    return tuple(out) if isinstance(out, list | tuple) else (out,)
-
-
-class ImportanceSampler:
+class ImportanceSampler(SamplerState):
     """Base class: draws a pool, scores it (``_scores``), samples B from it and weights them.
 
     Args:
@@ -125,6 +69,10 @@ class ImportanceSampler:
     method = "base"
     # what the scores are called in error messages
     _score_source = "scores"
+    #: scores come from a forward pass on the pool's data (the oracle): no index-only draw
+    needs_data = False
+    #: scores come from per-example state, so the pool pattern needs the pool's dataset indices
+    needs_indices = False
 
     def __init__(
         self,
@@ -203,13 +151,14 @@ class ImportanceSampler:
             return torch.arange(self.n)
         return torch.randint(self.n, (self.pool_size,), generator=self.generator)
 
-    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
+    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None, data: Any = None) -> Tensor:
+        """The pool's raw scores (P,); ``data`` is the pool's collated items when the caller has them."""
         raise NotImplementedError
 
-    def _pool_scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
+    def _pool_scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None, data: Any = None) -> Tensor:
         """The pool's scores (P,) on the CPU, checked finite and >= 0 (in their own dtype)."""
         with torch.no_grad():
-            raw = self._scores(pool, score_fn).detach().cpu()  # (P,)
+            raw = self._scores(pool, score_fn, data).detach().cpu()  # (P,)
         if raw.dtype == torch.bool or raw.is_complex():
             raise TypeError(f"{self._score_source} must be real numbers, got dtype {raw.dtype}")
         if not raw.is_floating_point():  # uint16..uint64 have no < on the CPU; every integer fits float64's check
@@ -250,6 +199,104 @@ class ImportanceSampler:
         """
         pool = self._draw_pool()  # (P,)
         raw = self._pool_scores(pool, score_fn)  # (P,)
+        pick, p, w = self._pick(raw)
+        idx = pool[pick]
+        data = fetch(self.dataset, idx)
+        self.steps_ += 1
+        return SampledBatch(indices=idx, weights=w.to(data_device(data)), probs=p, data=data)
+
+    def draw_indices(self) -> tuple[Tensor, Tensor, Tensor]:
+        """One minibatch's dataset indices, weights and probabilities, without fetching any data.
+
+        What :class:`~iwlab.sampling.loader.ImportanceBatchSampler` yields to a ``DataLoader``, whose
+        workers then fetch the items. Only for strategies whose scores need no forward pass (uniform,
+        approx, pcg); the oracle scores its pool with the model, so use :meth:`select` (the pool
+        pattern) for it.
+
+        Returns:
+            ``(indices, weights, probs)``: (B,) int64, (B,) float32 ``1/(P p^k)``, (B,) float32; CPU.
+
+        Raises:
+            TypeError: the strategy needs the pool's data to score it (the oracle).
+        """
+        if self.needs_data:
+            raise TypeError(
+                f"{type(self).__name__} scores its pool with a forward pass, so it cannot draw indices alone; "
+                "use sampler.select(pool, score_fn=...) on a pool batch from any DataLoader (the pool pattern)"
+            )
+        pool = self._draw_pool()  # (P,)
+        raw = self._pool_scores(pool, None)  # (P,)
+        pick, p, w = self._pick(raw)
+        self.steps_ += 1
+        return pool[pick], w, p
+
+    def select(
+        self, pool: Any, *, indices: Tensor | None = None, score_fn: Callable[..., Tensor] | None = None
+    ) -> SampledBatch:
+        """The pool pattern: keep B examples of a pool batch with the paper's probabilities, and weight them.
+
+        Take a pool of P examples from any ``DataLoader`` (any Dataset, workers, pinned memory; a
+        shuffled loader draws it uniformly, as the paper's presampling does), score it (the oracle:
+        ``score_fn``, a forward pass; approx and pcg: their state, by dataset index), draw B of the P
+        with ``p ∝ score + c`` (with replacement) and weight them ``1/(P p^k)`` (eq. 10-12), P being
+        the pool's actual size. Works unchanged under DDP, Lightning and the Hugging Face Trainer:
+        each rank selects from the pool its own loader gave it.
+
+        Args:
+            pool: a collated batch of P examples: a tensor, or a tuple/list/dict of tensors (or of
+                lists of length P, e.g. strings) whose first dimension is P.
+            indices: (P,) integer dataset indices of the pool's examples (from
+                :class:`~iwlab.sampling.loader.IndexedDataset`); required by approx and pcg, which score
+                by example; optional for the oracle and uniform.
+            score_fn: the oracle's scorer: ``score_fn(*pool)`` for a tuple/list pool, else
+                ``score_fn(pool)``, returning (P,) per-example losses.
+
+        Returns:
+            A :class:`SampledBatch`: ``data`` is ``pool`` restricted to the B kept examples (same
+            structure), ``indices`` their dataset indices (their pool positions when ``indices`` was
+            not given: enough for the oracle's ``update``, which reads no index), ``weights`` (B,) on
+            the pool's device.
+
+        Raises:
+            TypeError: ``pool`` holds no tensor.
+            ValueError: an empty pool or one above :data:`MAX_POOL`, members of different lengths,
+                ``indices`` missing (approx, pcg), of another length or outside ``[0, n)``, or
+                scores as in :meth:`sample`.
+
+        Example:
+            >>> from torch.utils.data import TensorDataset
+            >>> from iwlab.sampling import OracleSampler
+            >>> ds = TensorDataset(torch.randn(20, 2), torch.randint(0, 3, (20,)))
+            >>> s = OracleSampler(ds, batch_size=4, seed=0)
+            >>> pool = (torch.randn(12, 2), torch.randint(0, 3, (12,)))  # a batch of 12 from any DataLoader
+            >>> b = s.select(pool, score_fn=lambda x, y: x.pow(2).sum(1))
+            >>> b.data[0].shape, b.weights.shape
+            (torch.Size([4, 2]), torch.Size([4]))
+        """
+        P = pool_length(pool)
+        if not 1 <= P <= MAX_POOL:
+            raise ValueError(f"the pool has {P} examples; it must hold 1 to {MAX_POOL}")
+        if indices is not None:
+            idx = check_indices(indices, self.n, "indices")  # (P,)
+            if idx.numel() != P:
+                raise ValueError(f"indices has {idx.numel()} entries but the pool has {P} examples")
+        elif self.needs_indices:
+            raise ValueError(
+                f"{type(self).__name__} scores each example from its own state: pass indices=(P,) dataset indices of "
+                "the pool (wrap the dataset in iwlab.sampling.IndexedDataset)"
+            )
+        else:
+            idx = None
+        raw = self._pool_scores(torch.arange(P) if idx is None else idx, score_fn, data=pool)  # (P,)
+        pick, p, w = self._pick(raw)
+        self.steps_ += 1
+        kept = take(pool, pick, P)
+        return SampledBatch(
+            indices=pick if idx is None else idx[pick], weights=w.to(data_device(kept)), probs=p, data=kept
+        )
+
+    def _pick(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Draw B pool positions from the pool's checked scores (P,); (positions, probs, weights), each (B,)."""
         scores = raw.float()
         c = self.smoothing_constant()
         tiny = torch.finfo(torch.float32).tiny
@@ -264,12 +311,15 @@ class ImportanceSampler:
             probs = sampling_probabilities(scores, c)  # (P,)
         pick = draw(probs, self.batch_size, self.generator)  # (B,) positions in the pool
         p = probs[pick]
-        w = importance_weights(p, self.k, n=pool.numel(), match_unbiased_sum=self.match_unbiased_sum)
-        idx = pool[pick]
-        data = fetch(self.dataset, idx)
-        dev = data[0].device if data and isinstance(data[0], Tensor) else torch.device("cpu")
-        self.steps_ += 1
-        return SampledBatch(indices=idx, weights=w.to(dev), probs=p, data=data)
+        w = importance_weights(p, self.k, n=raw.numel(), match_unbiased_sum=self.match_unbiased_sum)
+        return pick, p, w
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed`` (a new epoch of a DataLoader, a rank's own stream).
+
+        The learned state (histories, predictor, class statistics, the loss EMA) is kept.
+        """
+        self.generator.manual_seed(check_seed(seed))
 
     # -- learning from observed losses ----------------------------------------------------------
     def _check_update(self, indices: Tensor, losses: Tensor, *, values: bool = True) -> tuple[Tensor, Tensor]:
@@ -325,81 +375,6 @@ class ImportanceSampler:
 
     def _observe(self, indices: Tensor, losses: Tensor) -> None:
         pass
-
-    # -- checkpoints ------------------------------------------------------------------------------
-    _state_keys: tuple[str, ...] = ("generator", "steps_", "ema_loss_")
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue sampling exactly where this sampler is, and the dataset size ``n``.
-
-        Example:
-            >>> from torch.utils.data import TensorDataset
-            >>> from iwlab.sampling import UniformSampler
-            >>> state = UniformSampler(TensorDataset(torch.zeros(6)), batch_size=2).state_dict()
-            >>> state["method"], state["n"]
-            ('uniform', 6)
-        """
-        return {
-            "method": self.method,
-            "n": self.n,
-            "generator": self.generator.get_state(),
-            "steps_": self.steps_,
-            "ema_loss_": self.ema_loss_,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` of a sampler of the same method on a same-size dataset.
-
-        Every field is checked before anything changes (tensors are moved to the CPU, where the
-        sampler keeps its state).
-
-        Raises:
-            TypeError: ``state`` is not a dict.
-            ValueError: another method, a missing field, or a field that does not fit this sampler
-                (the dataset size ``n``, ``num_classes``, ``history``, a tensor's shape), named with
-                the checkpoint's value and this sampler's.
-
-        Example:
-            >>> from torch.utils.data import TensorDataset
-            >>> from iwlab.sampling import UniformSampler
-            >>> ds = TensorDataset(torch.arange(6.0))
-            >>> a, b = UniformSampler(ds, batch_size=2, seed=1), UniformSampler(ds, batch_size=2, seed=2)
-            >>> b.load_state_dict(a.state_dict())
-            >>> torch.equal(a.sample().indices, b.sample().indices)
-            True
-        """
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
-        if state.get("method") != self.method:
-            raise ValueError(f"checkpoint is for the '{state.get('method')}' sampler, this is '{self.method}'")
-        missing = [key for key in self._state_keys if key not in state]
-        if missing:
-            raise ValueError(f"checkpoint for a '{self.method}' sampler lacks field(s) {', '.join(missing)}")
-        self._check_state(state)
-        self._set_state(state)
-
-    def _check_state(self, state: dict[str, Any]) -> None:
-        state_equal(state, "n", self.n, "dataset size")
-        gen = state["generator"]
-        try:
-            torch.Generator().set_state(gen.detach().cpu())
-        except (AttributeError, TypeError, RuntimeError):
-            raise ValueError("checkpoint field 'generator' is not a torch.Generator state") from None
-        if state_int(state, "steps_") < 0:
-            raise ValueError(f"checkpoint field 'steps_' must be >= 0, got {state['steps_']}")
-        ema = state["ema_loss_"]
-        if ema is not None:
-            try:
-                v = check_real(ema, "checkpoint field 'ema_loss_'")
-            except TypeError as e:
-                raise ValueError(str(e)) from None
-            if not (v >= 0 and math.isfinite(v)):
-                raise ValueError(f"checkpoint field 'ema_loss_' must be finite and >= 0 or None, got {ema}")
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].detach().cpu())
-        self.steps_ = state_int(state, "steps_")
-        self.ema_loss_ = None if state["ema_loss_"] is None else float(state["ema_loss_"])
 
     def __repr__(self) -> str:
         return (

@@ -26,8 +26,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from iwlab.functional.checks import check_int
-from iwlab.sampling.base import ImportanceSampler, SampledBatch, fetch
-from iwlab.sampling.checks import check_interval, dataset_labels, state_equal, state_int, state_tensor
+from iwlab.sampling.base import ImportanceSampler
+from iwlab.sampling.batch import SampledBatch, data_device, fetch, pool_length, take
+from iwlab.sampling.checks import check_indices, check_interval, dataset_labels, state_equal, state_int, state_tensor
 
 __all__ = ["MAX_CLASSES", "OracleSampler", "PerClassGaussianSampler", "UniformSampler"]
 
@@ -62,6 +63,12 @@ class UniformSampler(ImportanceSampler):
 
     def sample(self, score_fn: Callable[..., Tensor] | None = None) -> SampledBatch:
         """The next B indices of the current permutation (a new permutation when it runs out)."""
+        idx, w, p = self.draw_indices()
+        data = fetch(self.dataset, idx)
+        return SampledBatch(idx, w.to(data_device(data)), p, data)
+
+    def draw_indices(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The next B indices of the current permutation, weights 1 and probabilities 1/n (CPU)."""
         out = []
         need = self.batch_size
         while need > 0:
@@ -73,11 +80,35 @@ class UniformSampler(ImportanceSampler):
             need -= take.numel()
             out.append(take)
         idx = torch.cat(out)
-        data = fetch(self.dataset, idx)
-        dev = data[0].device if data and isinstance(data[0], Tensor) else torch.device("cpu")
         self.steps_ += 1
         B = idx.numel()
-        return SampledBatch(idx, torch.ones(B, device=dev), torch.full((B,), 1.0 / self.n), data)
+        return idx, torch.ones(B), torch.full((B,), 1.0 / self.n)
+
+    def select(
+        self, pool: Any, *, indices: Tensor | None = None, score_fn: Callable[..., Tensor] | None = None
+    ) -> SampledBatch:
+        """Plain SGD in the pool pattern: the pool's first B examples (a shuffled loader's pool is uniform), weights 1.
+
+        A pool smaller than B is kept whole. ``score_fn`` is ignored; ``indices`` are checked as for
+        every sampler.
+        """
+        P = pool_length(pool)
+        idx = None if indices is None else check_indices(indices, self.n, "indices")
+        if idx is not None and idx.numel() != P:
+            raise ValueError(f"indices has {idx.numel()} entries but the pool has {P} examples")
+        keep = torch.arange(min(P, self.batch_size))  # (B,)
+        kept = take(pool, keep, P)
+        self.steps_ += 1
+        B = keep.numel()
+        return SampledBatch(
+            keep if idx is None else idx[keep], torch.ones(B, device=data_device(kept)), torch.full((B,), 1.0 / P), kept
+        )
+
+    def reseed(self, seed: int) -> None:
+        """Restart from ``seed`` with a new permutation (the cursor at its start)."""
+        super().reseed(seed)
+        self.order_ = torch.randperm(self.n, generator=self.generator)
+        self.cursor_ = 0
 
     def update(self, indices: Tensor, losses: Tensor) -> None:
         """Nothing to learn: uniform sampling ignores losses (and so never waits on the device for them).
@@ -125,11 +156,14 @@ class OracleSampler(ImportanceSampler):
 
     method = "oracle"
     _score_source = "score_fn's scores"
+    needs_data = True
 
-    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
+    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None, data: Any = None) -> Tensor:
         if score_fn is None:
             raise ValueError("the oracle sampler needs score_fn(*items) -> per-example losses of the pool")
-        s = score_fn(*fetch(self.dataset, pool))
+        if data is None:
+            data = fetch(self.dataset, pool)
+        s = score_fn(*data) if isinstance(data, tuple | list) else score_fn(data)
         if not isinstance(s, Tensor) or s.shape != pool.shape:
             got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
             raise ValueError(f"score_fn must return one loss per pool example, shape {tuple(pool.shape)}; got {got}")
@@ -210,6 +244,7 @@ class PerClassGaussianSampler(ClassAwareSampler):
     """
 
     method = "pcg"
+    needs_indices = True
     _score_source = "the class-mean scores"
     _state_keys = (*ImportanceSampler._state_keys, "class_mean_", "class_var_", "class_seen_")
 
@@ -222,7 +257,7 @@ class PerClassGaussianSampler(ClassAwareSampler):
         self.class_var_ = torch.zeros(self.num_classes, dtype=torch.float64)
         self.class_seen_ = torch.zeros(self.num_classes, dtype=torch.bool)
 
-    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None) -> Tensor:
+    def _scores(self, pool: Tensor, score_fn: Callable[..., Tensor] | None, data: Any = None) -> Tensor:
         mean = self.class_mean_.clone()
         fill = float(mean[self.class_seen_].mean()) if bool(self.class_seen_.any()) else 1.0
         mean[~self.class_seen_] = fill

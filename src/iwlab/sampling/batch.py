@@ -1,0 +1,316 @@
+"""A drawn minibatch, how samplers fetch, measure and cut batches of any structure, and the DataLoader parts.
+
+:class:`SampledBatch` is what every sampler returns (and what :class:`ImportanceCollate` yields in a
+``DataLoader``, from the :class:`WeightedItem` s that :class:`WeightedDataset` returns for the
+:class:`WeightedIndex` entries of :class:`~iwlab.sampling.loader.ImportanceBatchSampler`;
+:class:`IndexedDataset` adds each item's index for the pool pattern); :func:`fetch` reads a dataset's
+items at given indices;
+:func:`pool_length`, :func:`take` and :func:`data_device` let the pool pattern
+(:meth:`~iwlab.sampling.base.ImportanceSampler.select`) work on any collated batch: a tensor, or a
+tuple, list or dict of them (lists of strings too, as Hugging Face collators give).
+
+Example:
+    >>> import torch
+    >>> take({"x": torch.arange(4), "text": ["a", "b", "c", "d"]}, torch.tensor([3, 0]), 4)
+    {'x': tensor([3, 0]), 'text': ['d', 'a']}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from iwlab.sampling.checks import check_indices
+
+__all__ = [
+    "ImportanceCollate",
+    "IndexedDataset",
+    "SampledBatch",
+    "WeightedDataset",
+    "WeightedIndex",
+    "WeightedItem",
+    "data_device",
+    "fetch",
+    "pool_length",
+    "take",
+]
+
+
+def _map_tensors(fn: Callable[[Tensor], Tensor], obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, Mapping):
+        return _same_mapping(obj, {k: _map_tensors(fn, v) for k, v in obj.items()})
+    if isinstance(obj, tuple | list):
+        return type(obj)(_map_tensors(fn, v) for v in obj)
+    return obj
+
+
+def _same_mapping(like: Mapping, items: dict[Any, Any]) -> Mapping:
+    """``items`` in the mapping type of ``like`` (a BatchEncoding or OrderedDict keeps its type)."""
+    try:
+        return type(like)(items)
+    except TypeError:
+        return items
+
+
+def astuple_shallow(batch: SampledBatch) -> tuple[Any, ...]:
+    return (batch.indices, batch.weights, batch.probs, batch.data)
+
+
+@dataclass
+class SampledBatch:
+    """One drawn minibatch.
+
+    Attributes:
+        indices: (B,) int64 dataset indices, on the CPU (with replacement: an index may repeat).
+        weights: (B,) float32 ``alpha``, on the data's device; multiply the per-example losses by these.
+        probs: (B,) float32, the probability each example was drawn with, within the pool.
+        data: the fetched items, collated: ``(x, y)`` for tuple items (a tuple of batched tensors);
+            from a ``DataLoader``, whatever its collate function returns (a dict for dict items).
+    """
+
+    indices: Tensor
+    weights: Tensor
+    probs: Tensor
+    data: Any
+
+    def pin_memory(self) -> SampledBatch:
+        """A copy with every tensor in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
+        return SampledBatch(*(_map_tensors(lambda t: t.pin_memory(), v) for v in astuple_shallow(self)))
+
+    def to(self, device: str | torch.device, *, non_blocking: bool = False) -> SampledBatch:
+        """A copy with every tensor on ``device`` (``indices`` and ``probs`` too)."""
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return SampledBatch(*(_map_tensors(move, v) for v in astuple_shallow(self)))
+
+
+def fetch(dataset: Dataset, indices: Tensor) -> tuple[Any, ...]:
+    """The dataset's items at ``indices``, collated into a tuple of batched tensors.
+
+    Tensor-backed datasets (``TensorDataset``, anything with ``.tensors``) are indexed directly (on
+    whatever device they live); others go through ``__getitems__`` or ``__getitem__`` + the default
+    collate, as ``DataLoader`` does.
+
+    Args:
+        dataset: a map-style dataset.
+        indices: (B,) integer tensor (any integer dtype, any device) of positions in ``[0, len(dataset))``.
+
+    Returns:
+        The collated items, e.g. ``(x, y)`` with ``x`` (B, ...), on the dataset's device.
+
+    Raises:
+        TypeError: ``indices`` is not an integer tensor (a bool mask or a float tensor is refused:
+            it would select other items than the positions it holds).
+        ValueError: ``indices`` is not 1-D, or holds a negative index or one >= ``len(dataset)``
+            (which plain indexing would wrap around or fail on), named with its position.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> fetch(TensorDataset(torch.arange(5.0)), torch.tensor([4, 0]))
+        (tensor([4., 0.]),)
+    """
+    try:
+        n: int | None = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        n = None
+    idx = check_indices(indices, n, "indices")  # (B,) int64
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return tuple(t[idx.to(t.device)] for t in tensors)
+    items = (
+        dataset.__getitems__(idx.tolist()) if hasattr(dataset, "__getitems__") else [dataset[i] for i in idx.tolist()]
+    )
+    out = default_collate(items)
+    return tuple(out) if isinstance(out, list | tuple) else (out,)
+
+
+def _is_leaf_list(obj: Any) -> bool:
+    """A list of per-example values (strings, numbers), not a container of batched members."""
+    return isinstance(obj, list) and not any(isinstance(v, Tensor | Mapping | tuple | list) for v in obj)
+
+
+def _lengths(obj: Any, path: str, out: list[tuple[str, int]]) -> None:
+    if isinstance(obj, Tensor):
+        if obj.dim() == 0:
+            raise ValueError(f"pool member {path or 'pool'} is a 0-d tensor; every member needs a first (example) axis")
+        out.append((path or "pool", obj.shape[0]))
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _lengths(v, f"{path}[{k!r}]", out)
+    elif _is_leaf_list(obj):
+        out.append((path or "pool", len(obj)))
+    elif isinstance(obj, tuple | list):
+        for i, v in enumerate(obj):
+            _lengths(v, f"{path}[{i}]", out)
+
+
+def pool_length(pool: Any) -> int:
+    """P, the number of examples in a collated batch (the first dimension of its tensors).
+
+    Raises:
+        TypeError: ``pool`` holds no tensor.
+        ValueError: members of different lengths (named), or a 0-d tensor member.
+
+    Example:
+        >>> pool_length((torch.zeros(5, 3), torch.zeros(5)))
+        5
+    """
+    found: list[tuple[str, int]] = []
+    _lengths(pool, "", found)
+    if not found or not _has_tensor(pool):
+        raise TypeError(f"the pool must be a tensor or a tuple/list/dict of tensors, got {type(pool).__name__}")
+    P = found[0][1]
+    for path, m in found[1:]:
+        if m != P:
+            raise ValueError(f"pool members differ in length: {found[0][0]} has {P} examples, {path} has {m}")
+    return P
+
+
+def _has_tensor(obj: Any) -> bool:
+    if isinstance(obj, Tensor):
+        return True
+    if isinstance(obj, Mapping):
+        return any(_has_tensor(v) for v in obj.values())
+    if isinstance(obj, tuple | list):
+        return any(_has_tensor(v) for v in obj)
+    return False
+
+
+def take(pool: Any, positions: Tensor, P: int) -> Any:
+    """``pool`` restricted to ``positions`` (B,) along its first (example) axis, same structure.
+
+    Tensors are indexed on their own device; lists of per-example values (strings) are picked in
+    Python; anything else (a scalar, a string) is kept as is.
+    """
+    if isinstance(pool, Tensor):
+        return pool[positions.to(pool.device)]
+    if isinstance(pool, Mapping):
+        return _same_mapping(pool, {k: take(v, positions, P) for k, v in pool.items()})
+    if _is_leaf_list(pool) and len(pool) == P:
+        return [pool[i] for i in positions.tolist()]
+    if isinstance(pool, tuple | list):
+        return type(pool)(take(v, positions, P) for v in pool)
+    return pool
+
+
+def data_device(data: Any) -> torch.device:
+    """The device of the first tensor in ``data`` (the CPU when there is none)."""
+    if isinstance(data, Tensor):
+        return data.device
+    values = data.values() if isinstance(data, Mapping) else data if isinstance(data, tuple | list) else ()
+    for v in values:
+        if isinstance(v, Tensor | Mapping | tuple | list):
+            dev = data_device(v)
+            if isinstance(v, Tensor) or dev.type != "cpu":
+                return dev
+    return torch.device("cpu")
+
+
+class WeightedIndex(NamedTuple):
+    """One drawn example, as :class:`ImportanceBatchSampler` yields it: its index, weight and probability."""
+
+    index: int
+    weight: float
+    prob: float
+
+
+@dataclass
+class WeightedItem:
+    """A dataset item with the index, weight and probability it was drawn with (what workers return)."""
+
+    item: Any
+    index: int
+    weight: float
+    prob: float
+
+
+class WeightedDataset(Dataset):
+    """Wraps a map-style dataset so that items fetched by :class:`WeightedIndex` keep their weight.
+
+    ``WeightedDataset(ds)[WeightedIndex(i, w, p)]`` is ``WeightedItem(ds[i], i, w, p)``. A plain integer
+    key is refused: this wrapper only makes sense behind :class:`ImportanceBatchSampler`, and an
+    unweighted item reaching an importance-weighted loss would bias it silently.
+
+    Args:
+        dataset: any map-style dataset (``__len__``, integer ``__getitem__``).
+
+    Raises:
+        TypeError: (on indexing) a key that is not a :class:`WeightedIndex`.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: WeightedIndex) -> WeightedItem:
+        if not isinstance(key, WeightedIndex):
+            raise TypeError(
+                f"WeightedDataset is indexed by the WeightedIndex entries of an ImportanceBatchSampler, got "
+                f"{type(key).__name__}; index the wrapped dataset (.dataset) directly for unweighted access"
+            )
+        return WeightedItem(self.dataset[key.index], key.index, key.weight, key.prob)
+
+
+class IndexedDataset(Dataset):
+    """Wraps a map-style dataset so that each item comes with its index: ``ds[i]`` is ``(item, i)``.
+
+    For the pool pattern: a ``DataLoader`` over it yields ``(pool, indices)``, and
+    ``sampler.select(pool, indices=indices, ...)`` needs those indices for approx and pcg.
+
+    Example:
+        >>> IndexedDataset(["a", "b"])[1]
+        ('b', 1)
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.dataset[index], index
+
+
+class ImportanceCollate:
+    """Collate :class:`WeightedItem` lists into a :class:`~iwlab.sampling.batch.SampledBatch`.
+
+    The items go through ``collate_fn`` (default ``default_collate``; a Hugging Face data collator
+    works too); indices become an int64 tensor, weights and probabilities float32 (exactly the values
+    the sampler computed). Picklable, so it runs in the workers.
+
+    Args:
+        collate_fn: collates the list of the dataset's own items.
+
+    Raises:
+        TypeError: (on call) an entry that is not a :class:`WeightedItem` (the dataset is not wrapped
+            in :class:`WeightedDataset`).
+    """
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any] = default_collate) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, items: list[WeightedItem]) -> SampledBatch:
+        if not all(isinstance(it, WeightedItem) for it in items):
+            bad = next(it for it in items if not isinstance(it, WeightedItem))
+            raise TypeError(
+                f"ImportanceCollate expects WeightedItem entries (wrap the dataset in WeightedDataset), got "
+                f"{type(bad).__name__}"
+            )
+        data = self.collate_fn([it.item for it in items])
+        if isinstance(data, list):  # default_collate turns (x, y) items into [x, y]: keep fetch's tuple
+            data = tuple(data)
+        return SampledBatch(
+            indices=torch.tensor([it.index for it in items], dtype=torch.long),  # (B,)
+            weights=torch.tensor([it.weight for it in items], dtype=torch.float32),  # (B,)
+            probs=torch.tensor([it.prob for it in items], dtype=torch.float32),  # (B,)
+            data=data,
+        )

@@ -1,0 +1,271 @@
+"""ImportanceBatchSampler, WeightedDataset, ImportanceCollate and the pool pattern (``select``) inside a DataLoader."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from iwlab.sampling import (
+    ApproxSampler,
+    ImportanceBatchSampler,
+    ImportanceCollate,
+    IndexedDataset,
+    OracleSampler,
+    PerClassGaussianSampler,
+    UniformSampler,
+    WeightedDataset,
+)
+from iwlab.sampling.batch import WeightedItem, pool_length, take
+from iwlab.sampling.distributed import stream_seed
+
+N, D, C = 240, 4, 3
+
+
+def _tensor_set(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(N, D, generator=g), torch.randint(0, C, (N,), generator=g))
+
+
+class ListDataset(Dataset):
+    """Map-style, not tensor-backed: items are (list of floats, int label, the item's own index)."""
+
+    def __init__(self, base):
+        self.rows = [(base.tensors[0][i].tolist(), int(base.tensors[1][i])) for i in range(len(base))]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        x, y = self.rows[i]
+        return torch.tensor(x), y, i
+
+
+SAMPLERS = {
+    "uniform": lambda ds: UniformSampler(ds, batch_size=12, seed=1),
+    "approx": lambda ds: ApproxSampler(ds, batch_size=12, seed=1, labels=_tensor_set().tensors[1], presample=3.0),
+    "pcg": lambda ds: PerClassGaussianSampler(ds, batch_size=12, seed=1, labels=_tensor_set().tensors[1]),
+}
+
+
+@pytest.mark.parametrize("kind", ["tensor", "list"])
+@pytest.mark.parametrize("method", ["approx", "pcg"])
+def test_trains_50_steps_with_two_workers_and_weights_reach_loss_and_update(kind, method):
+    base = _tensor_set()
+    ds = base if kind == "tensor" else ListDataset(base)
+    bs = ImportanceBatchSampler(SAMPLERS[method](ds), num_batches=25)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(D, C)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    seen = []
+    steps = 0
+    for _ in range(2):  # 2 epochs of 25 batches
+        for b in bs.loader(num_workers=2):
+            x, y = b.data[0], b.data[1]
+            if kind == "list":  # the item carries its own index: the batch's indices are the items'
+                assert torch.equal(b.data[2], b.indices)
+            else:
+                assert torch.equal(x, base.tensors[0][b.indices])
+            # the weights are the sampler's 1/(P p^k), for the pool of presample * B examples
+            P = bs.sampler.pool_size
+            torch.testing.assert_close(
+                b.weights.double(), 1.0 / (P * b.probs.double() ** bs.sampler.k), rtol=1e-6, atol=0
+            )
+            losses = F.cross_entropy(model(x), y, reduction="none")
+            (b.weights * losses).mean().backward()
+            opt.step()
+            opt.zero_grad()
+            bs.update(b.indices, losses.detach())
+            seen.append(b.indices)
+            steps += 1
+    assert steps == 50 and not bs.pending_
+    assert bs.sampler.steps_ == 50
+    learned = bs.sampler.lengths_.sum() if method == "approx" else bs.sampler.class_seen_.sum()
+    assert int(learned) > 0  # update() reached the sampler
+
+
+def test_uniform_through_the_batch_sampler_is_a_permutation_per_epoch():
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(UniformSampler(ds, batch_size=12, seed=3))  # 20 batches = one pass
+    got = []
+    for b in bs.loader():
+        got.append(b.indices)
+        bs.update(b.indices, torch.zeros(12))
+    assert sorted(torch.cat(got).tolist()) == list(range(N))
+    assert torch.equal(b.weights, torch.ones(12))
+
+
+def test_k1_weighted_mean_loss_is_unbiased_monte_carlo():
+    # fixed per-example "losses"; the pcg sampler's class means make p far from uniform
+    ds = _tensor_set()
+    y = ds.tensors[1]
+    loss = ds.tensors[0].pow(2).sum(1) + 3.0 * (y == 0)  # (N,)
+    truth = float(loss.double().mean())
+    s = PerClassGaussianSampler(ds, batch_size=16, seed=5, k=1.0, presample=4.0, labels=y)
+    s.update(torch.arange(N), loss)  # class means: class 0 scores ~4x the others
+    bs = ImportanceBatchSampler(s, num_batches=4000)
+    est, drawn = [], []
+    for b in bs:
+        idx = torch.tensor([e.index for e in b])
+        w = torch.tensor([e.weight for e in b], dtype=torch.float64)
+        est.append(float((w * loss[idx].double()).mean()))
+        drawn.append(idx)
+        bs.pending_.popleft()  # no learning: the distribution stays fixed
+    est = torch.tensor(est, dtype=torch.float64)
+    se = float(est.std() / math.sqrt(est.numel()))
+    assert abs(float(est.mean()) - truth) < 4 * se, (float(est.mean()), truth, se)
+    # and the draw is far from uniform: class 0 is drawn well above its share of the data
+    share = float((y == 0).double().mean())
+    assert float((y[torch.cat(drawn)] == 0).double().mean()) > 1.2 * share  # class means ~7 vs ~4
+
+
+def test_pool_pattern_k1_is_unbiased_monte_carlo_and_keeps_structure():
+    torch.manual_seed(0)
+    x = torch.randn(N, D)
+    loss_of = lambda xb: xb.pow(2).sum(1) + 0.1  # noqa: E731
+    truth = float(loss_of(x).double().mean())
+    s = OracleSampler(TensorDataset(x), batch_size=8, k=1.0, seed=2)
+    loader = DataLoader(
+        IndexedDataset(TensorDataset(x)), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(1)
+    )
+    est = []
+    for _ in range(60):
+        for pool, idx in loader:
+            b = s.select(pool, indices=idx, score_fn=loss_of)
+            assert torch.equal(b.data[0], x[b.indices])  # the kept rows are the dataset's rows at the indices
+            est.append(float((b.weights.double() * loss_of(b.data[0]).double()).mean()))
+    est = torch.tensor(est, dtype=torch.float64)
+    se = float(est.std() / math.sqrt(est.numel()))
+    assert abs(float(est.mean()) - truth) < 4 * se, (float(est.mean()), truth, se)
+
+
+def test_select_on_dicts_with_strings_and_needs_indices_for_approx():
+    pool = {"input": torch.arange(10.0).reshape(5, 2), "label": torch.tensor([0, 1, 0, 1, 0]), "text": list("abcde")}
+    s = OracleSampler(_tensor_set(), batch_size=3, seed=0)
+    b = s.select(pool, score_fn=lambda p: p["input"].sum(1))
+    assert b.data["text"] == [list("abcde")[i] for i in b.indices.tolist()]  # no indices: pool positions
+    assert torch.equal(b.data["input"], pool["input"][b.indices])
+    a = ApproxSampler(_tensor_set(), batch_size=3, seed=0)
+    with pytest.raises(ValueError, match="pass indices"):
+        a.select(pool)
+    with pytest.raises(ValueError, match="indices has 4 entries but the pool has 5"):
+        a.select(pool, indices=torch.arange(4))
+    b = a.select(pool, indices=torch.tensor([7, 8, 9, 10, 11]))
+    assert set(b.indices.tolist()) <= {7, 8, 9, 10, 11}
+    with pytest.raises(ValueError, match="differ in length"):
+        s.select((torch.zeros(4, 2), torch.zeros(5)), score_fn=lambda a, b: a.sum(1))
+    with pytest.raises(TypeError, match="tuple/list/dict of tensors"):
+        pool_length(["a", "b"])
+    u = UniformSampler(_tensor_set(), batch_size=3)
+    b = u.select(pool)
+    assert b.data["text"] == ["a", "b", "c"] and torch.equal(b.weights, torch.ones(3))
+
+
+def test_take_keeps_mapping_types_and_leaves_scalars():
+    from collections import OrderedDict
+
+    out = take(OrderedDict(a=torch.arange(3), n="name"), torch.tensor([2]), 3)
+    assert isinstance(out, OrderedDict) and out["n"] == "name" and out["a"].tolist() == [2]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_from_state_dict_gives_the_uninterrupted_batches(workers):
+    base = _tensor_set()
+    loss_of = lambda idx: base.tensors[0][idx].pow(2).sum(1)  # noqa: E731  deterministic "losses"
+
+    def run(bs, steps, stop=None):
+        got, state = [], None
+        it = iter(bs.loader(num_workers=workers))
+        for t in range(steps):
+            b = next(it)
+            bs.update(b.indices, loss_of(b.indices))
+            got.append((b.indices, b.weights))
+            if stop is not None and t == stop:
+                state = bs.state_dict()
+                break
+        return got, state
+
+    full, _ = run(ImportanceBatchSampler(SAMPLERS["approx"](base), num_batches=30), 20)
+    first, state = run(ImportanceBatchSampler(SAMPLERS["approx"](base), num_batches=30), 20, stop=8)
+    if workers:
+        assert len(state["pending_"]) == 4  # prefetch_factor 2 x 2 workers drawn ahead
+    fresh = ImportanceBatchSampler(SAMPLERS["approx"](base), num_batches=30)
+    fresh.load_state_dict(state)
+    rest, _ = run(fresh, 11)
+    for (i1, w1), (i2, w2) in zip(full, first + rest, strict=True):
+        assert torch.equal(i1, i2) and torch.equal(w1, w2)
+
+
+def test_epochs_and_set_epoch():
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    a = [list(b) for b in bs]
+    for b in a:
+        bs.update(torch.tensor([e.index for e in b]), torch.ones(12))
+    assert bs.epoch_ == 0 and bs.drawn_ == 3
+    b1 = next(iter(bs))  # the epoch is done: the next iterator starts epoch 1
+    assert bs.epoch_ == 1
+    bs.set_epoch(1)  # the current epoch: no reset, the drawn batch stays pending
+    assert len(bs.pending_) == 1 and next(iter(bs)) == b1
+    bs.set_epoch(0)  # back to epoch 0: the same stream as the first time
+    assert bs.sampler.generator.initial_seed() == stream_seed(1, 0, 0)
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        bs.set_epoch(-1)
+
+
+def test_ranks_draw_different_streams_and_world_sets_the_epoch_length():
+    ds = _tensor_set()
+    b0 = ImportanceBatchSampler(SAMPLERS["pcg"](ds), rank=0, num_replicas=2, sync=False)
+    b1 = ImportanceBatchSampler(SAMPLERS["pcg"](ds), rank=1, num_replicas=2, sync=False)
+    assert len(b0) == math.ceil(N / (12 * 2))
+    assert next(iter(b0)) != next(iter(b1))
+
+
+def test_bad_inputs_are_refused_with_their_names():
+    ds = _tensor_set()
+    with pytest.raises(TypeError, match="pool pattern"):
+        ImportanceBatchSampler(OracleSampler(ds, batch_size=4))
+    with pytest.raises(TypeError, match="ImportanceSampler"):
+        ImportanceBatchSampler(object())
+    with pytest.raises(ValueError, match="num_batches"):
+        ImportanceBatchSampler(UniformSampler(ds, batch_size=4), num_batches=0)
+    with pytest.raises(ValueError, match="rank"):
+        ImportanceBatchSampler(UniformSampler(ds, batch_size=4), rank=2, num_replicas=2)
+    with pytest.raises(TypeError, match="draw indices alone"):
+        OracleSampler(ds, batch_size=4).draw_indices()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=2)
+    with pytest.raises(ValueError, match="no batch pending"):
+        bs.update(torch.tensor([0]), torch.ones(1))
+    first = next(iter(bs))
+    with pytest.raises(ValueError, match="oldest batch"):
+        bs.update(torch.arange(12), torch.ones(12))
+    idx = torch.tensor([e.index for e in first])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        bs.update(idx, torch.full((12,), float("nan")))
+    assert len(bs.pending_) == 1  # the refused update retired nothing
+    with pytest.raises(TypeError, match="WeightedIndex"):
+        WeightedDataset(ds)[3]
+    with pytest.raises(TypeError, match="WeightedItem"):
+        ImportanceCollate()([ds[0]])
+    state = bs.state_dict()
+    other = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    with pytest.raises(ValueError, match="'num_batches' is 2"):
+        other.load_state_dict(state)
+    bad = {**state, "pending_": [[(N + 5, 1.0, 0.1)]]}
+    with pytest.raises(ValueError, match="outside the dataset"):
+        bs.load_state_dict(bad)
+    with pytest.raises(ValueError, match="lacks field"):
+        bs.load_state_dict({"sampler": state["sampler"]})
+
+
+def test_collate_keeps_exact_weights_and_custom_collate():
+    items = [
+        WeightedItem({"a": torch.tensor([1.0])}, 3, 0.1234567, 0.5),
+        WeightedItem({"a": torch.tensor([2.0])}, 4, 2.0, 0.25),
+    ]
+    b = ImportanceCollate()(items)
+    assert b.indices.tolist() == [3, 4] and b.weights[0].item() == torch.tensor(0.1234567).item()
+    assert b.data["a"].shape == (2, 1)
+    moved = b.to("cpu")
+    assert torch.equal(moved.weights, b.weights)
