@@ -2,7 +2,7 @@
 and the experiment catalogue (issue 11)."""
 
 import ast
-import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -44,6 +44,12 @@ def test_readme_python_snippets_run_as_written():
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3
+    # the practitioner recipes for frameworks in optional extras run where the framework is installed
+    # (their full runnable versions are examples/*.py, run by tests/test_examples.py)
+    optional = {"from transformers import": "transformers", "import lightning": "lightning"}
+    for start, package in optional.items():
+        if importlib.util.find_spec(package) is None:
+            blocks = [b for b in blocks if not b.startswith(start)]
     code = "\n".join(blocks)
     code = code.replace("for step in range(6000):", "for step in range(20):")
     code = code.replace("trainer.fit(x, y, epochs=100)", "trainer.fit(x, y, epochs=2, progress=False)")
