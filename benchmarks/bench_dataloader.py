@@ -110,6 +110,8 @@ class Runner:
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average {_load()}")
+    if args.fixture:
+        print("generated stand-in data (96 examples, fewer than a batch): a smoke test, not a measurement")
     exp, cfg, data = _data(args.fixture, args.n_train)
     runners = [Runner(k, w, exp, data) for w in (0, 2) for k in ("plain", "batch_sampler", "pool")]
     for r in runners:
@@ -148,6 +150,10 @@ class MLP(nn.Module):
 
 def staleness(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average {_load()}")
+    if args.fixture or args.steps < 100:
+        print(
+            "generated data or few steps: a smoke test (with fewer steps than the prefetch, staleness changes nothing)"
+        )
     _, _, data = _data(args.fixture, args.n_train)
     ds = TensorDataset(data.x_train, data.y_train)
     settings = {

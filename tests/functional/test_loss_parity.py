@@ -653,3 +653,135 @@ def test_validate_false_still_checks_types_and_shapes():
         weighted_cross_entropy(z, y, label_smoothing=2.0, validate=False)
     with pytest.raises(ValueError, match=r"target has shape \(8, 3\) but logits has shape \(8, 5\)"):
         weighted_multilabel_binary_cross_entropy(torch.zeros(B, L), torch.zeros(B, 3), validate=False)
+
+
+# ---- 8. bad inputs of the new options (hunt findings) ----------------------------------------------------------
+
+
+def _rows(dtype, total, n=2):
+    """One row of n equal probabilities summing to ``total`` (exact in float64), in ``dtype``."""
+    return torch.full((1, n), total / n, dtype=F64).to(dtype)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "total", "tol"), [(torch.bfloat16, 1.08, "0.016"), (torch.float16, 1.03, "0.002")], ids=str
+)
+def test_half_probability_rows_off_by_more_than_c_eps_are_refused(dtype, total, tol):
+    t = _rows(dtype, total)
+    s = t.double().sum().item()  # 1.078125 / 1.0302734375 after rounding to the half dtype
+    assert abs(s - 1) > 2 * torch.finfo(dtype).eps
+    with pytest.raises(ValueError, match=rf"^target row at index 0 .* sums to {s:.8g}, not 1 \(tolerance {tol}\)"):
+        weighted_cross_entropy(torch.zeros(1, 2), t)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 100])
+def test_half_rounding_of_a_correct_softmax_passes_and_float32_keeps_sqrt_eps(dtype, n_classes):
+    g = _gen(60 + n_classes)
+    t = torch.softmax(torch.randn(64, n_classes, generator=g, dtype=F64) * 3, -1).to(dtype)
+    z = torch.randn(64, n_classes, generator=g, dtype=F64)
+    got = weighted_cross_entropy(z, t)  # no error: every row within C * eps of 1
+    _close(got, F.cross_entropy(z, t.double()))
+    # float32 keeps max(sqrt(eps), C eps): a float32 row off by 1e-4 (< sqrt(eps) = 3.5e-4) passes
+    weighted_cross_entropy(z.float(), _rows(torch.float32, 1 + 1e-4, n_classes).expand(64, n_classes))
+
+
+def test_multilabel_with_no_labels_is_refused():
+    for reduction in REDUCTIONS:
+        for normalization in NORMALIZATIONS:
+            with pytest.raises(ValueError, match=r"^logits has shape \(2, 0\), i\.e\. L=0 labels, but the loss needs"):
+                weighted_multilabel_binary_cross_entropy(
+                    torch.zeros(2, 0), torch.zeros(2, 0), reduction=reduction, normalization=normalization
+                )
+    with pytest.raises(ValueError, match=r"^logits has shape \(3, 2, 0\), i\.e\. L=0 labels"):
+        WeightedMultiLabelBCEWithLogitsLoss(normalization="weight_sum")(torch.zeros(3, 2, 0), torch.zeros(2, 0))
+
+
+def test_multilabel_huge_pos_weight_float64_mean_is_finite_and_sum_the_overflow_error():
+    z = torch.full((2, 2), -1.0, dtype=F64)
+    y = torch.ones(2, 2, dtype=F64)
+    pw = _t([1e308, 1e308])
+    each = 1e308 * math.log1p(math.e)  # -pos_weight log sigmoid(-1) = 1.3133e308: finite
+    kw = {"pos_weight": pw}
+    got = weighted_multilabel_binary_cross_entropy(z, y, reduction="none", **kw)
+    torch.testing.assert_close(got, torch.full((2, 2), each, dtype=F64), rtol=1e-15, atol=0)
+    for normalization in NORMALIZATIONS:
+        for sw in (None, _t([1.0, 1.0]), _t([0.5, 0.5])):
+            # the sums over labels and over the batch overflow, the means do not
+            got = weighted_multilabel_binary_cross_entropy(z, y, sample_weight=sw, normalization=normalization, **kw)
+            scale = 1.0 if sw is None or normalization == "weight_sum" else sw[0].item()
+            assert got.item() == pytest.approx(scale * each, rel=1e-15)
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float64: .*rescale the weights$"):
+        weighted_multilabel_binary_cross_entropy(z, y, reduction="sum", **kw)
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float64: "):
+        weighted_multilabel_binary_cross_entropy(z, y, reduction="sum", sample_weight=_t([1.0, 1.0]), **kw)
+    # validate=False: the same numbers, unchecked
+    out = weighted_multilabel_binary_cross_entropy(z, y, reduction="sum", validate=False, **kw)
+    assert out.item() == math.inf
+
+
+def test_multilabel_float32_pos_weight_overflowing_an_element():
+    z = torch.tensor([[-4.0, 0.0]])
+    y = torch.tensor([[1.0, 0.0]])
+    pw = torch.tensor([1e38, 1.0])
+    # l_00 = 1e38 log(1 + e^4) = 4.02e38 > float32 max: "none" cannot hold it
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float32 at index \(0, 0\): .*use float64 logits"):
+        weighted_multilabel_binary_cross_entropy(z, y, pos_weight=pw, reduction="none")
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float32: "):
+        weighted_multilabel_binary_cross_entropy(z, y, pos_weight=pw, reduction="sum")
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float32 at index \(0, 0\)"):
+        WeightedMultiLabelBCEWithLogitsLoss(pw, reduction="none")(z, y)
+    # ... but the mean over the two labels, (4.02e38 + log 2) / 2 = 2.01e38, is a float32
+    expected = (1e38 * math.log1p(math.exp(4.0)) + math.log(2)) / 2
+    got = weighted_multilabel_binary_cross_entropy(z, y, pos_weight=pw)
+    assert math.isfinite(got.item()) and got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_unweighted_and_weighted_batch_sums_overflow_only_when_the_result_does():
+    z = torch.tensor([[0.0, -1e308]] * 4, dtype=F64)  # -log p_1 = 1e308 for every example
+    y = torch.ones(4, dtype=torch.long)
+    assert weighted_cross_entropy(z, y).item() == pytest.approx(1e308, rel=1e-15)  # sum 4e308, mean 1e308
+    assert weighted_cross_entropy(z, y, ignore_index=0).item() == pytest.approx(1e308, rel=1e-15)
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float64: "):
+        weighted_cross_entropy(z, y, reduction="sum")
+    # tiny weights: the scaled sum overflows, the weighted sum 4 * 1e308 * 1e-300 = 4e8 does not
+    sw = torch.full((4,), 1e-300, dtype=F64)
+    assert weighted_cross_entropy(z, y, sample_weight=sw, reduction="sum").item() == pytest.approx(4e8, rel=1e-15)
+    # -log p of finite logits can overflow on its own: 2e308
+    with pytest.raises(ValueError, match=r"^the loss overflows torch.float64 at index 1: "):
+        weighted_cross_entropy(_t([[0.0, 1.0], [1e308, -1e308]]), y[:2], reduction="none")
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.uint32, torch.uint64], ids=str)
+def test_unsigned_labels_never_match_a_negative_ignore_index(dtype):
+    z, y, _, _ = _inputs(61)
+    # a valid unsigned batch is the int64 one, also with a non-negative ignore_index
+    for ignore in (-100, 2):
+        expected = weighted_cross_entropy(z, y, ignore_index=ignore, reduction="none")
+        assert torch.equal(weighted_cross_entropy(z, y.to(dtype), ignore_index=ignore, reduction="none"), expected)
+    # the largest label of the dtype (uint64: 2**64 - 100 would wrap to -100 in int64) is out of range
+    big = torch.iinfo(dtype).max - 99 if dtype == torch.uint64 else torch.iinfo(dtype).max
+    bad = y.to(dtype)
+    bad[2] = torch.tensor(big, dtype=dtype)  # a Python int >= 2**63 does not assign into uint64 directly
+    with pytest.raises(ValueError, match=rf"^target contains label {big} at index 2 but logits has C=4 classes"):
+        weighted_cross_entropy(z, bad, ignore_index=-100)
+    if dtype == torch.uint64:
+        bad[2] = torch.tensor(2**63 + 5, dtype=dtype)  # wraps to -(2**63) + 5
+        with pytest.raises(ValueError, match=rf"^target contains label {2**63 + 5} at index 2"):
+            weighted_cross_entropy(z, bad, ignore_index=-(2**63) + 5)
+
+
+def test_label_smoothing_just_above_one_is_printed_exactly():
+    z, y, _, _ = _inputs(62)
+    with pytest.raises(ValueError, match=r"^label_smoothing must be in \[0, 1\]; got 1\.0000001$"):
+        weighted_cross_entropy(z, y, label_smoothing=1.0000001)
+
+
+def test_torch_habits_get_a_hint():
+    # fresh-clone trial (issue 13): torch's -100 padding label and (N, C, H, W) layout gave no hint
+    from iwlab.functional import weighted_cross_entropy
+
+    with pytest.raises(ValueError, match=r"pass ignore_index=-100\)$"):
+        weighted_cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, -100, 2]))
+    with pytest.raises(ValueError, match="pass class_dim=1"):
+        weighted_cross_entropy(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))

@@ -84,6 +84,12 @@ def _ddp_checks(rank, world_size):
             "next_epoch": next_epoch,
             "resumed_next_epoch": list(b),
         }
+    # weights that differ between ranks (e.g. unseeded random ones) are refused on every rank
+    try:
+        DWS(torch.rand(50, generator=torch.Generator().manual_seed(rank)), 20)
+        out["differing"] = None
+    except ValueError as e:
+        out["differing"] = str(e)
     return out
 
 
@@ -93,6 +99,11 @@ def ranks():
 
 
 # -- two gloo ranks ------------------------------------------------------------------------------
+
+
+def test_weights_that_differ_between_ranks_are_refused_on_every_rank(ranks):
+    # fresh-clone trial (issue 13): unseeded torch.rand weights silently gave overlapping shards
+    assert all("weights differ between ranks (rank(s) [1]" in r["differing"] for r in ranks)
 
 
 def test_ranks_take_their_defaults_from_the_process_group(ranks):
@@ -366,3 +377,16 @@ def test_resume_with_other_weights_of_the_same_length_is_refused():
         b.load_state_dict(a.state_dict())
     # the same weights (another tensor) load
     DWS(torch.tensor([1.0, 2.0, 3.0]), num_samples=6).load_state_dict(a.state_dict())
+
+
+def test_sequence_weights_are_read_in_float64_not_float32():
+    # hunt (issue 13): a list went through float32, so 1e-50 became 0 (never drawn) and 1e39 became inf
+    s = DWS([1.0, 1e-50], num_samples=2, replacement=False)
+    assert sorted(s) == [0, 1]
+    assert DWS([1e39, 1.0], num_samples=2).weights[0].item() == 1e39
+    same = DWS(torch.tensor([1.0, 1e-50], dtype=torch.float64), num_samples=2, replacement=False)
+    same.load_state_dict(s.state_dict())  # a list and a float64 tensor of the same values: the same digest
+    with pytest.raises(TypeError, match="bools"):
+        DWS([True, False])
+    with pytest.raises(ValueError, match="at most 2\\*\\*40"):
+        DWS([1.0, 2.0], num_samples=2**41)

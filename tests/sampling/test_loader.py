@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,18 +156,37 @@ def test_select_on_dicts_with_strings_and_needs_indices_for_approx():
     assert set(b.indices.tolist()) <= {7, 8, 9, 10, 11}
     with pytest.raises(ValueError, match="differ in length"):
         s.select((torch.zeros(4, 2), torch.zeros(5)), score_fn=lambda a, b: a.sum(1))
-    with pytest.raises(TypeError, match="tuple/list/dict of tensors"):
+    with pytest.raises(TypeError, match="tuple/list/dict holding tensors"):
         pool_length(["a", "b"])
     u = UniformSampler(_tensor_set(), batch_size=3)
     b = u.select(pool)
     assert b.data["text"] == ["a", "b", "c"] and torch.equal(b.weights, torch.ones(3))
 
 
-def test_take_keeps_mapping_types_and_leaves_scalars():
+def test_take_keeps_mapping_and_sequence_types():
     from collections import OrderedDict
 
-    out = take(OrderedDict(a=torch.arange(3), n="name"), torch.tensor([2]), 3)
-    assert isinstance(out, OrderedDict) and out["n"] == "name" and out["a"].tolist() == [2]
+    out = take(OrderedDict(a=torch.arange(3), t=("x", "y", "z")), torch.tensor([2, 0]), 3)
+    assert isinstance(out, OrderedDict) and out["a"].tolist() == [2, 0] and out["t"] == ("z", "x")
+
+
+def test_select_cuts_every_per_example_member_or_refuses_it():
+    # hunt (issue 13): a tuple of strings (a zip(*batch) collate) and numpy arrays were kept whole (P entries)
+    # next to B tensor rows, pairing examples with other examples' data
+    s = OracleSampler(_tensor_set(), batch_size=4, seed=0)
+    x = torch.arange(6.0)
+    b = s.select((x, tuple("abcdef"), np.arange(6) * 10), score_fn=lambda x, t, a: x + 1)
+    pos = b.indices.tolist()  # no indices given: pool positions
+    assert b.data[1] == tuple("abcdef"[i] for i in pos) and b.data[2].tolist() == [10 * i for i in pos]
+    assert torch.equal(b.data[0], x[b.indices])
+    with pytest.raises(ValueError, match="could hold members or examples"):  # token lists: ambiguous
+        s.select((x, [[1, 2], [3], [4], [5], [6], [7]]), score_fn=lambda x, t: x + 1)
+    with pytest.raises(ValueError, match="could hold members or examples"):
+        s.select((x, [[0] * 6] * 6), score_fn=lambda x, t: x + 1)
+    with pytest.raises(ValueError, match=r"pool member \[1\]\[0\]\['a'\] is a int, not per-example data"):
+        s.select((x, [{"a": i} for i in range(6)]), score_fn=lambda x, t: x + 1)
+    with pytest.raises(ValueError, match="the pool has 0 examples"):
+        UniformSampler(_tensor_set(), batch_size=3).select(torch.zeros(0, 3))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -252,8 +272,8 @@ def test_bad_inputs_are_refused_with_their_names():
     other = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
     with pytest.raises(ValueError, match="'num_batches' is 2"):
         other.load_state_dict(state)
-    bad = {**state, "pending_": [[(N + 5, 1.0, 0.1)]]}
-    with pytest.raises(ValueError, match="outside the dataset"):
+    bad = {**state, "pending_": [[(N + 5, 1.0, 0.1)] + [tuple(e) for e in state["pending_"][0][1:]]]}
+    with pytest.raises(ValueError, match=r"the index must be an integer in \[0, 240\)"):
         bs.load_state_dict(bad)
     with pytest.raises(ValueError, match="lacks field"):
         bs.load_state_dict({"sampler": state["sampler"]})
@@ -269,3 +289,83 @@ def test_collate_keeps_exact_weights_and_custom_collate():
     assert b.data["a"].shape == (2, 1)
     moved = b.to("cpu")
     assert torch.equal(moved.weights, b.weights)
+
+
+def test_a_refused_update_can_be_skipped_and_names_the_way_out():
+    # hunt (issue 13): one refused update (an inf loss from an overflowed step) left the batch sampler stuck,
+    # every later update failing with a misleading message and no way to drop the batch
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    it = iter(bs)
+    first, second = next(it), next(it)
+    i1, i2 = (torch.tensor([e.index for e in b]) for b in (first, second))
+    with pytest.raises(ValueError, match="finite"):
+        bs.update(i1, torch.full((12,), float("inf")))
+    with pytest.raises(ValueError, match="retired with skip"):
+        bs.update(i2, torch.ones(12))
+    assert bs.skip() == first
+    bs.update(i2, torch.ones(12))  # the next batch updates normally
+    assert not bs.pending_ and bool(bs.sampler.class_seen_.any())
+    with pytest.raises(ValueError, match="no batch pending"):
+        bs.skip()
+
+
+def test_update_checks_losses_before_anything_and_sync_needs_a_group():
+    ds = _tensor_set()
+    with pytest.raises(ValueError, match="initialized torch.distributed process group"):
+        ImportanceBatchSampler(SAMPLERS["pcg"](ds), sync=True)
+    with pytest.raises(ValueError, match=r"num_batches must be in \[1, 2\*\*48\]"):
+        ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=2**63)
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    idx = torch.tensor([e.index for e in next(iter(bs))])
+    for bad, err in [
+        (torch.ones(3), ValueError),
+        (torch.ones(12, dtype=torch.bool), TypeError),
+        ([1.0] * 12, TypeError),
+    ]:
+        with pytest.raises(err):
+            bs.update(idx, bad)
+    assert len(bs.pending_) == 1 and not bool(bs.sampler.class_seen_.any())
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [(1.7, 1.0, 0.5), (True, 1.0, 0.5), (3, float("nan"), 0.5), (3, 1e300, 0.5), (3, 1.0, float("nan")), (3, 0.0, 0.5)],
+    ids=["float-index", "bool-index", "nan-weight", "weight-past-float32", "nan-prob", "zero-weight"],
+)
+def test_checkpoint_pending_entries_that_no_draw_gives_are_refused(entry):
+    # hunt (issue 13): these were loaded and yielded (1.7 read as 1, True as 1, 1e300 became an inf weight)
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    next(iter(bs))
+    state = bs.state_dict()
+    bad = {**state, "pending_": [[entry] + [tuple(e) for e in state["pending_"][0][1:]]]}
+    fresh = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    with pytest.raises(ValueError, match="pending_' batch 0 has entry"):
+        fresh.load_state_dict(bad)
+    with pytest.raises(ValueError, match="batch_size=12"):
+        fresh.load_state_dict({**state, "pending_": [state["pending_"][0][:5]]})
+    assert fresh.drawn_ == 0 and not fresh.pending_
+
+
+def test_user_trial_findings():
+    # fresh-clone trial (issue 13): each of these gave a bare or misleading error, or served a batch twice
+    from torch.utils.data import IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from range(3)
+
+    with pytest.raises(TypeError, match="ApproxSampler needs a map-style dataset"):
+        ApproxSampler(Stream(), batch_size=2)
+    with pytest.raises(ValueError, match="PerClassGaussianSampler needs the class of every example"):
+        PerClassGaussianSampler(ListDataset(_tensor_set()), batch_size=2)
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=3)
+    b = next(iter(bs.loader(collate_fn=None)))  # None means default_collate, as for DataLoader
+    assert b.data[0].shape == (12, D)
+    first, second = iter(bs), iter(bs)
+    next(second)
+    with pytest.raises(RuntimeError, match="newer iterator"):
+        next(first)
+    assert "num_batches=3" in repr(bs) and "PerClassGaussianSampler" in repr(bs)

@@ -71,3 +71,34 @@ def test_approx_under_ddp_ranks_differ_state_is_shared_and_resumes():
 
 def test_per_class_gaussian_under_ddp_shares_class_statistics():
     _check("pcg")
+
+
+def _refusal_on_one_rank(rank, world):
+    bs, ds = _make("pcg")
+    it = iter(bs.loader())
+    b = next(it)
+    good = ds.tensors[0][b.indices].pow(2).sum(1)
+    bad = good.clone()
+    bad[0] = float("nan")
+    try:  # rank 1's loss is NaN: both ranks must refuse (no rank left waiting in the gather)
+        bs.update(b.indices, bad if rank == 1 else good)
+        raised = None
+    except ValueError as e:
+        raised = str(e)
+    seen_after_refusal = bool(bs.sampler.class_seen_.any())
+    bs.update(b.indices, good)  # then a valid update goes through on both
+    short = None
+    try:  # a short losses tensor was zero-padded by the gather before any check
+        b2 = next(it)
+        bs.update(b2.indices, good[:3] if rank == 0 else ds.tensors[0][b2.indices].pow(2).sum(1))
+    except ValueError as e:
+        short = str(e)
+    return raised, seen_after_refusal, bs.sampler.class_mean_.clone(), short
+
+
+def test_a_refusal_on_one_rank_raises_on_every_rank_and_changes_nothing():
+    (r0, seen0, m0, s0), (r1, seen1, m1, s1) = run_ranks(_refusal_on_one_rank, 2, timeout=120)
+    assert "finite" in r1 and "rank(s) [1] refused" in r0
+    assert not seen0 and not seen1  # nothing learned from the refused step on either rank
+    assert torch.equal(m0, m1)
+    assert "must match" in s0 and "rank(s) [0] refused" in s1

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -26,7 +28,9 @@ from iwlab.functional.checks import fmt_index
 
 __all__ = [
     "POW2_RANGE",
+    "check_overflow",
     "gather_class_weight",
+    "guarded_sum",
     "mul_pow2",
     "overflow_error",
     "pow2",
@@ -199,6 +203,50 @@ def overflow_error(bad: Tensor, dtype: torch.dtype) -> ValueError:
     )
 
 
+def check_overflow(out: Tensor, finite_inputs: Callable[[], Tensor]) -> None:
+    """Raise :func:`overflow_error` where ``out`` is not finite although ``finite_inputs()`` (bool, broadcast) is True.
+
+    ``finite_inputs`` is called only when some ``out`` is not finite: checking the inputs (the logits,
+    ``(..., B, C)``) costs as much as the loss itself, the output almost nothing.
+    """
+    if bool(torch.isfinite(out).all()):
+        return
+    bad = ~torch.isfinite(out) & finite_inputs()
+    if bool(bad.any()):
+        raise overflow_error(bad, out.dtype)
+
+
+def guarded_sum(
+    primary: Tensor, terms: Tensor, divisor: Tensor | int | None, k: Tensor | None, validate: bool = True
+) -> Tensor:
+    """``primary * 2**k`` for ``primary = sum_i terms_i (/ divisor)`` over the last axis, without a false overflow.
+
+    A sum of finite terms can overflow although the result is representable: a mean of terms near the
+    largest float, or a sum times ``2**k`` with ``k < 0``. Where ``primary`` is not finite the terms are
+    summed again scaled by ``2**-m`` with ``2**m > n`` (``n`` terms): ``n`` terms below ``max / 2**m``
+    cannot overflow their sum, the scaling is exact (but for subnormal terms), and ``2**m`` goes back in
+    the final ``* 2**(k + m)``, which overflows only when the result does. Elsewhere the result is
+    bitwise ``primary * 2**k`` (``primary`` is passed in as computed: ``mean`` and ``sum / n`` may differ
+    in the last bit). With ``validate`` one device sync (is every ``primary`` finite?) spares the second
+    sum in the usual case; without it there is no guard (and no sync): an overflowing sum gives inf, as
+    :mod:`iwlab.functional.losses` documents for ``validate=False``.
+
+    Args:
+        primary: ``(...)`` the plain reduction of ``terms`` (``(..., n)``, float32/float64, ``>= 0``).
+        divisor: what ``primary`` divided the sum by (an int, or a ``(...)`` tensor), or None.
+        k: int32 ``(..., 1)`` exponents of the weights (see :func:`scaled_weights`), or None (``k = 0``).
+    """
+    base = primary if k is None else times_pow2(primary, k.squeeze(-1))
+    if not validate or bool(torch.isfinite(primary).all()):
+        return base
+    m = terms.shape[-1].bit_length()  # 2**m > n
+    scaled = (terms * 2.0**-m).sum(-1)  # (...) 2**-m is a normal float32 for any n < 2**63
+    if divisor is not None:
+        scaled = scaled / divisor
+    rescued = scaled * 2.0**m if k is None else times_pow2(scaled, k.squeeze(-1) + m)
+    return torch.where(torch.isfinite(primary), base, rescued)
+
+
 def reduce_weighted(
     loss: Tensor,
     weight: tuple[Tensor, Tensor] | None,
@@ -233,13 +281,18 @@ def reduce_weighted(
         if reduction == "none":
             return loss
         if reduction == "sum":
-            return loss.sum(-1)
-        if count is None:
+            out = guarded_sum(loss.sum(-1), loss, None, None, validate)
+        elif count is None:
             # (1/B) sum_i l_i; B = 0 was rejected before.
-            return loss.mean(-1)
-        if normalization == "weight_sum" and validate:
-            _check_total(count)
-        return loss.sum(-1) / _denominator(count, normalization, loss.dtype)
+            out = guarded_sum(loss.mean(-1), loss, loss.shape[-1], None, validate)
+        else:
+            if normalization == "weight_sum" and validate:
+                _check_total(count)
+            n = _denominator(count, normalization, loss.dtype)
+            out = guarded_sum(loss.sum(-1) / n, loss, n, None, validate)
+        if validate:
+            check_overflow(out, lambda: torch.isfinite(loss).all(-1))
+        return out
     w, k = weight  # (..., B), (..., 1): the weights are w * 2**k (see scaled_weights)
     return reduce_terms(w * loss, w, k, normalization, reduction, validate, count)
 
@@ -289,17 +342,15 @@ def reduce_terms(
         if validate:
             _check_total(total)
         # The common factor 2**k cancels.
-        return terms.sum(-1) / total
+        out = guarded_sum(terms.sum(-1) / total, terms, total, None, validate)
     # "sum", or "mean" with normalization="batch_size": (1/B) sum_i w_i l_i (the IW-ERM estimator).
-    if reduction == "sum":
-        scaled = terms.sum(-1)  # (...)
+    elif reduction == "sum":
+        out = guarded_sum(terms.sum(-1), terms, None, k, validate)
     elif count is None:
-        scaled = terms.mean(-1)
+        out = guarded_sum(terms.mean(-1), terms, terms.shape[-1], k, validate)
     else:
-        scaled = terms.sum(-1) / _denominator(count, normalization, terms.dtype)
-    out = times_pow2(scaled, k.squeeze(-1))
+        n = _denominator(count, normalization, terms.dtype)
+        out = guarded_sum(terms.sum(-1) / n, terms, n, k, validate)
     if validate:
-        bad = ~torch.isfinite(out) & torch.isfinite(terms).all(-1)
-        if bool(bad.any()):
-            raise overflow_error(bad, terms.dtype)
+        check_overflow(out, lambda: torch.isfinite(terms).all(-1))
     return out

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from iwlab.functional.checks import check_int, check_real, check_weights, fmt_index
+from iwlab.functional.checks import check_choice, check_int, check_real, check_weights, fmt_index
 
 __all__ = [
     "HALF_DTYPES",
@@ -46,6 +46,7 @@ __all__ = [
     "check_weight_args",
     "compute_dtype",
     "fmt_value",
+    "ignored",
     "prepare_weight",
     "probability_tolerance",
     "shape_of",
@@ -152,18 +153,32 @@ def as_index(target: Tensor) -> Tensor:
     return target.long()
 
 
+def ignored(target: Tensor, index: Tensor, ignore_index: int) -> Tensor:
+    """Bool mask (shape of ``index``) of the targets equal to ``ignore_index``; ``index`` is ``as_index(target)``.
+
+    An unsigned label is never negative, so a negative ``ignore_index`` matches none: comparing the
+    int64 ``index`` alone would let a uint64 label ``2**64 - 100`` (wrapped to -100) match ``-100``.
+    """
+    if ignore_index < 0 and not target.dtype.is_signed:  # uint8..uint64 (bool is refused before)
+        return torch.zeros_like(index, dtype=torch.bool)
+    return index == ignore_index
+
+
 def check_labels(target: Tensor, n_classes: int, source: str, ignore_index: int | None = None) -> None:
     # Compare in int64: in the label's own dtype torch wraps the bound (int8 label 100 >= 300 is
     # True) and has no < / >= for uint16..uint64 on CPU.
     idx = as_index(target)
     bad = (idx < 0) | (idx >= n_classes)
     if ignore_index is not None:
-        bad &= idx != ignore_index  # an ignored label may lie outside [0, C) (torch's -100)
+        bad &= ~ignored(target, idx, ignore_index)  # an ignored label may lie outside [0, C) (torch's -100)
     if bool(bad.any()):
         label = fmt_value(target[bad][0].item())
+        hint = (
+            f" (to skip padding labels pass ignore_index={label})" if ignore_index is None and label == "-100" else ""
+        )
         raise ValueError(
             f"target contains label {label}{fmt_index(bad)} but {source} C={n_classes} "
-            f"classes; labels must be in [0, {n_classes})"
+            f"classes; labels must be in [0, {n_classes}){hint}"
         )
 
 
@@ -181,7 +196,7 @@ def check_label_smoothing(label_smoothing: object) -> float:
     """``label_smoothing`` as a float in ``[0, 1]`` (NaN and values outside are refused)."""
     eps = check_real(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1]; got {eps:g}")
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {eps!r}")  # repr: 1.0000001, not 1
     return eps
 
 
@@ -197,12 +212,20 @@ def check_class_dim(class_dim: object) -> int:
 
 
 def probability_tolerance(dtype: torch.dtype, n_classes: int) -> float:
-    """How far a row of class probabilities of ``dtype`` may sum from 1: ``max(sqrt(eps), C * eps)``.
+    """How far a row of ``C`` class probabilities of ``dtype`` may sum from 1.
 
-    ``sqrt(eps)`` (3.5e-4 for float32, 1.5e-8 for float64) absorbs the rounding of a softmax or of
-    ``t / t.sum()`` in that dtype; ``C * eps`` bounds the rounding of ``C`` entries for very large ``C``.
+    float32/float64: ``max(sqrt(eps), C * eps)``. ``sqrt(eps)`` (3.5e-4 for float32, 1.5e-8 for
+    float64) absorbs the rounding of a softmax or of ``t / t.sum()`` computed in that dtype; ``C * eps``
+    bounds the rounding of ``C`` entries for very large ``C``.
+
+    float16/bfloat16: ``min(C, 8) * eps`` (e.g. 0.023 for 3 bfloat16 classes, 0.0029 for 3 float16
+    ones, at most 0.0625 and 0.0078). Rounding a correct row to half precision moves each entry by at
+    most ``eps / 2`` of its value, so the sum by at most ``eps / 2``; ``sqrt(eps)`` (0.088 for bfloat16)
+    would let rows summing to 1.08 through, and ``C * eps`` would pass anything from 128 classes up.
     """
     eps = torch.finfo(dtype).eps
+    if dtype in HALF_DTYPES:
+        return min(n_classes, 8) * eps
     return max(math.sqrt(eps), n_classes * eps)
 
 
@@ -287,3 +310,21 @@ def check_weight_args(
         if t is not None:
             check_tensor(t, name, allow_bool=False)
             check_device(t, name, logits)
+
+
+def check_loss_args(
+    logits: Tensor,
+    target: Tensor,
+    normalization: str,
+    reduction: str,
+    class_weight: Tensor | None,
+    sample_weight: Tensor | None,
+) -> torch.dtype:
+    """The free checks every binary loss starts with; returns the compute dtype (see ``compute_dtype``)."""
+    check_choice(normalization, "normalization", NORMALIZATIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    dtype = compute_dtype(logits)
+    check_tensor(target, "target")
+    check_device(target, "target", logits)
+    check_weight_args(logits, class_weight, sample_weight)
+    return dtype

@@ -83,7 +83,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from iwlab.functional._scaling import gather_class_weight
+from iwlab.functional._scaling import check_overflow, gather_class_weight
 
 # Kept for iwlab.implicit_bias, which imports the exact x * 2**k from here; remove once it
 # imports iwlab.functional._scaling.mul_pow2.
@@ -213,8 +213,8 @@ def weighted_cross_entropy(
         target: ``(..., B)`` labels in ``[0, C)`` of any integer dtype (int8..int64,
             uint8..uint64; not bool); leading dims broadcast to logits'. Or class probabilities: a
             floating ``(..., B, C)`` tensor (with ``validate``: finite, ``>= 0``, each row summing to 1
-            within ``max(sqrt(eps), C eps)`` of its dtype). With ``class_dim=1``: ``(N, d1, ..., dk)``
-            labels, or probabilities of the logits' shape.
+            within ``max(sqrt(eps), C eps)`` of its dtype, ``C eps`` for float16/bfloat16). With
+            ``class_dim=1``: ``(N, d1, ..., dk)`` labels, or probabilities of the logits' shape.
         class_weight: ``(C,)`` or ``(..., C)`` per-class weights (any real dtype, not bool), or None;
             ``(C,)`` with ``class_dim=1``.
         sample_weight: ``(..., B)`` per-example weights (any real dtype, not bool), or None. With
@@ -320,4 +320,13 @@ def weighted_cross_entropy(
     )
     if channels_first and reduction == "none":
         loss = loss.reshape(logits.shape[0], *logits.shape[2:])  # (N, d1, ..., dk)
+    if validate:
+        # -log p of finite logits can overflow (z = [1e308, -1e308]: 2e308): the error, not inf.
+        def finite() -> Tensor:  # (..., B) or (N, d1, ..., dk); (...) once reduced
+            ok = torch.isfinite(logits).all(class_dim)
+            if reduction == "none":
+                return ok
+            return ok.all(-1) if class_dim == -1 else ok.all()
+
+        check_overflow(loss, finite)
     return loss

@@ -16,21 +16,16 @@ from torch import Tensor
 
 from iwlab.functional._scaling import reduce_weighted, scaled_weights
 from iwlab.functional._validation import (
-    NORMALIZATIONS,
-    REDUCTIONS,
     Normalization,
     Reduction,
-    check_device,
+    check_loss_args,
     check_not_empty_mean,
-    check_tensor,
     check_trailing,
-    check_weight_args,
-    compute_dtype,
     fmt_value,
     prepare_weight,
     shape_of,
 )
-from iwlab.functional.checks import check_choice, fmt_index
+from iwlab.functional.checks import fmt_index
 
 __all__ = ["weighted_binary_cross_entropy"]
 
@@ -90,12 +85,7 @@ def weighted_binary_cross_entropy(
         >>> weighted_binary_cross_entropy(z, y, class_weight=torch.tensor([1.0, 0.5]))
         tensor(0.4332)
     """
-    check_choice(normalization, "normalization", NORMALIZATIONS)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    dtype = compute_dtype(logits)
-    check_tensor(target, "target")
-    check_device(target, "target", logits)
-    check_weight_args(logits, class_weight, sample_weight)
+    dtype = check_loss_args(logits, target, normalization, reduction, class_weight, sample_weight)
     if logits.dim() < 1:
         raise ValueError("logits must have shape (..., B); got a 0-d tensor")
     if logits.dim() >= 2 and logits.shape[-1] == 1:

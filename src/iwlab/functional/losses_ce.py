@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from iwlab.functional._scaling import reduce_terms, reduce_weighted, scale_factors, scaled_weights
-from iwlab.functional._validation import as_index, check_trailing, check_trailing_block, shape_of
+from iwlab.functional._validation import as_index, check_trailing, check_trailing_block, ignored, shape_of
 
 __all__ = ["check_channels_first", "check_shapes", "cross_entropy", "to_stacked"]
 
@@ -72,7 +72,15 @@ def check_shapes(
             raise _soft_target_error(target, f"(..., B, C) = (..., {B}, {C})")
         check_trailing_block(target, "target", (B, C), lead, ref)
     else:
-        check_trailing(target, "target", B, lead, f"{ref} (batch size B={B})")
+        try:
+            check_trailing(target, "target", B, lead, f"{ref} (batch size B={B})")
+        except ValueError as e:
+            # torch's (N, C, d1, ...) layout read as stacked models: point at class_dim=1
+            if logits.dim() >= 3 and target.dim() == logits.dim() - 1 and target.shape[0] == logits.shape[0]:
+                raise ValueError(
+                    f"{e}; for torch's (N, C, d1, ...) layout pass class_dim=1 (leading axes here are stacked models)"
+                ) from None
+            raise
     if sample_weight is not None:
         check_trailing(sample_weight, "sample_weight", B, lead, f"{ref} (batch size B={B})")
     if class_weight is not None:
@@ -168,7 +176,7 @@ def cross_entropy(
     index = as_index(target).expand(batch)  # (..., B) int64
     keep = count = None
     if ignore_index is not None:
-        keep = index != ignore_index  # (..., B)
+        keep = ~ignored(target, index, ignore_index)  # (..., B); a uint64 label never matches a negative one
         count = keep.sum(-1)  # (...) the "batch_size" divisor: the non-ignored targets of each model
         index = torch.where(keep, index, 0)  # an ignored label may be out of range (-100): gather class 0, masked below
     loss = -logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (..., B)

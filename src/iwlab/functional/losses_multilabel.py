@@ -13,27 +13,24 @@ Example:
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from iwlab.functional._scaling import reduce_weighted, scaled_weights
+from iwlab.functional._scaling import check_overflow, reduce_weighted, scaled_weights
 from iwlab.functional._validation import (
-    NORMALIZATIONS,
-    REDUCTIONS,
     Normalization,
     Reduction,
     check_device,
+    check_loss_args,
     check_not_empty_mean,
     check_tensor,
     check_trailing,
     check_trailing_block,
     check_unit_interval,
-    check_weight_args,
-    compute_dtype,
     prepare_weight,
     shape_of,
 )
-from iwlab.functional.checks import check_choice
 
 __all__ = ["weighted_multilabel_binary_cross_entropy"]
 
@@ -78,11 +75,13 @@ def weighted_multilabel_binary_cross_entropy(
 
     Raises:
         TypeError: an argument is not a tensor, or has the wrong kind of dtype (complex; bool weights).
-        ValueError: bad ``normalization`` / ``reduction``; logits not float16/bfloat16/float32/float64
-            or with fewer than 2 axes; shapes that do not match; an argument on another device than
-            ``logits``; an empty batch with ``reduction="mean"``. With ``validate=True`` also: a target
-            outside ``[0, 1]`` or not finite; a NaN, infinite or negative weight; a weight the compute
-            dtype cannot represent; a zero total weight under ``"weight_sum"``; an overflowing result.
+        ValueError: bad ``normalization`` / ``reduction``; logits not float16/bfloat16/float32/float64,
+            with fewer than 2 axes or with ``L = 0`` labels; shapes that do not match; an argument on
+            another device than ``logits``; an empty batch with ``reduction="mean"``. With
+            ``validate=True`` also: a target outside ``[0, 1]`` or not finite; a NaN, infinite or negative
+            weight; a weight the compute dtype cannot represent; a zero total weight under
+            ``"weight_sum"``; a result that overflows the compute dtype although the inputs are finite (a
+            huge ``pos_weight``; the ``"mean"`` over labels overflows only when the mean itself does).
 
     Source:
         ``torch.nn.BCEWithLogitsLoss`` (its ``pos_weight`` formula); importance weights: Byrd & Lipton
@@ -95,12 +94,7 @@ def weighted_multilabel_binary_cross_entropy(
         tensor([[2.0794, 0.6931],
                 [2.0794, 0.6931]])
     """
-    check_choice(normalization, "normalization", NORMALIZATIONS)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    dtype = compute_dtype(logits)
-    check_tensor(target, "target")
-    check_device(target, "target", logits)
-    check_weight_args(logits, None, sample_weight)
+    dtype = check_loss_args(logits, target, normalization, reduction, None, sample_weight)
     if pos_weight is not None:
         check_tensor(pos_weight, "pos_weight", allow_bool=False)
         check_device(pos_weight, "pos_weight", logits)
@@ -110,6 +104,11 @@ def weighted_multilabel_binary_cross_entropy(
             "weighted_binary_cross_entropy)"
         )
     *_, B, L = logits.shape
+    if L == 0:
+        raise ValueError(
+            f"logits has shape {shape_of(logits)}, i.e. L=0 labels, but the loss needs L >= 1 (the mean over "
+            "no labels is undefined)"
+        )
     lead = logits.shape[:-2]
     ref = f"logits has shape {shape_of(logits)}"
     check_trailing_block(target, "target", (B, L), lead, ref)
@@ -125,16 +124,41 @@ def weighted_multilabel_binary_cross_entropy(
 
     z = logits.to(dtype)  # half logits run in float32
     y = target.to(dtype)  # (..., B, L)
-    positive = F.logsigmoid(z) * y  # (..., B, L) y log sigmoid(z)
-    if pw is not None:
-        positive = positive * pw.unsqueeze(-2)  # pos_weight (..., 1, L) scales the positive term only
+    pos = F.logsigmoid(z) * y  # (..., B, L) y log sigmoid(z)
     # log(1 - sigmoid(z)) = logsigmoid(-z): no 1 - p cancellation for large z.
-    loss = -(positive + (1 - y) * F.logsigmoid(-z))  # (..., B, L)
+    neg = (1 - y) * F.logsigmoid(-z)  # (..., B, L)
+    pwb = None if pw is None else pw.unsqueeze(-2)  # (..., 1, L): pos_weight scales the positive term only
+    loss = -((pos if pwb is None else pos * pwb) + neg)  # (..., B, L)
     weight = scaled_weights(None, None, sw, logits.shape[:-1])  # w * 2**k, (..., B) and (..., 1)
     if reduction == "none":
         # Elementwise w_i l_ij: the example's weight broadcast over its labels.
         per_label = None if weight is None else (weight[0].unsqueeze(-1), weight[1].unsqueeze(-1))
-        return reduce_weighted(loss, per_label, normalization, reduction, validate)
-    # "sum" adds every element; "mean" averages the labels first, so that l_i is on the scale of one label.
-    per_example = loss.sum(-1) if reduction == "sum" else loss.mean(-1)  # (..., B)
-    return reduce_weighted(per_example, weight, normalization, reduction, validate)
+        out = reduce_weighted(loss, per_label, normalization, reduction, validate)
+    else:
+        # "sum" adds every element; "mean" averages the labels first, so that l_i is on the scale of one label.
+        per_example = loss.sum(-1) if reduction == "sum" else _label_mean(loss, pos, neg, pwb)  # (..., B)
+        out = reduce_weighted(per_example, weight, normalization, reduction, validate)
+    if validate:
+        # A huge pos_weight makes l_ij (or a sum of them) overflow although logits, targets and weights
+        # are finite (those were checked above): the error, not inf.
+        def finite() -> Tensor:  # (..., B, L), or (...) once reduced
+            ok = torch.isfinite(z)
+            return ok if reduction == "none" else ok.flatten(-2).all(-1)
+
+        check_overflow(out, finite)
+    return out
+
+
+def _label_mean(loss: Tensor, pos: Tensor, neg: Tensor, pwb: Tensor | None) -> Tensor:
+    """``(1/L) sum_j l_ij`` (..., B), finite whenever the mean is, although ``l_ij`` or their sum may overflow.
+
+    Where ``loss.mean(-1)`` is not finite (``pos_weight`` 1e308 with two labels), the elements are
+    recomputed scaled by ``2**-m``, ``2**m > L``, with the factor folded into ``pos_weight`` before it
+    multiplies (``pos_weight * |log sigmoid(z)|`` may overflow alone); elsewhere the plain mean, bitwise.
+    """
+    L = loss.shape[-1]
+    m = L.bit_length()
+    s = 2.0**-m  # exact power of two: the scaled elements round as the plain ones (but for subnormals)
+    scaled = -(pos * (s if pwb is None else pwb * s) + neg * s)  # (..., B, L) l_ij * 2**-m
+    plain = loss.mean(-1)  # (..., B)
+    return torch.where(torch.isfinite(plain), plain, scaled.sum(-1) / L * 2.0**m)

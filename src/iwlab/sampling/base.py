@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from iwlab.functional.checks import check_int, check_real, check_seed
 from iwlab.functional.sampling import (
@@ -73,6 +73,8 @@ class ImportanceSampler(SamplerState):
     needs_data = False
     #: scores come from per-example state, so the pool pattern needs the pool's dataset indices
     needs_indices = False
+    #: ``update`` learns from the loss values (all but uniform), so they are checked and shared
+    learns = True
 
     def __init__(
         self,
@@ -86,6 +88,12 @@ class ImportanceSampler(SamplerState):
         seed: int = 0,
         match_unbiased_sum: bool = False,
     ) -> None:
+        if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+            # drawing by index needs random access; a stream can still go through the pool pattern
+            raise TypeError(
+                f"{type(self).__name__} needs a map-style dataset (len() and integer indexing), got "
+                f"{type(dataset).__name__}; for a stream, use sampler.select on its batches (the pool pattern)"
+            )
         n = len(dataset)  # type: ignore[arg-type]
         if n < 1:
             raise ValueError("dataset is empty")
@@ -273,20 +281,7 @@ class ImportanceSampler(SamplerState):
             >>> b.data[0].shape, b.weights.shape
             (torch.Size([4, 2]), torch.Size([4]))
         """
-        P = pool_length(pool)
-        if not 1 <= P <= MAX_POOL:
-            raise ValueError(f"the pool has {P} examples; it must hold 1 to {MAX_POOL}")
-        if indices is not None:
-            idx = check_indices(indices, self.n, "indices")  # (P,)
-            if idx.numel() != P:
-                raise ValueError(f"indices has {idx.numel()} entries but the pool has {P} examples")
-        elif self.needs_indices:
-            raise ValueError(
-                f"{type(self).__name__} scores each example from its own state: pass indices=(P,) dataset indices of "
-                "the pool (wrap the dataset in iwlab.sampling.IndexedDataset)"
-            )
-        else:
-            idx = None
+        P, idx = self._check_pool(pool, indices)
         raw = self._pool_scores(torch.arange(P) if idx is None else idx, score_fn, data=pool)  # (P,)
         pick, p, w = self._pick(raw)
         self.steps_ += 1
@@ -294,6 +289,23 @@ class ImportanceSampler(SamplerState):
         return SampledBatch(
             indices=pick if idx is None else idx[pick], weights=w.to(data_device(kept)), probs=p, data=kept
         )
+
+    def _check_pool(self, pool: Any, indices: Tensor | None) -> tuple[int, Tensor | None]:
+        """The pool's size P and its (P,) int64 dataset indices (None when not given and not needed)."""
+        P = pool_length(pool)
+        if not 1 <= P <= MAX_POOL:
+            raise ValueError(f"the pool has {P} examples; it must hold 1 to {MAX_POOL}")
+        if indices is not None:
+            idx = check_indices(indices, self.n, "indices")  # (P,)
+            if idx.numel() != P:
+                raise ValueError(f"indices has {idx.numel()} entries but the pool has {P} examples")
+            return P, idx
+        if self.needs_indices:
+            raise ValueError(
+                f"{type(self).__name__} scores each example from its own state: pass indices=(P,) dataset indices of "
+                "the pool (wrap the dataset in iwlab.sampling.IndexedDataset)"
+            )
+        return P, None
 
     def _pick(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Draw B pool positions from the pool's checked scores (P,); (positions, probs, weights), each (B,)."""

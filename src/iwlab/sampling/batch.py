@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
@@ -130,41 +131,62 @@ def fetch(dataset: Dataset, indices: Tensor) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, list | tuple) else (out,)
 
 
-def _is_leaf_list(obj: Any) -> bool:
-    """A list of per-example values (strings, numbers), not a container of batched members."""
-    return isinstance(obj, list) and not any(isinstance(v, Tensor | Mapping | tuple | list) for v in obj)
+_SCALARS = (str, bytes, int, float, complex, bool, type(None), np.generic)
 
 
-def _lengths(obj: Any, path: str, out: list[tuple[str, int]]) -> None:
-    if isinstance(obj, Tensor):
-        if obj.dim() == 0:
-            raise ValueError(f"pool member {path or 'pool'} is a 0-d tensor; every member needs a first (example) axis")
-        out.append((path or "pool", obj.shape[0]))
+def _is_leaf_seq(obj: Any) -> bool:
+    """A list or tuple of per-example scalars (strings, numbers), e.g. a batch's texts."""
+    return isinstance(obj, list | tuple) and all(isinstance(v, _SCALARS) for v in obj)
+
+
+def _members(obj: Any, path: str, out: list[tuple[str, int]]) -> None:
+    """Collect (path, length) of every per-example member of a pool, refusing what cannot be cut."""
+    where = path or "pool"
+    if isinstance(obj, Tensor | np.ndarray):
+        if obj.ndim == 0:
+            raise ValueError(f"pool member {where} is 0-d; every member needs a first (example) axis")
+        out.append((where, obj.shape[0]))
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
-            _lengths(v, f"{path}[{k!r}]", out)
-    elif _is_leaf_list(obj):
-        out.append((path or "pool", len(obj)))
-    elif isinstance(obj, tuple | list):
+            _members(v, f"{path}[{k!r}]", out)
+    elif _is_leaf_seq(obj):
+        out.append((where, len(obj)))
+    elif isinstance(obj, list | tuple):
+        if all(_is_leaf_seq(v) for v in obj):
+            # [[3, 1, 4], [1, 5, 9]] is either two members (texts, labels) or two examples (token lists):
+            # cutting it the wrong way would pair examples with other examples' data
+            raise ValueError(
+                f"pool member {where} is a {type(obj).__name__} of {len(obj)} lists: it could hold members or "
+                "examples; collate per-example lists into a tensor (pad them) or put the members in a dict"
+            )
         for i, v in enumerate(obj):
-            _lengths(v, f"{path}[{i}]", out)
+            _members(v, f"{path}[{i}]", out)
+    else:
+        raise ValueError(
+            f"pool member {where} is a {type(obj).__name__}, not per-example data: every member of a pool needs "
+            "one entry per example (a tensor, an array or a list with a first axis of P)"
+        )
 
 
 def pool_length(pool: Any) -> int:
-    """P, the number of examples in a collated batch (the first dimension of its tensors).
+    """P, the number of examples in a collated batch (the first dimension of its members).
+
+    A pool is a tensor or numpy array, or a tuple, list or dict of them, of lists of per-example
+    strings or numbers, or of such containers; every member has P entries.
 
     Raises:
         TypeError: ``pool`` holds no tensor.
-        ValueError: members of different lengths (named), or a 0-d tensor member.
+        ValueError: members of different lengths (named), a 0-d member, a scalar member, or a list of
+            lists (members or examples? ambiguous).
 
     Example:
         >>> pool_length((torch.zeros(5, 3), torch.zeros(5)))
         5
     """
+    if not _has_tensor(pool):
+        raise TypeError(f"the pool must be a tensor or a tuple/list/dict holding tensors, got {type(pool).__name__}")
     found: list[tuple[str, int]] = []
-    _lengths(pool, "", found)
-    if not found or not _has_tensor(pool):
-        raise TypeError(f"the pool must be a tensor or a tuple/list/dict of tensors, got {type(pool).__name__}")
+    _members(pool, "", found)
     P = found[0][1]
     for path, m in found[1:]:
         if m != P:
@@ -177,7 +199,7 @@ def _has_tensor(obj: Any) -> bool:
         return True
     if isinstance(obj, Mapping):
         return any(_has_tensor(v) for v in obj.values())
-    if isinstance(obj, tuple | list):
+    if isinstance(obj, list | tuple):
         return any(_has_tensor(v) for v in obj)
     return False
 
@@ -185,18 +207,19 @@ def _has_tensor(obj: Any) -> bool:
 def take(pool: Any, positions: Tensor, P: int) -> Any:
     """``pool`` restricted to ``positions`` (B,) along its first (example) axis, same structure.
 
-    Tensors are indexed on their own device; lists of per-example values (strings) are picked in
-    Python; anything else (a scalar, a string) is kept as is.
+    ``pool`` must have passed :func:`pool_length` (which refuses what cannot be cut). Tensors are
+    indexed on their own device, numpy arrays with numpy, lists and tuples of per-example values in
+    Python (keeping their type).
     """
     if isinstance(pool, Tensor):
         return pool[positions.to(pool.device)]
+    if isinstance(pool, np.ndarray):
+        return pool[positions.numpy()]
     if isinstance(pool, Mapping):
         return _same_mapping(pool, {k: take(v, positions, P) for k, v in pool.items()})
-    if _is_leaf_list(pool) and len(pool) == P:
-        return [pool[i] for i in positions.tolist()]
-    if isinstance(pool, tuple | list):
-        return type(pool)(take(v, positions, P) for v in pool)
-    return pool
+    if _is_leaf_seq(pool):
+        return type(pool)(pool[i] for i in positions.tolist())
+    return type(pool)(take(v, positions, P) for v in pool)
 
 
 def data_device(data: Any) -> torch.device:

@@ -65,8 +65,10 @@ def check_indices(indices: object, n: int | None, name: str, *, flatten: bool = 
     return idx
 
 
-def dataset_labels(dataset: Dataset, labels: Tensor | Sequence[int] | None, n: int) -> tuple[Tensor, str]:
-    """The (n,) int64 CPU class labels and where they came from (for error messages)."""
+def dataset_labels(
+    dataset: Dataset, labels: Tensor | Sequence[int] | None, n: int, who: str = "this sampler"
+) -> tuple[Tensor, str]:
+    """The (n,) int64 CPU class labels and where they came from (for error messages); ``who`` needs them."""
     if labels is not None:
         where = "labels"
         if isinstance(labels, Tensor):
@@ -87,7 +89,7 @@ def dataset_labels(dataset: Dataset, labels: Tensor | Sequence[int] | None, n: i
             t, where = torch.as_tensor(targets), "dataset.targets"
         else:
             raise ValueError(
-                "this sampler needs the class of every example: pass labels=... (a (N,) tensor), or use a "
+                f"{who} needs the class of every example: pass labels=... (a (N,) tensor), or use a "
                 "dataset with .tensors (x, y, ...) or .targets"
             )
     t = t.cpu()

@@ -28,9 +28,10 @@ from iwlab.functional.checks import check_int, check_seed
 from iwlab.functional.sampling import draw
 from iwlab.sampling.checks import and_more, first_entries, state_int
 
-__all__ = ["DistributedWeightedSampler", "all_gather_pairs", "stream_seed"]
+__all__ = ["DistributedWeightedSampler", "all_gather_pairs", "ranks_refusing", "stream_seed"]
 
 _METHOD = "distributed_weighted"
+MAX_SAMPLES = 2**40
 _STATE_KEYS = ("seed", "epoch", "num_replicas", "rank", "n", "replacement", "num_samples", "consumed")
 
 
@@ -55,8 +56,17 @@ def _check_weights(weights: object) -> Tensor:
         t = weights.detach()
     else:
         try:
-            t = torch.as_tensor(weights)
-        except (TypeError, ValueError, RuntimeError):
+            if torch.as_tensor(weights).dtype == torch.bool:  # True/False are not weights
+                raise TypeError(f"weights must be real numbers, got {type(weights).__name__} of bools")
+            # float64 straight away: the default float32 would turn 1e-50 into 0 (never drawn) and 1e39 into inf
+            t = torch.as_tensor(weights, dtype=torch.float64)
+        except TypeError as e:
+            if "of bools" in str(e):
+                raise
+            raise TypeError(
+                f"weights must be a (N,) tensor or sequence of real numbers, got {type(weights).__name__}"
+            ) from None
+        except (ValueError, RuntimeError, OverflowError):
             raise TypeError(
                 f"weights must be a (N,) tensor or sequence of real numbers, got {type(weights).__name__}"
             ) from None
@@ -177,10 +187,13 @@ class DistributedWeightedSampler(Sampler[int]):
         if not isinstance(replacement, bool):  # "False" would be truthy
             raise TypeError(f"replacement must be True or False, got {replacement!r}")
         num_samples = n if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
+        if num_samples > MAX_SAMPLES:  # one int64 per draw: beyond this no machine holds an epoch's draw
+            raise ValueError(f"num_samples must be at most 2**40 per epoch, got {num_samples}")
         initialized = dist.is_available() and dist.is_initialized()
         if num_replicas is None:
             num_replicas = dist.get_world_size() if initialized else 1
         num_replicas = check_int(num_replicas, "num_replicas", minimum=1)
+        from_group = initialized and rank is None and num_replicas == dist.get_world_size()
         if rank is None:
             rank = dist.get_rank() if initialized else 0
         rank = check_int(rank, "rank")
@@ -197,6 +210,15 @@ class DistributedWeightedSampler(Sampler[int]):
             )
         self.weights = w
         self._digest = hashlib.blake2b(w.numpy().tobytes(), digest_size=16).hexdigest()
+        if from_group and num_replicas > 1:
+            # every rank must draw from the same weights, or the shards overlap and miss examples silently
+            # (unseeded random weights did); a collective, as every rank builds its sampler at the same point
+            differ = _ranks_differing(int(self._digest[:15], 16))
+            if differ:
+                raise ValueError(
+                    f"weights differ between ranks (rank(s) {differ} differ from rank 0): every rank must pass "
+                    "the same weights, or the shards overlap"
+                )
         self.n = n
         self.num_samples = num_samples
         self.replacement = replacement
@@ -376,8 +398,7 @@ class DistributedWeightedSampler(Sampler[int]):
 def all_gather_pairs(indices: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
     """Every rank's (indices, losses), concatenated in rank order; sizes may differ between ranks."""
     world = dist.get_world_size()
-    # NCCL gathers CUDA tensors only; gloo (the CPU backend) CPU ones
-    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    dev = _collective_device()
     loss = losses.detach().reshape(-1).to(dev, torch.float64)  # float64: no rank's loss is rounded on the way
     n = torch.tensor([indices.numel()], device=dev)
     sizes = [torch.zeros_like(n) for _ in range(world)]
@@ -395,3 +416,24 @@ def all_gather_pairs(indices: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
     all_i = torch.cat([g[:k] for g, k in zip(got_i, keep, strict=True)]).cpu()
     all_l = torch.cat([g[:k] for g, k in zip(got_l, keep, strict=True)]).cpu()
     return all_i, all_l
+
+
+def _collective_device() -> torch.device:
+    # NCCL gathers CUDA tensors only; gloo (the CPU backend) CPU ones
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def ranks_refusing(refused: bool) -> list[int]:
+    """The ranks whose ``refused`` is True (a collective: every rank must call it, with its own flag)."""
+    flag = torch.tensor([int(refused)], device=_collective_device())
+    flags = [torch.zeros_like(flag) for _ in range(dist.get_world_size())]
+    dist.all_gather(flags, flag)
+    return [r for r, f in enumerate(flags) if int(f.item())]
+
+
+def _ranks_differing(value: int) -> list[int]:
+    """The ranks whose ``value`` (an int below 2**60) differs from rank 0's (a collective)."""
+    mine = torch.tensor([value], dtype=torch.long, device=_collective_device())
+    got = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(got, mine)
+    return [r for r, v in enumerate(got) if int(v.item()) != int(got[0].item())]

@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -56,12 +57,16 @@ from iwlab.functional.checks import check_int
 from iwlab.sampling.base import ImportanceSampler
 from iwlab.sampling.batch import ImportanceCollate, WeightedDataset, WeightedIndex
 from iwlab.sampling.checks import check_indices, state_int
-from iwlab.sampling.distributed import all_gather_pairs, stream_seed
+from iwlab.sampling.distributed import all_gather_pairs, ranks_refusing, stream_seed
 
 __all__ = ["ImportanceBatchSampler"]
 
 # pending batches (drawn, not yet updated) beyond this mean update() is not being called
 _MAX_PENDING = 1024
+_MAX_BATCHES = 2**48
+
+
+_F32_MAX = torch.finfo(torch.float32).max
 
 
 def _world() -> tuple[int, int]:
@@ -96,7 +101,8 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         sync: all-gather every rank's indices and losses in :meth:`update` so the sampler's learned state
             is identical on every rank; default True when ``num_replicas > 1``. Without it each rank
             learns from its own batches only (a rank's histories see 1/world of the updates, so its
-            predictions are staler and its class means noisier).
+            predictions are staler and its class means noisier). ``sync=True`` needs an initialized
+            process group.
 
     Attributes:
         epoch_: the current epoch.
@@ -137,16 +143,20 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         if num_batches is None:
             num_batches = max(1, math.ceil(sampler.n / (sampler.batch_size * world)))
         num_batches = check_int(num_batches, "num_batches")
-        if num_batches < 1:
-            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        if not 1 <= num_batches <= _MAX_BATCHES:  # len() must fit an index-sized integer
+            raise ValueError(f"num_batches must be in [1, 2**48], got {num_batches}")
         if sync is not None and not isinstance(sync, bool):
             raise TypeError(f"sync must be True, False or None, got {sync!r}")
+        grouped = dist.is_available() and dist.is_initialized()
+        if sync and not grouped:
+            raise ValueError("sync=True needs an initialized torch.distributed process group (init_process_group)")
         self.sampler = sampler
         self.num_batches = num_batches
         self.rank = rank
         self.num_replicas = world
-        self.sync = world > 1 if sync is None else sync
+        self.sync = (grouped and world > 1) if sync is None else sync
         self.pending_: deque[list[WeightedIndex]] = deque()
+        self._iterators = 0  # iterators started; only the newest may draw
         self._begin(0)
 
     def _begin(self, epoch: int) -> None:
@@ -167,11 +177,18 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
             self._begin(epoch)
 
     def __iter__(self) -> Iterator[list[WeightedIndex]]:
+        self._iterators += 1  # counted when the iterator is made, not at its first next()
+        return self._batches(self._iterators)
+
+    def _batches(self, me: int) -> Iterator[list[WeightedIndex]]:
         if self.drawn_ >= self.num_batches and not self.pending_:
             self._begin(self.epoch_ + 1)  # the last epoch is done: the next one, as set_epoch would
         # batches drawn but never updated first (a resume, or an abandoned iterator's prefetch)
-        yield from list(self.pending_)
+        for batch in list(self.pending_):
+            self._check_current(me)
+            yield batch
         while self.drawn_ < self.num_batches:
+            self._check_current(me)
             if len(self.pending_) >= _MAX_PENDING:
                 raise RuntimeError(
                     f"{_MAX_PENDING} batches were drawn and none updated: call batch_sampler.update(indices, losses) "
@@ -183,46 +200,99 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
             self.drawn_ += 1
             yield batch
 
+    def _check_current(self, me: int) -> None:
+        # two live iterators would each replay the pending batches and interleave their draws
+        if me != self._iterators:
+            raise RuntimeError(
+                "a newer iterator over this ImportanceBatchSampler was started; iterate one DataLoader at a time "
+                "(the newer one carries on from the batches not yet updated)"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.sampler!r}, num_batches={self.num_batches}, rank={self.rank}, "
+            f"num_replicas={self.num_replicas}, sync={self.sync}; epoch_={self.epoch_}, drawn_={self.drawn_}, "
+            f"pending={len(self.pending_)})"
+        )
+
     def update(self, indices: Tensor, losses: Tensor) -> None:
         """Learn from the oldest pending batch's per-example losses (all ranks' when ``sync``), and retire it.
+
+        Everything is checked before anything changes; under ``sync`` the ranks first agree that every
+        rank's update is valid (a refusal on one rank raises on all of them, and no rank waits forever in
+        the gather), then gather the indices and losses.
 
         Args:
             indices: (B,) the batch's dataset indices (``batch.indices``), in the order drawn.
             losses: (B,) its unweighted per-example losses, finite and >= 0 (detached; any device).
 
         Raises:
+            TypeError: ``indices`` or ``losses`` of the wrong type or dtype.
             ValueError: ``indices`` are not those of the oldest batch drawn and not yet updated (updates
-                out of order, twice, or for a batch of another sampler), or the sampler refuses the losses
-                (then nothing changes).
+                out of order, twice, or for a batch of another sampler), the sampler refuses the losses,
+                or (``sync``) another rank's update was refused. Nothing changes then; a batch whose
+                losses cannot be learned (an overflowed step) is retired with :meth:`skip`.
         """
+        try:
+            idx, loss = self._check_update(indices, losses)
+            refusal: Exception | None = None
+        except (TypeError, ValueError) as e:
+            if not self.sync:
+                raise
+            refusal = e
+        if self.sync:
+            refused = ranks_refusing(refusal is not None)  # a collective: every rank gets here
+            if refusal is not None:
+                raise refusal
+            if refused:
+                raise ValueError(f"rank(s) {refused} refused their update; nothing changed on any rank")
+            all_idx, all_losses = all_gather_pairs(idx, loss)
+            self.sampler.update(all_idx, all_losses)  # the same data on every rank: all accept or all refuse
+        else:
+            self.sampler.update(idx, loss)
+        self.pending_.popleft()
+
+    def _check_update(self, indices: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
         idx = check_indices(indices, self.sampler.n, "indices", flatten=True)  # (B,) CPU int64
         if not self.pending_:
             raise ValueError("update() called with no batch pending: every drawn batch was already updated")
         oldest = torch.tensor([e.index for e in self.pending_[0]], dtype=torch.long)
         if not torch.equal(idx, oldest):
             raise ValueError(
-                "indices are not those of the oldest batch drawn and not yet updated; call update() once per "
-                "batch, in the order the DataLoader yields them"
+                "indices are not those of the oldest batch drawn and not yet updated (the DataLoader yields "
+                "batches in that order): update() each batch once, in order; a batch whose update was refused "
+                "stays the oldest until it is updated or retired with skip()"
             )
-        if self.sync:
-            all_idx, all_losses = all_gather_pairs(idx, losses)
-            self.sampler.update(all_idx, all_losses)
-        else:
-            self.sampler.update(idx, losses)
-        self.pending_.popleft()
+        # the sampler's own checks (type, size, finite, >= 0), before any collective or state change
+        return self.sampler._check_update(idx, losses, values=self.sampler.learns)
 
-    def loader(self, collate_fn: Callable[[list[Any]], Any] = default_collate, **kwargs: Any) -> DataLoader:
+    def skip(self) -> list[WeightedIndex]:
+        """Retire the oldest pending batch without learning from it (a skipped step, e.g. an AMP overflow).
+
+        Under ``sync`` call it on every rank for the same step, as ``update`` would have been.
+
+        Returns:
+            The retired batch.
+
+        Raises:
+            ValueError: no batch is pending.
+        """
+        if not self.pending_:
+            raise ValueError("skip() called with no batch pending")
+        return self.pending_.popleft()
+
+    def loader(self, collate_fn: Callable[[list[Any]], Any] | None = None, **kwargs: Any) -> DataLoader:
         """A ``DataLoader`` over this batch sampler: the sampler's dataset in a :class:`WeightedDataset`, and
         ``ImportanceCollate(collate_fn)``.
 
         Args:
-            collate_fn: collates the dataset's own items (default ``default_collate``).
+            collate_fn: collates the dataset's own items (None: ``default_collate``, as ``DataLoader``).
             **kwargs: any other ``DataLoader`` argument (``num_workers``, ``pin_memory``, ...).
         """
         return DataLoader(
             WeightedDataset(self.sampler.dataset),
             batch_sampler=self,
-            collate_fn=ImportanceCollate(collate_fn),
+            collate_fn=ImportanceCollate(default_collate if collate_fn is None else collate_fn),
             **kwargs,
         )
 
@@ -267,20 +337,30 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         pending = state["pending_"]
         if not isinstance(pending, list) or len(pending) > drawn:
             raise ValueError("checkpoint field 'pending_' must be a list of at most 'drawn_' batches")
-        batches = []
-        for j, b in enumerate(pending):
-            try:
-                entries = [WeightedIndex(int(i), float(w), float(p)) for i, w, p in b]
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"checkpoint field 'pending_' batch {j} is not a list of (index, weight, prob)"
-                ) from None
-            bad = [
-                e for e in entries if not (0 <= e.index < self.sampler.n and math.isfinite(e.weight) and e.weight >= 0)
-            ]
-            if bad:
-                raise ValueError(f"checkpoint field 'pending_' batch {j} has entry {tuple(bad[0])} outside the dataset")
-            batches.append(entries)
+        batches = [self._checked_batch(b, j) for j, b in enumerate(pending)]
         self.sampler.load_state_dict(state["sampler"])  # checks its own fields before changing anything
         self.epoch_, self.drawn_ = epoch, drawn
         self.pending_ = deque(batches)
+
+    def _checked_batch(self, batch: object, j: int) -> list[WeightedIndex]:
+        """A checkpoint's pending batch ``j`` as B entries the sampler could have drawn, or ValueError."""
+        where = f"checkpoint field 'pending_' batch {j}"
+        B = self.sampler.batch_size
+        if not isinstance(batch, list | tuple) or len(batch) != B:
+            raise ValueError(f"{where} must be a list of batch_size={B} (index, weight, prob) entries")
+        out = []
+        for e in batch:
+            if not (isinstance(e, list | tuple) and len(e) == 3):
+                raise ValueError(f"{where} has entry {e!r}, not an (index, weight, prob) triple")
+            i, w, p = e
+            # a bool or float index would be read as another example (True -> 1, 1.7 -> 1)
+            ok_i = isinstance(i, int | np.integer) and not isinstance(i, bool) and 0 <= i < self.sampler.n
+            ok_w = isinstance(w, float | int) and not isinstance(w, bool) and 0 < w <= _F32_MAX
+            ok_p = isinstance(p, float | int) and not isinstance(p, bool) and 0 < p <= 1
+            if not (ok_i and ok_w and ok_p):
+                raise ValueError(
+                    f"{where} has entry {tuple(e)!r}: the index must be an integer in [0, {self.sampler.n}), "
+                    "the weight in (0, float32 max] and the probability in (0, 1]"
+                )
+            out.append(WeightedIndex(int(i), float(w), float(p)))
+        return out

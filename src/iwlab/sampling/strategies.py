@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 
 from iwlab.functional.checks import check_int
 from iwlab.sampling.base import ImportanceSampler
-from iwlab.sampling.batch import SampledBatch, data_device, fetch, pool_length, take
-from iwlab.sampling.checks import check_indices, check_interval, dataset_labels, state_equal, state_int, state_tensor
+from iwlab.sampling.batch import SampledBatch, data_device, fetch, take
+from iwlab.sampling.checks import check_interval, dataset_labels, state_equal, state_int, state_tensor
 
 __all__ = ["MAX_CLASSES", "OracleSampler", "PerClassGaussianSampler", "UniformSampler"]
 
@@ -50,6 +50,7 @@ class UniformSampler(ImportanceSampler):
     """
 
     method = "uniform"
+    learns = False
     _state_keys = (*ImportanceSampler._state_keys, "order_", "cursor_")
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, **kw: Any) -> None:
@@ -92,10 +93,7 @@ class UniformSampler(ImportanceSampler):
         A pool smaller than B is kept whole. ``score_fn`` is ignored; ``indices`` are checked as for
         every sampler.
         """
-        P = pool_length(pool)
-        idx = None if indices is None else check_indices(indices, self.n, "indices")
-        if idx is not None and idx.numel() != P:
-            raise ValueError(f"indices has {idx.numel()} entries but the pool has {P} examples")
+        P, idx = self._check_pool(pool, indices)
         keep = torch.arange(min(P, self.batch_size))  # (B,)
         kept = take(pool, keep, P)
         self.steps_ += 1
@@ -188,7 +186,7 @@ class ClassAwareSampler(ImportanceSampler):
         **kw: Any,
     ) -> None:
         super().__init__(dataset, batch_size, **kw)
-        y, where = dataset_labels(dataset, labels, self.n)  # (N,)
+        y, where = dataset_labels(dataset, labels, self.n, type(self).__name__)  # (N,)
         neg = y < 0
         if bool(neg.any()):
             j = int(neg.nonzero()[0])
