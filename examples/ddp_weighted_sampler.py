@@ -39,8 +39,9 @@ def worker(rank: int, init_file: str) -> None:
     y = data.tensors[1]
     weights = 1.0 / torch.bincount(y).double()[y]  # (1000,) inverse class frequency: classes drawn equally
     # num_replicas and rank come from the process group; num_samples (default len(data)) is the total
-    # over all ranks, so each rank draws 500 per epoch. Weights must be the same on every rank.
+    # over all ranks, so each rank draws 500 per epoch. Weights and seed must be the same on every rank:
     sampler = DistributedWeightedSampler(weights, seed=0)
+    sampler.check_same_on_ranks()  # a collective that checks it (else the shards would overlap silently)
     loader = DataLoader(data, batch_size=BATCH, sampler=sampler)
     torch.manual_seed(0)  # DDP also broadcasts rank 0's parameters at construction
     model = DDP(torch.nn.Linear(2, 3))

@@ -785,3 +785,14 @@ def test_torch_habits_get_a_hint():
         weighted_cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, -100, 2]))
     with pytest.raises(ValueError, match="pass class_dim=1"):
         weighted_cross_entropy(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+def test_half_precision_rows_a_few_percent_off_are_refused_for_any_class_count():
+    # second hunt (issue 13): min(C, 8) * eps let a 10-class bfloat16 row summing to 1.05 through
+    from iwlab.functional import weighted_cross_entropy
+
+    t = torch.full((1, 10), 0.105, dtype=torch.bfloat16)  # sums to about 1.05
+    with pytest.raises(ValueError, match="sum"):
+        weighted_cross_entropy(torch.zeros(1, 10, dtype=torch.bfloat16), t)
+    ok = torch.softmax(torch.randn(4, 1000), -1).to(torch.bfloat16)  # a correct row, rounded
+    weighted_cross_entropy(torch.zeros(4, 1000, dtype=torch.bfloat16), ok)

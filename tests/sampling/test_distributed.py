@@ -85,11 +85,19 @@ def _ddp_checks(rank, world_size):
             "resumed_next_epoch": list(b),
         }
     # weights that differ between ranks (e.g. unseeded random ones) are refused on every rank
-    try:
-        DWS(torch.rand(50, generator=torch.Generator().manual_seed(rank)), 20)
-        out["differing"] = None
-    except ValueError as e:
-        out["differing"] = str(e)
+    # (built alike-or-not without any collective: a sampler built on some ranks only must not block)
+    out["differing"] = []
+    for make in (
+        lambda: DWS(torch.rand(50, generator=torch.Generator().manual_seed(rank)), 20),
+        lambda: DWS(torch.ones(8), seed=rank, replacement=False),
+        lambda: DWS(torch.ones(8), num_samples=8 - 2 * rank),
+    ):
+        try:
+            make().check_same_on_ranks()
+            out["differing"].append(None)
+        except ValueError as e:
+            out["differing"].append(str(e))
+    DWS(torch.ones(8), seed=3).check_same_on_ranks()  # built alike: passes
     return out
 
 
@@ -103,7 +111,10 @@ def ranks():
 
 def test_weights_that_differ_between_ranks_are_refused_on_every_rank(ranks):
     # fresh-clone trial (issue 13): unseeded torch.rand weights silently gave overlapping shards
-    assert all("weights differ between ranks (rank(s) [1]" in r["differing"] for r in ranks)
+    for r in ranks:
+        weights, seed, size = r["differing"]
+        assert "weights differs between ranks (rank(s) [1]" in weights
+        assert seed.startswith("seed differs") and size.startswith("num_samples differs")
 
 
 def test_ranks_take_their_defaults_from_the_process_group(ranks):

@@ -17,9 +17,10 @@ from iwlab.sampling import (
     PerClassGaussianSampler,
     UniformSampler,
     WeightedDataset,
+    WeightedIndex,
 )
 from iwlab.sampling.batch import WeightedItem, pool_length, take
-from iwlab.sampling.distributed import stream_seed
+from iwlab.sampling.collectives import stream_seed
 
 N, D, C = 240, 4, 3
 
@@ -156,7 +157,7 @@ def test_select_on_dicts_with_strings_and_needs_indices_for_approx():
     assert set(b.indices.tolist()) <= {7, 8, 9, 10, 11}
     with pytest.raises(ValueError, match="differ in length"):
         s.select((torch.zeros(4, 2), torch.zeros(5)), score_fn=lambda a, b: a.sum(1))
-    with pytest.raises(TypeError, match="tuple/list/dict holding tensors"):
+    with pytest.raises(TypeError, match="tuple/list/dict holding them"):
         pool_length(["a", "b"])
     u = UniformSampler(_tensor_set(), batch_size=3)
     b = u.select(pool)
@@ -366,6 +367,46 @@ def test_user_trial_findings():
     assert b.data[0].shape == (12, D)
     first, second = iter(bs), iter(bs)
     next(second)
-    with pytest.raises(RuntimeError, match="newer iterator"):
+    with pytest.raises(RuntimeError, match="stale: a newer one was started"):
         next(first)
     assert "num_batches=3" in repr(bs) and "PerClassGaussianSampler" in repr(bs)
+
+
+def test_rehunt_pool_members_and_refusals_leave_state_unchanged():
+    # second hunt (issue 13): per-example tensors in a list were cut along their own axis; a named tuple
+    # crashed after the draw had moved the generator; numpy-only pools were refused
+    from collections import namedtuple
+
+    s = PerClassGaussianSampler(TensorDataset(torch.randn(8, 2), torch.arange(8) % 2), batch_size=2, seed=0)
+    seqs = [torch.arange(n) + 10 * j for j, n in enumerate((4, 2, 3, 5))]  # ragged: one per example
+    b = s.select({"ids": seqs, "y": torch.tensor([0, 1, 0, 1])}, indices=torch.arange(4))
+    assert [t.tolist() for t in b.data["ids"]] == [seqs[i].tolist() for i in b.indices.tolist()]
+    square = [torch.arange(4) + 10 * j for j in range(4)]  # 4 sequences of 4: members or examples?
+    state = s.generator.get_state()
+    with pytest.raises(ValueError, match="could hold members or examples"):
+        s.select({"ids": square, "y": torch.tensor([0, 1, 0, 1])}, indices=torch.arange(4))
+    Pool = namedtuple("Pool", "x y")
+    b = s.select(Pool(torch.randn(4, 2), torch.tensor([0, 1, 0, 1])), indices=torch.arange(4))
+    assert isinstance(b.data, Pool) and b.data.x.shape == (2, 2)
+    assert pool_length(np.zeros((5, 3))) == 5 and pool_length({"a": np.zeros(5)}) == 5
+    assert not torch.equal(s.generator.get_state(), state)  # the accepted calls drew
+    before = s.generator.get_state()
+    with pytest.raises(ValueError):
+        s.select({"ids": square, "y": torch.tensor([0, 1, 0, 1])}, indices=torch.arange(4))
+    assert torch.equal(s.generator.get_state(), before) and s.steps_ == 2
+
+
+def test_rehunt_load_state_dict_and_set_epoch_make_a_live_iterator_stale():
+    ds = _tensor_set()
+    bs = ImportanceBatchSampler(SAMPLERS["pcg"](ds), num_batches=5)
+    it = iter(bs)
+    next(it)
+    state = bs.state_dict()
+    bs.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="stale"):
+        next(it)
+    it = iter(bs)
+    assert next(it) == [WeightedIndex(*e) for e in state["pending_"][0]]  # a new iterator replays it
+    bs.set_epoch(3)
+    with pytest.raises(RuntimeError, match="stale"):
+        next(it)

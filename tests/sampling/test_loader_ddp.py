@@ -93,11 +93,19 @@ def _refusal_on_one_rank(rank, world):
         bs.update(b2.indices, good[:3] if rank == 0 else ds.tensors[0][b2.indices].pow(2).sum(1))
     except ValueError as e:
         short = str(e)
-    return raised, seen_after_refusal, bs.sampler.class_mean_.clone(), short
+    # sync gathers over the whole group: a batch sampler that calls itself rank 0 of 1 must not sync
+    try:
+        ImportanceBatchSampler(PerClassGaussianSampler(ds, batch_size=B), num_replicas=1, rank=0, sync=True)
+        mismatch = None
+    except ValueError as e:
+        mismatch = str(e)
+    alone = ImportanceBatchSampler(PerClassGaussianSampler(ds, batch_size=B), num_replicas=1, rank=0).sync
+    return raised, seen_after_refusal, bs.sampler.class_mean_.clone(), short, mismatch, alone
 
 
 def test_a_refusal_on_one_rank_raises_on_every_rank_and_changes_nothing():
-    (r0, seen0, m0, s0), (r1, seen1, m1, s1) = run_ranks(_refusal_on_one_rank, 2, timeout=120)
+    (r0, seen0, m0, s0, x0, a0), (r1, seen1, m1, s1, x1, a1) = run_ranks(_refusal_on_one_rank, 2, timeout=120)
+    assert "this batch sampler is rank 0 of 1" in x0 and "rank 0 of 1" in x1 and not a0 and not a1
     assert "finite" in r1 and "rank(s) [1] refused" in r0
     assert not seen0 and not seen1  # nothing learned from the refused step on either rank
     assert torch.equal(m0, m1)

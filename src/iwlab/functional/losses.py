@@ -213,7 +213,7 @@ def weighted_cross_entropy(
         target: ``(..., B)`` labels in ``[0, C)`` of any integer dtype (int8..int64,
             uint8..uint64; not bool); leading dims broadcast to logits'. Or class probabilities: a
             floating ``(..., B, C)`` tensor (with ``validate``: finite, ``>= 0``, each row summing to 1
-            within ``max(sqrt(eps), C eps)`` of its dtype, ``C eps`` for float16/bfloat16). With
+            within ``max(sqrt(eps), C eps)`` of its dtype, ``2 eps`` for float16/bfloat16). With
             ``class_dim=1``: ``(N, d1, ..., dk)`` labels, or probabilities of the logits' shape.
         class_weight: ``(C,)`` or ``(..., C)`` per-class weights (any real dtype, not bool), or None;
             ``(C,)`` with ``class_dim=1``.

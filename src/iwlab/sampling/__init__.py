@@ -54,8 +54,10 @@ batch from any DataLoader (inside Lightning's ``training_step`` or a Trainer's `
 DDP). :class:`DistributedWeightedSampler` is a weighted draw sharded over ranks.
 
 Modules: :mod:`~iwlab.sampling.base` (the base class), :mod:`~iwlab.sampling.batch` (:class:`SampledBatch`,
-:func:`fetch`), :mod:`~iwlab.sampling.loader`, :mod:`~iwlab.sampling.distributed`, :mod:`~iwlab.sampling.strategies`
-(uniform, oracle, per-class Gaussian), :mod:`~iwlab.sampling.approx` (the learned predictor's scores),
+:func:`fetch`), :mod:`~iwlab.sampling.loader`, :mod:`~iwlab.sampling.distributed`,
+:mod:`~iwlab.sampling.collectives`, :mod:`~iwlab.sampling.state` (checkpoints),
+:mod:`~iwlab.sampling.strategies` (uniform, oracle, per-class Gaussian), :mod:`~iwlab.sampling.approx`
+(the learned predictor's scores),
 :mod:`~iwlab.sampling.spec` (:class:`SamplerSpec`, :func:`make_sampler`), :mod:`~iwlab.sampling.checks`.
 Source: Katharopoulos & Fleuret (2017), "Biased Importance Sampling for Deep Neural Network
 Training", §3-4.

@@ -283,9 +283,14 @@ class ImportanceSampler(SamplerState):
         """
         P, idx = self._check_pool(pool, indices)
         raw = self._pool_scores(torch.arange(P) if idx is None else idx, score_fn, data=pool)  # (P,)
-        pick, p, w = self._pick(raw)
+        before = self.generator.get_state()
+        try:
+            pick, p, w = self._pick(raw)
+            kept = take(pool, pick, P)
+        except BaseException:
+            self.generator.set_state(before)  # a refused call leaves the sampler as it was
+            raise
         self.steps_ += 1
-        kept = take(pool, pick, P)
         return SampledBatch(
             indices=pick if idx is None else idx[pick], weights=w.to(data_device(kept)), probs=p, data=kept
         )
@@ -321,9 +326,14 @@ class ImportanceSampler(SamplerState):
             probs = sampling_probabilities(raw, c).float()  # (P,)
         else:
             probs = sampling_probabilities(scores, c)  # (P,)
+        before = self.generator.get_state()
         pick = draw(probs, self.batch_size, self.generator)  # (B,) positions in the pool
         p = probs[pick]
-        w = importance_weights(p, self.k, n=raw.numel(), match_unbiased_sum=self.match_unbiased_sum)
+        try:
+            w = importance_weights(p, self.k, n=raw.numel(), match_unbiased_sum=self.match_unbiased_sum)
+        except ValueError:  # a weight float32 cannot hold: refused, and the draw undone
+            self.generator.set_state(before)
+            raise
         return pick, p, w
 
     def reseed(self, seed: int) -> None:

@@ -139,28 +139,55 @@ def _is_leaf_seq(obj: Any) -> bool:
     return isinstance(obj, list | tuple) and all(isinstance(v, _SCALARS) for v in obj)
 
 
-def _members(obj: Any, path: str, out: list[tuple[str, int]]) -> None:
+def _kind(obj: Any, top: bool) -> str:
+    """How a pool member is cut: "axis" (index its first axis), "mapping", "members" (a container: cut
+    each), "examples" (a list of one object per example: pick entries); raises when it cannot tell.
+
+    A list of tensors below the top level is either members (``[x1, x2]`` of a nested item, every
+    first axis P) or examples (unpadded sequences, one per example): ragged first axes mean examples,
+    equal ones members, and first axes all equal to the list's length could be either: refused.
+    """
+    if isinstance(obj, Tensor | np.ndarray):
+        return "axis"
+    if isinstance(obj, Mapping):
+        return "mapping"
+    if _is_leaf_seq(obj):
+        return "examples"
+    if isinstance(obj, list | tuple):
+        if top or not obj or not all(isinstance(v, Tensor | np.ndarray) for v in obj):
+            if all(_is_leaf_seq(v) for v in obj) and obj:
+                return "ambiguous"
+            return "members"
+        firsts = {v.shape[0] if v.ndim else None for v in obj}
+        if None in firsts or len(firsts) > 1:
+            return "examples"
+        return "ambiguous" if firsts == {len(obj)} else "members"
+    return "scalar"
+
+
+def _members(obj: Any, path: str, out: list[tuple[str, int]], top: bool = False) -> None:
     """Collect (path, length) of every per-example member of a pool, refusing what cannot be cut."""
     where = path or "pool"
-    if isinstance(obj, Tensor | np.ndarray):
+    kind = _kind(obj, top)
+    if kind == "axis":
         if obj.ndim == 0:
             raise ValueError(f"pool member {where} is 0-d; every member needs a first (example) axis")
         out.append((where, obj.shape[0]))
-    elif isinstance(obj, Mapping):
+    elif kind == "mapping":
         for k, v in obj.items():
             _members(v, f"{path}[{k!r}]", out)
-    elif _is_leaf_seq(obj):
+    elif kind == "examples":
         out.append((where, len(obj)))
-    elif isinstance(obj, list | tuple):
-        if all(_is_leaf_seq(v) for v in obj):
-            # [[3, 1, 4], [1, 5, 9]] is either two members (texts, labels) or two examples (token lists):
-            # cutting it the wrong way would pair examples with other examples' data
-            raise ValueError(
-                f"pool member {where} is a {type(obj).__name__} of {len(obj)} lists: it could hold members or "
-                "examples; collate per-example lists into a tensor (pad them) or put the members in a dict"
-            )
+    elif kind == "members":
         for i, v in enumerate(obj):
             _members(v, f"{path}[{i}]", out)
+    elif kind == "ambiguous":
+        # [[3, 1, 4], [1, 5, 9]] or three (3, ...) tensors is either members or one entry per example:
+        # cutting it the wrong way would pair examples with other examples' data
+        raise ValueError(
+            f"pool member {where} is a {type(obj).__name__} of {len(obj)} lists or tensors: it could hold members "
+            "or examples; collate per-example data into one tensor (pad it) or put the members in a dict"
+        )
     else:
         raise ValueError(
             f"pool member {where} is a {type(obj).__name__}, not per-example data: every member of a pool needs "
@@ -172,21 +199,24 @@ def pool_length(pool: Any) -> int:
     """P, the number of examples in a collated batch (the first dimension of its members).
 
     A pool is a tensor or numpy array, or a tuple, list or dict of them, of lists of per-example
-    strings or numbers, or of such containers; every member has P entries.
+    strings or numbers (or, inside a dict or a nested list, of per-example tensors of ragged sizes),
+    or of such containers; every member has P entries.
 
     Raises:
-        TypeError: ``pool`` holds no tensor.
-        ValueError: members of different lengths (named), a 0-d member, a scalar member, or a list of
-            lists (members or examples? ambiguous).
+        TypeError: ``pool`` holds no tensor or array.
+        ValueError: members of different lengths (named), a 0-d member, a scalar member, or a list
+            that could be read as members or as examples.
 
     Example:
         >>> pool_length((torch.zeros(5, 3), torch.zeros(5)))
         5
     """
     if not _has_tensor(pool):
-        raise TypeError(f"the pool must be a tensor or a tuple/list/dict holding tensors, got {type(pool).__name__}")
+        raise TypeError(
+            f"the pool must be a tensor or array, or a tuple/list/dict holding them, got {type(pool).__name__}"
+        )
     found: list[tuple[str, int]] = []
-    _members(pool, "", found)
+    _members(pool, "", found, top=True)
     P = found[0][1]
     for path, m in found[1:]:
         if m != P:
@@ -195,7 +225,7 @@ def pool_length(pool: Any) -> int:
 
 
 def _has_tensor(obj: Any) -> bool:
-    if isinstance(obj, Tensor):
+    if isinstance(obj, Tensor | np.ndarray):
         return True
     if isinstance(obj, Mapping):
         return any(_has_tensor(v) for v in obj.values())
@@ -204,22 +234,25 @@ def _has_tensor(obj: Any) -> bool:
     return False
 
 
-def take(pool: Any, positions: Tensor, P: int) -> Any:
+def take(pool: Any, positions: Tensor, P: int, top: bool = True) -> Any:
     """``pool`` restricted to ``positions`` (B,) along its first (example) axis, same structure.
 
     ``pool`` must have passed :func:`pool_length` (which refuses what cannot be cut). Tensors are
     indexed on their own device, numpy arrays with numpy, lists and tuples of per-example values in
-    Python (keeping their type).
+    Python (keeping their type, named tuples too).
     """
-    if isinstance(pool, Tensor):
-        return pool[positions.to(pool.device)]
-    if isinstance(pool, np.ndarray):
-        return pool[positions.numpy()]
-    if isinstance(pool, Mapping):
-        return _same_mapping(pool, {k: take(v, positions, P) for k, v in pool.items()})
-    if _is_leaf_seq(pool):
-        return type(pool)(pool[i] for i in positions.tolist())
-    return type(pool)(take(v, positions, P) for v in pool)
+    kind = _kind(pool, top)
+    if kind == "axis":
+        return pool[positions.to(pool.device)] if isinstance(pool, Tensor) else pool[positions.numpy()]
+    if kind == "mapping":
+        return _same_mapping(pool, {k: take(v, positions, P, False) for k, v in pool.items()})
+    if kind == "examples":
+        picked = [pool[i] for i in positions.tolist()]
+    else:
+        picked = [take(v, positions, P, False) for v in pool]
+    if hasattr(pool, "_fields"):  # a named tuple takes its fields as arguments
+        return type(pool)(*picked)
+    return type(pool)(picked)
 
 
 def data_device(data: Any) -> torch.device:

@@ -27,27 +27,13 @@ from torch.utils.data import Sampler
 from iwlab.functional.checks import check_int, check_seed
 from iwlab.functional.sampling import draw
 from iwlab.sampling.checks import and_more, first_entries, state_int
+from iwlab.sampling.collectives import ranks_differing, stream_seed
 
-__all__ = ["DistributedWeightedSampler", "all_gather_pairs", "ranks_refusing", "stream_seed"]
+__all__ = ["DistributedWeightedSampler"]
 
 _METHOD = "distributed_weighted"
 MAX_SAMPLES = 2**40
 _STATE_KEYS = ("seed", "epoch", "num_replicas", "rank", "n", "replacement", "num_samples", "consumed")
-
-
-def stream_seed(*parts: int) -> int:
-    """A seed in [0, 2**63) that depends on ``parts`` only (e.g. seed, epoch; or seed, rank, epoch).
-
-    The same in every process (blake2b; Python's ``hash`` is salted per process for strings), and well
-    mixed: ``DistributedSampler``'s ``seed + epoch`` makes seed 0 at epoch 1 repeat seed 1 at epoch 0.
-
-    Example:
-        >>> stream_seed(0, 1) != stream_seed(1, 0)
-        True
-    """
-    text = "iwlab.stream:" + ":".join(str(int(p)) for p in parts)
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 def _check_weights(weights: object) -> Tensor:
@@ -125,7 +111,9 @@ class DistributedWeightedSampler(Sampler[int]):
     ``num_samples`` by up to ``num_replicas - 1`` extra draws (never repeats of drawn indices).
 
     Call ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``), or every epoch
-    repeats the same indices. The weights must be the same on every rank: nothing checks it.
+    repeats the same indices. The weights, ``seed``, ``num_samples`` and ``replacement`` must be the same on
+    every rank, or the shards overlap and miss examples silently: :meth:`check_same_on_ranks` checks it (a
+    collective, so the constructor does not call it: a sampler built on some ranks only must not block).
 
     Resuming mid-epoch: ``state_dict(consumed=...)`` on each rank, then ``load_state_dict`` on a new
     sampler of the same rank: its next iterator yields the rest of that epoch's shard; a
@@ -193,7 +181,6 @@ class DistributedWeightedSampler(Sampler[int]):
         if num_replicas is None:
             num_replicas = dist.get_world_size() if initialized else 1
         num_replicas = check_int(num_replicas, "num_replicas", minimum=1)
-        from_group = initialized and rank is None and num_replicas == dist.get_world_size()
         if rank is None:
             rank = dist.get_rank() if initialized else 0
         rank = check_int(rank, "rank")
@@ -210,15 +197,6 @@ class DistributedWeightedSampler(Sampler[int]):
             )
         self.weights = w
         self._digest = hashlib.blake2b(w.numpy().tobytes(), digest_size=16).hexdigest()
-        if from_group and num_replicas > 1:
-            # every rank must draw from the same weights, or the shards overlap and miss examples silently
-            # (unseeded random weights did); a collective, as every rank builds its sampler at the same point
-            differ = _ranks_differing(int(self._digest[:15], 16))
-            if differ:
-                raise ValueError(
-                    f"weights differ between ranks (rank(s) {differ} differ from rank 0): every rank must pass "
-                    "the same weights, or the shards overlap"
-                )
         self.n = n
         self.num_samples = num_samples
         self.replacement = replacement
@@ -283,6 +261,32 @@ class DistributedWeightedSampler(Sampler[int]):
         if epoch != self.epoch:
             self._offset = self._position = 0
         self.epoch = epoch
+
+    def check_same_on_ranks(self) -> None:
+        """Check that every rank built this sampler alike: the same weights, seed, size and replacement.
+
+        A collective over the process group: call it on every rank (after the samplers are built, e.g.
+        right before training); with one rank it does nothing. Unseeded random weights, or
+        ``seed=rank``, would otherwise give shards that overlap and miss examples, silently.
+
+        Raises:
+            RuntimeError: no initialized process group, or its size is not ``num_replicas``.
+            ValueError: a rank differs from rank 0 (named, with what differs).
+        """
+        if self.num_replicas == 1:
+            return  # one rank: nothing to compare
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() != self.num_replicas:
+            raise RuntimeError("check_same_on_ranks needs a process group of num_replicas ranks")
+        fields = {"weights": self._digest, "seed": self.seed, "num_samples": self.num_samples}
+        fields["replacement"] = self.replacement
+        for name, value in fields.items():
+            key = int(hashlib.blake2b(repr(value).encode(), digest_size=8).hexdigest()[:15], 16)
+            differ = ranks_differing(key)
+            if differ:
+                raise ValueError(
+                    f"{name} differs between ranks (rank(s) {differ} differ from rank 0): every rank must build "
+                    "its DistributedWeightedSampler alike (weights equal in float64), or the shards overlap"
+                )
 
     def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
         """This rank's position: the configuration, the epoch and how many of its shard's indices are used.
@@ -393,47 +397,3 @@ class DistributedWeightedSampler(Sampler[int]):
             f"{type(self).__name__}(n={self.n}, num_samples={self.num_samples}, replacement={self.replacement}, "
             f"num_replicas={self.num_replicas}, rank={self.rank}, seed={self.seed})"
         )
-
-
-def all_gather_pairs(indices: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
-    """Every rank's (indices, losses), concatenated in rank order; sizes may differ between ranks."""
-    world = dist.get_world_size()
-    dev = _collective_device()
-    loss = losses.detach().reshape(-1).to(dev, torch.float64)  # float64: no rank's loss is rounded on the way
-    n = torch.tensor([indices.numel()], device=dev)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    top = int(max(s.item() for s in sizes))
-    pad_i = torch.zeros(top, dtype=torch.long, device=dev)
-    pad_l = torch.zeros(top, dtype=torch.float64, device=dev)
-    pad_i[: indices.numel()] = indices.to(dev)
-    pad_l[: loss.numel()] = loss
-    got_i = [torch.empty_like(pad_i) for _ in range(world)]
-    got_l = [torch.empty_like(pad_l) for _ in range(world)]
-    dist.all_gather(got_i, pad_i)
-    dist.all_gather(got_l, pad_l)
-    keep = [int(s.item()) for s in sizes]
-    all_i = torch.cat([g[:k] for g, k in zip(got_i, keep, strict=True)]).cpu()
-    all_l = torch.cat([g[:k] for g, k in zip(got_l, keep, strict=True)]).cpu()
-    return all_i, all_l
-
-
-def _collective_device() -> torch.device:
-    # NCCL gathers CUDA tensors only; gloo (the CPU backend) CPU ones
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def ranks_refusing(refused: bool) -> list[int]:
-    """The ranks whose ``refused`` is True (a collective: every rank must call it, with its own flag)."""
-    flag = torch.tensor([int(refused)], device=_collective_device())
-    flags = [torch.zeros_like(flag) for _ in range(dist.get_world_size())]
-    dist.all_gather(flags, flag)
-    return [r for r, f in enumerate(flags) if int(f.item())]
-
-
-def _ranks_differing(value: int) -> list[int]:
-    """The ranks whose ``value`` (an int below 2**60) differs from rank 0's (a collective)."""
-    mine = torch.tensor([value], dtype=torch.long, device=_collective_device())
-    got = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(got, mine)
-    return [r for r, v in enumerate(got) if int(v.item()) != int(got[0].item())]

@@ -21,7 +21,7 @@ the defaults and 2 workers); with ``num_workers=0`` a batch is drawn when it is 
 ``benchmarks/bench_dataloader.py --staleness`` measures what it costs.
 
 Distributed: each rank draws its own batches (its stream is seeded from the sampler's seed, the rank
-and the epoch, by :func:`~iwlab.sampling.distributed.stream_seed`), and ``update`` all-gathers every
+and the epoch, by :func:`~iwlab.sampling.collectives.stream_seed`), and ``update`` all-gathers every
 rank's indices and losses before learning from them, so the loss histories, the predictor, the class
 statistics and the loss EMA are the same on every rank.
 
@@ -57,7 +57,7 @@ from iwlab.functional.checks import check_int
 from iwlab.sampling.base import ImportanceSampler
 from iwlab.sampling.batch import ImportanceCollate, WeightedDataset, WeightedIndex
 from iwlab.sampling.checks import check_indices, state_int
-from iwlab.sampling.distributed import all_gather_pairs, ranks_refusing, stream_seed
+from iwlab.sampling.collectives import all_gather_pairs, ranks_refusing, stream_seed
 
 __all__ = ["ImportanceBatchSampler"]
 
@@ -99,7 +99,8 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         rank, num_replicas: this process's rank and the world size; default torch.distributed's when
             initialized, else 0 and 1.
         sync: all-gather every rank's indices and losses in :meth:`update` so the sampler's learned state
-            is identical on every rank; default True when ``num_replicas > 1``. Without it each rank
+            is identical on every rank; default True under an initialized process group of more than one
+            rank whose rank and size these are. Without it each rank
             learns from its own batches only (a rank's histories see 1/world of the updates, so its
             predictions are staler and its class means noisier). ``sync=True`` needs an initialized
             process group.
@@ -150,11 +151,21 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         grouped = dist.is_available() and dist.is_initialized()
         if sync and not grouped:
             raise ValueError("sync=True needs an initialized torch.distributed process group (init_process_group)")
+        if sync and (world, rank) != (dist.get_world_size(), dist.get_rank()):
+            # the gather spans the whole group: another world would learn from ranks it does not know of
+            raise ValueError(
+                f"sync=True gathers over the process group (rank {dist.get_rank()} of {dist.get_world_size()}), but "
+                f"this batch sampler is rank {rank} of {world}; pass sync=False or the group's rank and world size"
+            )
         self.sampler = sampler
         self.num_batches = num_batches
         self.rank = rank
         self.num_replicas = world
-        self.sync = (grouped and world > 1) if sync is None else sync
+        self.sync = (
+            (grouped and world > 1 and (world, rank) == (dist.get_world_size(), dist.get_rank()))
+            if sync is None
+            else sync
+        )
         self.pending_: deque[list[WeightedIndex]] = deque()
         self._iterators = 0  # iterators started; only the newest may draw
         self._begin(0)
@@ -174,6 +185,7 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         if epoch != self.epoch_:
+            self._iterators += 1  # a live iterator of the old epoch must not draw on
             self._begin(epoch)
 
     def __iter__(self) -> Iterator[list[WeightedIndex]]:
@@ -204,8 +216,8 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         # two live iterators would each replay the pending batches and interleave their draws
         if me != self._iterators:
             raise RuntimeError(
-                "a newer iterator over this ImportanceBatchSampler was started; iterate one DataLoader at a time "
-                "(the newer one carries on from the batches not yet updated)"
+                "this iterator over an ImportanceBatchSampler is stale: a newer one was started, or set_epoch or "
+                "load_state_dict changed the stream; iterate one DataLoader at a time, started after those calls"
             )
 
     def __repr__(self) -> str:
@@ -233,14 +245,15 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
                 or (``sync``) another rank's update was refused. Nothing changes then; a batch whose
                 losses cannot be learned (an overflowed step) is retired with :meth:`skip`.
         """
+        sync = self.sync and self.sampler.learns  # uniform learns nothing: no state to share
         try:
             idx, loss = self._check_update(indices, losses)
             refusal: Exception | None = None
-        except (TypeError, ValueError) as e:
-            if not self.sync:
+        except Exception as e:  # any failure (a sparse or meta tensor too) must reach the other ranks
+            if not sync:
                 raise
             refusal = e
-        if self.sync:
+        if sync:
             refused = ranks_refusing(refusal is not None)  # a collective: every rank gets here
             if refusal is not None:
                 raise refusal
@@ -341,6 +354,7 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
         self.sampler.load_state_dict(state["sampler"])  # checks its own fields before changing anything
         self.epoch_, self.drawn_ = epoch, drawn
         self.pending_ = deque(batches)
+        self._iterators += 1  # a live iterator would carry on from the old state
 
     def _checked_batch(self, batch: object, j: int) -> list[WeightedIndex]:
         """A checkpoint's pending batch ``j`` as B entries the sampler could have drawn, or ValueError."""
@@ -355,8 +369,9 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
             i, w, p = e
             # a bool or float index would be read as another example (True -> 1, 1.7 -> 1)
             ok_i = isinstance(i, int | np.integer) and not isinstance(i, bool) and 0 <= i < self.sampler.n
-            ok_w = isinstance(w, float | int) and not isinstance(w, bool) and 0 < w <= _F32_MAX
-            ok_p = isinstance(p, float | int) and not isinstance(p, bool) and 0 < p <= 1
+            real = (float, int, np.floating, np.integer)
+            ok_w = isinstance(w, real) and not isinstance(w, bool) and 0 < w <= _F32_MAX
+            ok_p = isinstance(p, real) and not isinstance(p, bool) and 0 < p <= 1
             if not (ok_i and ok_w and ok_p):
                 raise ValueError(
                     f"{where} has entry {tuple(e)!r}: the index must be an integer in [0, {self.sampler.n}), "
