@@ -62,8 +62,13 @@ def test_trains_50_steps_with_two_workers_and_weights_reach_loss_and_update(kind
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     seen = []
     steps = 0
+    # the DataLoader spelled out for the map-style dataset (what bs.loader builds for the tensor one)
+    if kind == "list":
+        loader = DataLoader(WeightedDataset(ds), batch_sampler=bs, collate_fn=ImportanceCollate(), num_workers=2)
+    else:
+        loader = bs.loader(num_workers=2)
     for _ in range(2):  # 2 epochs of 25 batches
-        for b in bs.loader(num_workers=2):
+        for b in loader:
             x, y = b.data[0], b.data[1]
             if kind == "list":  # the item carries its own index: the batch's indices are the items'
                 assert torch.equal(b.data[2], b.indices)
@@ -410,3 +415,16 @@ def test_rehunt_load_state_dict_and_set_epoch_make_a_live_iterator_stale():
     bs.set_epoch(3)
     with pytest.raises(RuntimeError, match="stale"):
         next(it)
+
+
+def test_a_bare_dataset_behind_the_batch_sampler_fails_naming_the_wrapper():
+    # the weighted entries are neither ints nor tuples: a dataset that is not wrapped cannot be indexed by them
+    bs = ImportanceBatchSampler(UniformSampler(_tensor_set(), batch_size=4), num_batches=2)
+    with pytest.raises(IndexError, match="got WeightedIndex"):
+        next(iter(DataLoader(_tensor_set(), batch_sampler=bs)))
+    with pytest.raises(TypeError, match="wrap the dataset in iwlab.sampling.WeightedDataset"):
+        next(iter(DataLoader(list(range(N)), batch_sampler=bs)))
+    import pickle
+
+    e = WeightedIndex(3, 0.5, 0.25)
+    assert pickle.loads(pickle.dumps(e)) == e and tuple(e) == (3, 0.5, 0.25)

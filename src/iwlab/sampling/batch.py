@@ -17,9 +17,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -268,12 +268,44 @@ def data_device(data: Any) -> torch.device:
     return torch.device("cpu")
 
 
-class WeightedIndex(NamedTuple):
-    """One drawn example, as :class:`ImportanceBatchSampler` yields it: its index, weight and probability."""
+class WeightedIndex:
+    """One drawn example, as :class:`~iwlab.sampling.loader.ImportanceBatchSampler` yields it.
 
-    index: int
-    weight: float
-    prob: float
+    Its dataset ``index``, ``weight`` and ``prob`` (iterable as that triple). It is deliberately not an
+    integer nor a tuple: a dataset that is not wrapped in :class:`WeightedDataset` cannot be indexed by
+    it (torch names it in its IndexError, a list raises the hint below), so an item can never reach the
+    loop without its weight.
+
+    Example:
+        >>> tuple(WeightedIndex(3, 0.5, 0.25))
+        (3, 0.5, 0.25)
+    """
+
+    __slots__ = ("index", "weight", "prob")
+
+    def __init__(self, index: int, weight: float, prob: float) -> None:
+        self.index, self.weight, self.prob = index, weight, prob
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.index, self.weight, self.prob))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WeightedIndex) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"WeightedIndex(index={self.index}, weight={self.weight}, prob={self.prob})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled to the DataLoader's workers
+        return (WeightedIndex, (self.index, self.weight, self.prob))
+
+    def __index__(self) -> int:
+        raise TypeError(
+            "a WeightedIndex is not a plain dataset index: wrap the dataset in iwlab.sampling.WeightedDataset "
+            "(ImportanceBatchSampler.loader() does)"
+        )
 
 
 @dataclass
