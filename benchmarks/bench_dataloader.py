@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from iwlab.experiments import make_config
+from iwlab.models import MLP
 from iwlab.provenance import provenance
 from iwlab.sampling import ApproxSampler, ImportanceBatchSampler, IndexedDataset, OracleSampler
 
@@ -139,15 +140,6 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     return {"speed": rows}
 
 
-class MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 def staleness(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average {_load()}")
     if args.fixture or args.steps < 100:
@@ -166,7 +158,8 @@ def staleness(args: argparse.Namespace) -> dict[str, Any]:
         errs, losses = [], []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            model = MLP()
+            # the package's MLP (784-256-10), initialized from the seed, behind a flatten of the images
+            model = nn.Sequential(nn.Flatten(), MLP(784, (256,), 10, generator=torch.Generator().manual_seed(seed)))
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             bs = ImportanceBatchSampler(
                 ApproxSampler(ds, batch_size=B, presample=PRESAMPLE, seed=seed), num_batches=args.steps

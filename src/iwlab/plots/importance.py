@@ -32,7 +32,14 @@ import pandas as pd
 
 from iwlab.plots import style as S
 from iwlab.plots.importance_extra import loss_std_ratio, lr_search_figure, metric_moving_average
-from iwlab.plots.importance_style import dropped_note, method_handles, method_specs, method_styles, panel
+from iwlab.plots.importance_style import (
+    dropped_note,
+    mean_and_range,
+    method_handles,
+    method_specs,
+    method_styles,
+    panel,
+)
 from iwlab.store import Store
 
 __all__ = ["figures", "loss_vs_gradnorm", "metric_curves", "metric_vs_time", "sorted_losses", "train_loss_curves"]
@@ -166,13 +173,7 @@ def metric_curves(df: pd.DataFrame, cfg: Any, metric: str, path: Path, fmt: str 
         if d.empty:
             continue
         dropped += int((d["mean"] <= 0).sum())
-        ok = d["mean"] > 0
-        ax.plot(d.epoch[ok], d["mean"][ok] * scale, marker="o", ms=3, **styles[m])
-        many = ok & (d["count"] >= 2) & (d["max"] > 0)
-        if many.any():
-            ax.fill_between(
-                d.epoch[many], d["min"][many] * scale, d["max"][many] * scale, color=styles[m]["color"], alpha=0.1, lw=0
-            )
+        mean_and_range(ax, d, styles[m], ok=d["mean"] > 0, band_ok=d["max"] > 0, scale=scale)
     what = "test error (%)" if scale > 1 else metric
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=what)
     S.log_axis(ax, "y")

@@ -29,7 +29,7 @@ import pandas as pd
 from iwlab.experiments.importance_sampling_common import PAPER_LR_GRID, lr_text
 from iwlab.experiments.importance_sampling_lr import best_lr, lr_table
 from iwlab.plots import style as S
-from iwlab.plots.importance_style import dropped_note, method_handles, method_specs, method_styles
+from iwlab.plots.importance_style import dropped_note, mean_and_range, method_handles, method_specs, method_styles
 
 __all__ = ["loss_std_ratio", "lr_search_figure", "metric_moving_average"]
 
@@ -88,10 +88,7 @@ def metric_moving_average(
         # each seed's own trailing mean over its epochs, then the spread of those over seeds
         ma = d.groupby("seed").value.transform(lambda v: v.rolling(window, min_periods=1).mean())
         g = d.assign(ma=ma * scale).groupby("epoch").ma.agg(["mean", "min", "max", "count"]).reset_index()
-        ax.plot(g.epoch, g["mean"], marker="o", ms=3, **st)
-        many = g["count"] >= 2
-        if many.any():
-            ax.fill_between(g.epoch[many], g["min"][many], g["max"][many], color=st["color"], alpha=0.1, lw=0)
+        mean_and_range(ax, g, st)
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel=f"{what}, {window}-epoch moving average")
     S.integer_ticks(ax, "x")
     ax.set_title(f"{cfg.DATASET}: {what} of the importance-sampling schemes, moving average (cf. Fig. 2b)", fontsize=9)
@@ -168,10 +165,7 @@ def loss_std_ratio(
         g = d.assign(r=r).groupby("epoch").r.agg(["mean", "min", "max", "count"]).reset_index()
         ok = np.isfinite(g["mean"]) & (g["mean"] > 0)
         dropped += int((~ok).sum())
-        ax.plot(g.epoch[ok], g["mean"][ok], marker="o", ms=3, **st)
-        many = ok & (g["count"] >= 2) & (g["min"] > 0) & np.isfinite(g["max"])
-        if many.any():
-            ax.fill_between(g.epoch[many], g["min"][many], g["max"][many], color=st["color"], alpha=0.1, lw=0)
+        mean_and_range(ax, g, st, ok=ok, band_ok=(g["min"] > 0) & np.isfinite(g["max"]))
     ax.set(xlabel=f"epoch ({cfg.steps_per_epoch} minibatches)", ylabel="within-epoch loss std / uniform's")
     S.log_axis(ax, "y")
     S.integer_ticks(ax, "x")

@@ -66,3 +66,23 @@ def method_handles(styles: dict[str, dict[str, Any]], band: str | None = None, m
 
 def dropped_note(n: int, what: str) -> str:
     return f" {n} {what} <= 0 cannot be drawn on the log axis and are left out." if n else ""
+
+
+def mean_and_range(
+    ax: Any, g: pd.DataFrame, style: dict[str, Any], ok: Any = True, band_ok: Any = True, scale: float = 1.0
+) -> None:
+    """One method's curve: the mean over seeds as a line, and the seeds' min-max as a band where >= 2 seeds ran.
+
+    Args:
+        g: one row per epoch with columns ``epoch``, ``mean``, ``min``, ``max``, ``count`` (seeds).
+        style: the method's line style (:func:`method_styles`).
+        ok: rows to draw (e.g. positive means on a log axis); band_ok: further rows allowed a band.
+        scale: multiplies every value (100 for percent).
+    """
+    ok = pd.Series(ok, index=g.index) if not isinstance(ok, pd.Series) else ok
+    ax.plot(g.epoch[ok], g["mean"][ok] * scale, marker="o", ms=3, **style)
+    many = ok & (g["count"] >= 2) & band_ok
+    if many.any():
+        ax.fill_between(
+            g.epoch[many], g["min"][many] * scale, g["max"][many] * scale, color=style["color"], alpha=0.1, lw=0
+        )

@@ -386,7 +386,10 @@ class ImportanceSampler(SamplerState):
             ValueError: sizes that differ, an index outside ``[0, n)``, or a loss that is NaN,
                 infinite, negative or beyond float32 (each named with its dataset index).
         """
-        idx, loss = self._check_update(indices, losses)
+        self._record(*self._check_update(indices, losses))
+
+    def _record(self, idx: Tensor, loss: Tensor) -> None:
+        """Learn from checked (B,) CPU int64 indices and float32 losses (:meth:`_check_update`'s output)."""
         if idx.numel() == 0:
             return  # no observation: in particular no EMA step toward the NaN mean of nothing
         self._observe(idx, loss)  # may still refuse (approx), before the EMA below changes

@@ -60,10 +60,6 @@ def _same_mapping(like: Mapping, items: dict[Any, Any]) -> Mapping:
         return items
 
 
-def astuple_shallow(batch: SampledBatch) -> tuple[Any, ...]:
-    return (batch.indices, batch.weights, batch.probs, batch.data)
-
-
 @dataclass
 class SampledBatch:
     """One drawn minibatch.
@@ -83,12 +79,15 @@ class SampledBatch:
 
     def pin_memory(self) -> SampledBatch:
         """A copy with every tensor in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
-        return SampledBatch(*(_map_tensors(lambda t: t.pin_memory(), v) for v in astuple_shallow(self)))
+        return self._map(lambda t: t.pin_memory())
 
     def to(self, device: str | torch.device, *, non_blocking: bool = False) -> SampledBatch:
         """A copy with every tensor on ``device`` (``indices`` and ``probs`` too)."""
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return SampledBatch(*(_map_tensors(move, v) for v in astuple_shallow(self)))
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> SampledBatch:
+        parts = (self.indices, self.weights, self.probs, self.data)
+        return SampledBatch(*(_map_tensors(fn, v) for v in parts))
 
 
 def fetch(dataset: Dataset, indices: Tensor) -> tuple[Any, ...]:

@@ -260,9 +260,10 @@ class ImportanceBatchSampler(Sampler[list[WeightedIndex]]):
             if refused:
                 raise ValueError(f"rank(s) {refused} refused their update; nothing changed on any rank")
             all_idx, all_losses = all_gather_pairs(idx, loss)
-            self.sampler.update(all_idx, all_losses)  # the same data on every rank: all accept or all refuse
-        else:
-            self.sampler.update(idx, loss)
+            # every rank checked its part before the gather: the same data everywhere, so all accept or all refuse
+            self.sampler._record(all_idx, all_losses.float())
+        elif self.sampler.learns:
+            self.sampler._record(idx, loss)  # checked above: not read and checked twice
         self.pending_.popleft()
 
     def _check_update(self, indices: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
