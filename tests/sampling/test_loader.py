@@ -428,3 +428,20 @@ def test_a_bare_dataset_behind_the_batch_sampler_fails_naming_the_wrapper():
 
     e = WeightedIndex(3, 0.5, 0.25)
     assert pickle.loads(pickle.dumps(e)) == e and tuple(e) == (3, 0.5, 0.25)
+
+
+def test_bad_inputs_of_the_small_public_helpers():
+    from iwlab.sampling import DistributedWeightedSampler
+
+    s = UniformSampler(_tensor_set(), batch_size=4)
+    order = s.order_.clone()
+    with pytest.raises(ValueError, match="seed"):
+        s.reseed(-1)  # torch would wrap -1 to 2**64 - 1 silently
+    assert torch.equal(s.order_, order)  # refused: the stream is unchanged
+    with pytest.raises(RuntimeError, match="needs a process group of num_replicas ranks"):
+        DistributedWeightedSampler([1.0, 2.0], num_replicas=2, rank=0).check_same_on_ranks()
+    DistributedWeightedSampler([1.0, 2.0]).check_same_on_ranks()  # one rank: nothing to compare
+    with pytest.raises(IndexError):
+        IndexedDataset(_tensor_set())[N]  # the wrapped dataset's own error, not a wrong item
+    with pytest.raises(TypeError, match="tensor or array"):
+        pool_length({"text": ["a", "b"]})
