@@ -20,11 +20,19 @@ import torch.nn.functional as F
 from iwlab.config import ConfigError
 from iwlab.experiments import ALIASES, EXPERIMENTS, get_experiment, make_config
 from iwlab.functional import (
+    binary_focal_loss,
+    focal_loss,
     weighted_binary_cross_entropy,
     weighted_cross_entropy,
     weighted_multilabel_binary_cross_entropy,
 )
-from iwlab.losses import WeightedBCEWithLogitsLoss, WeightedCrossEntropyLoss, WeightedMultiLabelBCEWithLogitsLoss
+from iwlab.losses import (
+    BinaryFocalLoss,
+    FocalLoss,
+    WeightedBCEWithLogitsLoss,
+    WeightedCrossEntropyLoss,
+    WeightedMultiLabelBCEWithLogitsLoss,
+)
 
 B, C, L = 6, 3, 5
 
@@ -107,6 +115,22 @@ def _plain_multilabel(logits, target, reduction):
     return out if reduction == "none" else out.sum((-2, -1)) if reduction == "sum" else out.mean((-2, -1))
 
 
+def _reduce(out, reduction):
+    return out if reduction == "none" else out.sum(-1) if reduction == "sum" else out.mean(-1)
+
+
+def _plain_focal(logits, target, reduction, gamma=2.0):
+    # Lin et al. (2017, eq. 4) on probabilities, in float64: -(1 - p_t)^gamma log p_t
+    p_t = logits.double().softmax(-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return _reduce(-((1 - p_t) ** gamma) * p_t.log(), reduction).to(logits.dtype)
+
+
+def _plain_binary_focal(logits, target, reduction, gamma=2.0):
+    p = logits.double().sigmoid()
+    p_t = torch.where(target == 1, p, 1 - p)
+    return _reduce(-((1 - p_t) ** gamma) * p_t.log(), reduction).to(logits.dtype)
+
+
 COMPONENTS = [
     Component("weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce),
     Component(
@@ -148,6 +172,23 @@ COMPONENTS = [
         class_weight_scales_loss=False,
         none_extra=(L,),
     ),
+    # focal losses (issues 14 and 15): gamma = 2 (the default), and a non-integer gamma
+    Component("focal_loss", _multiclass_inputs, _functional(focal_loss), _plain_focal),
+    Component(
+        "focal_loss[gamma=0.5]",
+        _multiclass_inputs,
+        _functional(focal_loss, gamma=0.5),
+        partial(_plain_focal, gamma=0.5),
+    ),
+    Component("binary_focal_loss", _binary_inputs, _functional(binary_focal_loss), _plain_binary_focal),
+    Component(
+        "binary_focal_loss[gamma=0.5]",
+        _binary_inputs,
+        _functional(binary_focal_loss, gamma=0.5),
+        partial(_plain_binary_focal, gamma=0.5),
+    ),
+    Component("FocalLoss", _multiclass_inputs, _module(partial(FocalLoss, 2.0)), _plain_focal),
+    Component("BinaryFocalLoss", _binary_inputs, _module(partial(BinaryFocalLoss, 2.0)), _plain_binary_focal),
 ]
 
 DEVICES = [

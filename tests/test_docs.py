@@ -121,10 +121,15 @@ def _library_calls(module: str) -> dict[str, set[str]]:
 
 
 def _test_file(module: str) -> str | None:
-    """``iwlab.a.b`` -> ``tests/a/test_b.py``; ``iwlab.a`` -> ``tests/test_a.py`` (when it exists)."""
+    """``iwlab.a.b`` -> ``tests/a/test_b.py``, else ``tests/test_a.py``; ``iwlab.a`` -> ``tests/test_a.py`` (when it
+    exists). The fallback covers a package whose modules share one test file (``iwlab.implicit_bias``)."""
     parts = module.split(".")[1:]
-    p = Path("tests", f"test_{parts[0]}.py") if len(parts) == 1 else Path("tests", parts[0], f"test_{parts[-1]}.py")
-    return p.as_posix() if (REPO / p).exists() else None
+    for p in ([Path("tests", parts[0], f"test_{parts[-1]}.py")] if len(parts) > 1 else []) + [
+        Path("tests", f"test_{parts[0]}.py")
+    ]:
+        if (REPO / p).exists():
+            return p.as_posix()
+    return None
 
 
 def _experiment_test(name: str) -> str:

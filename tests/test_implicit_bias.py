@@ -119,7 +119,7 @@ def test_free_emulation_without_polish(monkeypatch):
     X, y = random_separable(11, n=60)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     w, b = max_margin_separator(Xt, yt, bias="free")
-    monkeypatch.setattr(ib, "_polish_free", lambda *args: None)
+    monkeypatch.setattr(ib.svm, "_polish_free", lambda *args: None)
     w_em, b_em = ib.max_margin_separator(Xt, yt, bias="free")
     assert float(angle(w, w_em)) < 1e-5
     assert torch.allclose(w, w_em, rtol=1e-5, atol=1e-6)

@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "importance_sampling_cifar10": "iwlab.experiments.importance_sampling_cifar10",
     "importance_sampling_ptb": "iwlab.experiments.importance_sampling_ptb",
     "label_shift": "iwlab.experiments.label_shift",
+    "implicit_bias": "iwlab.experiments.implicit_bias",
 }
 
 # old name -> current name (the "is_" prefix read as a predicate: "is it MNIST?")

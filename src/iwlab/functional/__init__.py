@@ -18,3 +18,6 @@ from iwlab.functional.losses import weighted_cross_entropy as weighted_cross_ent
 from iwlab.functional.losses import (
     weighted_multilabel_binary_cross_entropy as weighted_multilabel_binary_cross_entropy,
 )
+from iwlab.functional.losses_focal import binary_focal_loss as binary_focal_loss
+from iwlab.functional.losses_focal import focal_loss as focal_loss
+from iwlab.functional.weighting import class_balanced_weights as class_balanced_weights

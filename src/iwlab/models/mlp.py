@@ -27,6 +27,10 @@ class MLP(nn.Module):
         out_dim: outputs (1 for a binary model with one logit, C for C classes).
         dropout: probability of zeroing a hidden unit in training (0 disables).
         generator: source of the initial parameters; ``None`` uses the global RNG.
+        bias: give every layer a bias. ``bias=False`` makes a bias-free ReLU network, which is
+            positively homogeneous of degree ``L = len(hidden) + 1`` in its parameters,
+            ``f(c theta; x) = c^L f(theta; x)`` (the networks of Lyu & Li 2020 and of Xu, Ye & Ruan
+            2021's deep-model results).
 
     Raises:
         ValueError: ``dropout`` outside ``[0, 1)``.
@@ -45,8 +49,11 @@ class MLP(nn.Module):
         out_dim: int = 1,
         dropout: float = 0.0,
         generator: torch.Generator | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_dim, self.hidden, self.out_dim, self.dropout = (
@@ -55,20 +62,21 @@ class MLP(nn.Module):
             out_dim,
             dropout,
         )
+        self.bias = bias
         dims = [in_dim, *hidden, out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.reset_parameters(generator)
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Draw weights then bias of each layer, in layer order, from ``generator``.
+        """Draw weights then bias (if any) of each layer, in layer order, from ``generator``.
 
         Example:
             >>> MLP(2, (), 1).reset_parameters(torch.Generator().manual_seed(1))
         """
         for layer in self.layers:
             bound = 1.0 / math.sqrt(layer.in_features)
-            for p in (layer.weight, layer.bias):
+            for p in (layer.weight, layer.bias) if layer.bias is not None else (layer.weight,):
                 p.copy_(torch.rand(p.shape, generator=generator) * (2 * bound) - bound)
 
     def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:

@@ -34,6 +34,7 @@ FIGURES: dict[str, str] = {
     "importance_sampling_cifar10": "iwlab.plots.importance:figures",
     "importance_sampling_ptb": "iwlab.plots.importance:figures",
     "label_shift": "iwlab.plots.label_shift:figures",
+    "implicit_bias": "iwlab.plots.implicit_bias:figures",
 }
 
 FigureFn = Callable[..., list[Path]]

@@ -60,6 +60,7 @@ from iwlab.train.ensemble_views import EnsembleViews
 from iwlab.train.fit import Clock, FitState, global_rng_state, set_global_rng_state
 from iwlab.train.fit import fit as fit_loop
 from iwlab.train.inputs import as_data, check_settings, check_shapes, class_indices, data_record, example_weights, rates
+from iwlab.train.member_losses import Reweight, logit_grads_fn
 from iwlab.train.members import History, Member, ensemble_rng_seed
 from iwlab.train.optim import adam_update, init_state, sgd_update
 from iwlab.train.schedule import log_epochs
@@ -96,12 +97,20 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
     Args:
         model_fn: builds one initialised model from a generator (e.g. ``lambda g: MLP(..., generator=g)``).
         members: one :class:`Member` per model.
-        batch_size: minibatch size B (the last batch of an epoch may be smaller).
+        batch_size: minibatch size B (the last batch of an epoch may be smaller); None: full-batch gradient
+            descent (no shuffling, every step on all N examples).
+        steps_per_epoch: full-batch steps per epoch (``batch_size=None`` only), so that the one loop's
+            per-epoch work (evaluation, checkpoints, progress) is paid once per many steps: for the
+            implicit-bias experiments, which run 10**6 steps of gradient descent on small data.
         optimizer: ``"sgd"`` or ``"adam"``; ``momentum`` and ``betas``/``eps`` configure them.
         normalization: ``"batch_size"`` (IW-ERM, default) or ``"weight_sum"``.
         device: ``"cpu"`` or ``"cuda"``.
         backend: ``"auto"`` (stacked for MLPs, func otherwise), ``"stacked"`` or ``"func"``.
         compile: run the stacked step under ``torch.compile`` (faster after a one-off compile).
+        reweight: learned example weights ``fn(logits (M, B, out), y (M, B), x (M, B, in), params) -> (M, B)``,
+            multiplied into every step's weights (stacked backend; see :mod:`iwlab.train.member_losses`).
+
+    Each member trains on its own ``Member.loss`` (stacked backend; the func backend takes ``"ce"``).
 
     Attributes:
         params: stacked parameters (a list for the stacked backend, ``{name: (M, ...)}`` for func).
@@ -128,7 +137,7 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         model_fn: ModelFn,
         members: Sequence[Member],
         *,
-        batch_size: int,
+        batch_size: int | None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         momentum: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -137,10 +146,23 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         device: str | torch.device = "cpu",
         backend: Literal["auto", "stacked", "func"] = "auto",
         compile: bool = False,
+        steps_per_epoch: int = 1,
+        reweight: Reweight | None = None,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
+        if batch_size is not None and steps_per_epoch != 1:
+            raise ValueError(
+                "steps_per_epoch is for full-batch gradient descent (batch_size=None); a minibatch epoch is one pass"
+            )
+        if reweight is not None and not callable(reweight):
+            raise TypeError(
+                f"reweight must be a callable fn(logits, y, x, params) -> (M, B) weights or None, got {reweight!r}"
+            )
+        self.reweight = reweight
         momentum, betas, eps = check_settings(optimizer, momentum, betas, eps, normalization, backend)
         self.members = list(members)
         self.batch_size = batch_size
@@ -160,8 +182,19 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             raise ValueError("the stacked backend takes iwlab.models.MLP models only; use backend='func'")
         self.backend = backend
         self.dropout = float(getattr(self.template, "dropout", 0.0)) if backend == "stacked" else 0.0
+        if batch_size is None and (self.dropout or backend != "stacked"):
+            raise ValueError(
+                "full-batch gradient descent (batch_size=None) takes MLPs without dropout (stacked backend)"
+            )
         self.out_dim = output_size(self.template)
         self.binary = self.out_dim == 1
+        self.bias = bool(getattr(self.template, "bias", True)) if backend == "stacked" else True
+        if backend == "stacked":
+            self._logit_grads = logit_grads_fn(self.members, self.binary, reweight)
+        else:
+            self._logit_grads = None
+            if reweight is not None or any(m.loss != "ce" for m in self.members):
+                raise ValueError("per-member losses other than 'ce' and reweight need the stacked backend (MLPs)")
         self.buffers: dict[str, Tensor] = {}
         if backend == "stacked":
             self.params: list[Tensor] | dict[str, Tensor] = stack_mlps(modules, self.device)
@@ -312,7 +345,7 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             sample_weight,
             2 if self.binary else self.out_dim,
             self.normalization,
-            self.batch_size,
+            self.batch_size or y_cpu.shape[-1],
         )
         data = data_record(x, y_cpu, y_dtype, sw, per_member)
         if self.epoch > 0 and self._data_spec is not None:  # a second fit continues this one: same data
@@ -348,6 +381,10 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         d = self._epoch_data
         assert d is not None, "train_epoch runs inside fit()"
         clock.start()
+        if self.batch_size is None:
+            self._full_batch_epoch(d)
+            clock.stop("training")
+            return
         x, per_member = d.x, d.per_member
         n, bsz = d.y.shape[-1], self.batch_size
         rows = torch.arange(self.M, device=self.device).unsqueeze(1)  # (M, 1) for per-member gathers
@@ -397,7 +434,7 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
         mk = None
         if stacked_masks is not None:
             mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
-        grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary)
+        grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
         with torch.no_grad():
             if self._decay is not None:
                 torch._foreach_mul_(self.params, [self._decay.view(-1, *([1] * (p.dim() - 1))) for p in self.params])
@@ -410,7 +447,7 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
             mk = None
             if stacked_masks is not None:
                 mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
-            grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary)
+            grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
         else:
             if self._func_step is None:
                 self._func_step = func_backend.grads_fn(self.template, self.binary)
@@ -422,6 +459,29 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
                 sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.momentum)
             else:
                 adam_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.betas, self.eps)
+
+    def _full_batch_epoch(self, d: _EpochData) -> None:
+        """``steps_per_epoch`` steps of full-batch gradient descent: no shuffling, every step on all N examples."""
+        n = d.y.shape[-1]
+        x = d.x if d.per_member else d.x.unsqueeze(0).expand(self.M, *d.x.shape)  # (M, N, in)
+        y = d.y if d.per_member else d.y.unsqueeze(0).expand(self.M, n)  # (M, N)
+        decay = 1.0 - self.lr * self.weight_decay  # (M,)
+        self._decay = decay if bool((self.weight_decay > 0).any()) else None
+        w = d.w.to(self.lr.dtype)  # (M, N): float64 models step with float64 weights
+        if self.normalization == "batch_size":
+            gw = w / n  # (M, N)
+        else:
+            # as the minibatch path: any positive sum divides exactly, an all-zero member contributes 0
+            tiny = torch.finfo(w.dtype).smallest_normal * torch.finfo(w.dtype).eps
+            gw = w / w.sum(1, keepdim=True).clamp_min(tiny)
+        fast = self.optimizer == "sgd" and not self.momentum
+        if fast:
+            gw = gw * self.lr.unsqueeze(1)  # fold lr in, as the minibatch fast path does
+        for _ in range(self.steps_per_epoch):
+            if fast:
+                self._fast_sgd_step(x, y, gw, None, 0, 1.0)
+            else:
+                self._train_step(x, y, gw, None, 0, 1.0)
 
     def finite(self) -> Tensor:
         """``(M,)`` bool: which members' parameters are all finite."""

@@ -35,6 +35,8 @@ class EnsembleState:
                     "lr": float(m.lr),  # the configured lr: a diverged member's live lr is 0
                     "weight_decay": float(m.weight_decay),
                     "class_weight": None if m.class_weight is None else [float(c) for c in m.class_weight],
+                    # only when set, so records (and checkpoints) of cross-entropy members stay as they were
+                    **({"loss": m.loss, "loss_kwargs": dict(m.loss_kwargs)} if m.loss != "ce" else {}),
                 }
                 for m in self.members
             ],
@@ -45,6 +47,8 @@ class EnsembleState:
                 "eps": float(self.eps),
             },
             "batch_size": self.batch_size,
+            **({"steps_per_epoch": self.steps_per_epoch} if self.batch_size is None else {}),
+            **({"reweight": getattr(self.reweight, "__qualname__", repr(self.reweight))} if self.reweight else {}),
             "normalization": self.normalization,
             "backend": self.backend,
             "dropout": self.dropout,

@@ -83,11 +83,12 @@ class EnsembleViews:
         """
         if self.backend == "stacked":
             t = self.template
-            mod = MLP(t.in_dim, t.hidden, t.out_dim, t.dropout)
+            mod = MLP(t.in_dim, t.hidden, t.out_dim, t.dropout, bias=t.bias).to(self.params[0].dtype)
             with torch.no_grad():
                 for li, layer in enumerate(mod.layers):
                     layer.weight.copy_(self.params[2 * li][i].t())
-                    layer.bias.copy_(self.params[2 * li + 1][i])
+                    if layer.bias is not None:
+                        layer.bias.copy_(self.params[2 * li + 1][i])
             return mod
         raise NotImplementedError("member_module is available for the stacked backend; see member_state_dict")
 

@@ -17,6 +17,10 @@ class Member:
     ``torch.optim.SGD(weight_decay=...)``: the gradient gains ``weight_decay * p``. Keras' ``l2(lam)``
     penalty ``lam * ||p||^2`` (Byrd & Lipton's L2) equals ``weight_decay = 2 * lam``.
 
+    ``loss`` is the member's own loss (see :mod:`iwlab.train.member_losses`): ``"ce"`` (cross-entropy;
+    the logistic loss for a binary model), ``"exponential"`` (``exp(-s z)``, binary models) or
+    ``"focal"`` (``loss_kwargs={"gamma": ...}``); losses other than ``"ce"`` need the stacked backend.
+
     Example:
         >>> Member(seed=3, class_weight=(1.0, 1 / 256), lr=0.045, weight_decay=1e-3).weight_decay
         0.001
@@ -27,6 +31,8 @@ class Member:
     lr: float = 0.1
     weight_decay: float = 0.0
     labels: dict[str, Any] = field(default_factory=dict)
+    loss: str = "ce"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

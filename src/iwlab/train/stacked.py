@@ -1,11 +1,14 @@
 """The stacked backend's kernel: M MLPs as batched matmuls with a hand-written backward.
 
 Parameters are stacked on a leading model axis: weights ``(M, in, out)``, biases ``(M, out)``, in
-layer order. The backward is written out (no autograd), so one step costs a handful of batched kernels
-whatever M is; the tests compare it with autograd through M ordinary modules.
+layer order. A bias-free MLP (``MLP(bias=False)``) keeps the same layout with zero biases that never
+move (their gradient is 0), so one kernel serves both. The backward is written out (no autograd), so one
+step costs a handful of batched kernels whatever M is; the tests compare it with autograd through M ordinary modules.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +42,19 @@ def mlp_forward(
     return h, inputs, pre
 
 
+def ce_logit_grads(logits: Tensor, y: Tensor, gw: Tensor, binary: bool) -> Tensor:
+    """``d(sum_i gw_i CE_i) / d logits``, ``(M, B, out)``: ``sigmoid(z) - y`` (binary) or ``softmax - onehot``."""
+    if binary:
+        return ((torch.sigmoid(logits.squeeze(-1)) - y) * gw).unsqueeze(-1)  # (M, B, 1)
+    p = torch.softmax(logits, dim=-1)  # (M, B, C)
+    p = p - nn.functional.one_hot(y, p.shape[-1]).to(p.dtype)
+    return p * gw.unsqueeze(-1)
+
+
+#: ``fn(logits (M, B, out), y (M, B), gw (M, B), x (M, B, in), params) -> d loss / d logits (M, B, out)``.
+LogitGrads = Callable[[Tensor, Tensor, Tensor, Tensor, list[Tensor]], Tensor]
+
+
 def mlp_grads(
     params: list[Tensor],
     x: Tensor,
@@ -47,27 +63,29 @@ def mlp_grads(
     masks: list[Tensor] | None,
     inv_keep: float,
     binary: bool,
+    bias: bool = True,
+    logit_grads: LogitGrads | None = None,
 ) -> list[Tensor]:
-    """Gradients of ``sum_i gw_i * CE_i`` for every member, in the order of ``params``.
+    """Gradients of ``sum_i gw_i * l_i`` for every member, in the order of ``params``.
 
     Args:
         params, x, masks, inv_keep: as :func:`mlp_forward`.
         y: ``(M, B)`` labels: float 0/1 for a binary model (one logit), int64 class indices otherwise.
         gw: ``(M, B)`` per-example gradient weights, the loss normalization already applied.
         binary: one logit with the logistic loss, else softmax cross-entropy.
+        bias: False for a bias-free MLP: the (zero) biases get zero gradients.
+        logit_grads: the members' losses (see :mod:`iwlab.train.member_losses`); None: cross-entropy.
     """
     logits, inputs, pre = mlp_forward(params, x, masks, inv_keep)
-    if binary:
-        g = ((torch.sigmoid(logits.squeeze(-1)) - y) * gw).unsqueeze(-1)  # (M, B, 1)
+    if logit_grads is None:
+        g = ce_logit_grads(logits, y, gw, binary)
     else:
-        p = torch.softmax(logits, dim=-1)  # (M, B, C)
-        p = p - nn.functional.one_hot(y, p.shape[-1]).to(p.dtype)
-        g = p * gw.unsqueeze(-1)
+        g = logit_grads(logits, y, gw, x, params)
     n_layers = len(params) // 2
     grads: list[Tensor] = [torch.empty(0)] * len(params)
     for i in reversed(range(n_layers)):
         grads[2 * i] = torch.bmm(inputs[i].transpose(1, 2), g)  # (M, in, out)
-        grads[2 * i + 1] = g.sum(1)  # (M, out)
+        grads[2 * i + 1] = g.sum(1) if bias else torch.zeros_like(params[2 * i + 1])  # (M, out)
         if i > 0:
             g = torch.bmm(g, params[2 * i].transpose(1, 2))  # (M, B, in)
             if masks is not None:
@@ -81,6 +99,9 @@ def stack_mlps(modules: list[nn.Module], device: torch.device) -> list[Tensor]:
     out = []
     for li in range(len(modules[0].layers)):
         w = torch.stack([m.layers[li].weight.detach().t() for m in modules])  # (M, in, out)
-        b = torch.stack([m.layers[li].bias.detach() for m in modules])  # (M, out)
+        if modules[0].layers[li].bias is None:  # bias-free MLP: zero biases that never move
+            b = torch.zeros(len(modules), w.shape[-1], dtype=w.dtype)
+        else:
+            b = torch.stack([m.layers[li].bias.detach() for m in modules])  # (M, out)
         out += [w.contiguous().to(device), b.to(device)]
     return out

@@ -1,29 +1,20 @@
-"""Implicit-bias diagnostics (Soudry et al. 2018; Xu, Ye & Ruan 2021).
+"""Exact hard-margin linear SVMs (three bias conventions) and their dual coefficients.
 
-On linearly separable data, gradient descent on an exponential-tailed loss (logistic, exponential),
-with or without fixed positive importance weights, converges *in direction* to the hard-margin
-SVM; the weights only enter a bounded offset whose effect decays like ``1 / log t``. This module
-provides the reference quantities to measure that:
-
-* :func:`max_margin_separator` -- the exact hard-margin linear SVM (two bias conventions);
-* :func:`max_margin_direction` -- the homogeneous separator as one vector ``(w*, b*)``, the limit direction;
-* :func:`angle` -- angle between (batches of) vectors, accurate also for tiny angles;
-* :func:`normalized_margin` -- ``min_i s_i (w.x_i + b) / ||(w, b)||`` for (batches of) linear
-  models;
-* :func:`linear_direction` -- the vector ``(w, b)`` to compare with the ``"homogeneous"`` separator.
-
-Labels may be given in ``{0, 1}`` (``s_i = 2 y_i - 1``) or in ``{-1, +1}`` (``s_i = y_i``).
+:func:`max_margin_separator` and :func:`max_margin_direction` are moved unchanged from the former
+single-file ``iwlab.implicit_bias`` (bitwise the same numbers). New: the convention ``bias="none"``
+(no bias at all) and :func:`hard_margin_svm`, which also returns the dual coefficients ``alpha`` that
+the offset of gradient descent depends on (:func:`iwlab.implicit_bias.offset`).
 
 Example:
-    >>> import torch
-    >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0]]); y = torch.tensor([1, 0])
-    >>> w, b = max_margin_separator(X, y)  # homogeneous: min ||(w, b)||
-    >>> [round(v, 6) for v in w.tolist()], round(b, 6)
-    ([0.666667, -0.666667], -0.333333)
+    >>> X = torch.tensor([[1.0, 0.0], [0.0, 1.0]]); y = torch.tensor([1, 0])
+    >>> sol = hard_margin_svm(X, y)  # bias="none": min ||w|| s.t. s_i w.x_i >= 1
+    >>> sol.w.tolist(), sol.alpha.tolist(), sol.b
+    ([1.0, -1.0], [1.0, 1.0], 0.0)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -31,9 +22,9 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from iwlab.functional._scaling import mul_pow2
+from iwlab.implicit_bias.geometry import _signs, linear_direction
 
-__all__ = ["angle", "linear_direction", "max_margin_direction", "max_margin_separator", "normalized_margin"]
+__all__ = ["SVMSolution", "hard_margin_svm", "max_margin_direction", "max_margin_separator"]
 
 #: The constant feature of ``bias="free"`` is ``FREE_BIAS_SCALE * max|x_ij|`` (see
 #: :func:`max_margin_separator`).
@@ -45,20 +36,56 @@ FREE_BIAS_SCALE = 1e4
 #: results there are bitwise those of earlier versions.
 DATA_EXPONENT_RANGE = (-4, 4)
 
+#: Dual coefficients ``alpha_i <= SUPPORT_RTOL * max_j alpha_j`` count as zero (not a support vector).
+SUPPORT_RTOL = 1e-8
 
-def _signs(y: Tensor) -> Tensor:
-    """``s_i in {-1, +1}`` from labels in ``{0, 1}`` or ``{-1, +1}`` (int64)."""
-    y = torch.as_tensor(y)
-    if y.dtype.is_floating_point:
-        if not torch.equal(y, y.round()):
-            raise ValueError("labels must be in {0, 1} or {-1, +1}")
-    y = y.to(torch.int64)
-    values = set(torch.unique(y).tolist())
-    if values <= {0, 1}:
-        return 2 * y - 1
-    if values <= {-1, 1}:
-        return y
-    raise ValueError(f"labels must be in {{0, 1}} or {{-1, +1}}, got values {sorted(values)}")
+
+def _as_numpy(X: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 ``X (N, d)`` and signs ``s (N,)`` as numpy arrays."""
+    Xn = torch.as_tensor(X).detach().cpu().to(torch.float64).numpy()
+    if Xn.ndim != 2:
+        raise ValueError(f"X must have shape (N, d), got {tuple(Xn.shape)}")
+    s = _signs(torch.as_tensor(y).detach().cpu()).numpy().astype(np.float64)
+    if s.shape != (Xn.shape[0],):
+        raise ValueError(f"y must have shape ({Xn.shape[0]},), got {tuple(s.shape)}")
+    if Xn.shape[0] == 0:
+        raise ValueError("X is empty")
+    if not np.all(np.isfinite(Xn)):
+        raise ValueError("X has a NaN or infinite entry")
+    return Xn, s
+
+
+def _data_exponent(amax: float) -> int:
+    """``e`` with ``amax = m 2**e``, ``m`` in [0.5, 1); 0 when ``amax`` is 0 or inside :data:`DATA_EXPONENT_RANGE`."""
+    e = int(np.frexp(amax)[1])
+    if amax == 0 or DATA_EXPONENT_RANGE[0] <= e <= DATA_EXPONENT_RANGE[1]:
+        e = 0
+    return e
+
+
+def _ldp(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x = argmin ||x|| s.t. G x >= 1`` for ``G (N, D)``, scaled so ``min (G x) = 1``, and NNLS's ``u (N,)``.
+
+    Lawson & Hanson (1974), LDP via NNLS (see :func:`max_margin_separator`). ``u > 0`` marks the support.
+
+    Raises:
+        ValueError: no ``x`` with ``G x > 0`` exists (the data are not linearly separable).
+    """
+    n, D = G.shape
+    E = np.concatenate([G.T, np.ones((1, n))], axis=0)  # (D + 1, N)
+    f = np.zeros(D + 1)
+    f[-1] = 1.0
+    u, _ = nnls(E, f, maxiter=max(50 * n, 1000))
+    r = E @ u - f
+    # ||r||^2 = -r[-1] = 1 / (1 + ||x||^2): tiny residual <=> no (or a vanishing-margin) solution.
+    if not (-r[-1] > 1e-13):
+        raise ValueError("data are not linearly separable (no hard-margin separator exists)")
+    x = -r[:-1] / r[-1]
+    margins = G @ x
+    m = float(margins.min())
+    if not (m > 0.5 and np.all(np.isfinite(x))):
+        raise ValueError(f"data are not linearly separable (max-margin solve gave min margin {m:.3g})")
+    return x / m, u  # exact normalization min_i s_i (w.x_i + b) = 1
 
 
 def max_margin_separator(
@@ -129,22 +156,11 @@ def max_margin_separator(
     """
     if bias not in ("homogeneous", "free"):
         raise ValueError(f"bias must be 'homogeneous' or 'free', got {bias!r}")
-    Xn = torch.as_tensor(X).detach().cpu().to(torch.float64).numpy()
-    if Xn.ndim != 2:
-        raise ValueError(f"X must have shape (N, d), got {tuple(Xn.shape)}")
-    s = _signs(torch.as_tensor(y).detach().cpu()).numpy().astype(np.float64)
-    if s.shape != (Xn.shape[0],):
-        raise ValueError(f"y must have shape ({Xn.shape[0]},), got {tuple(s.shape)}")
-    if Xn.shape[0] == 0:
-        raise ValueError("X is empty")
-    if not np.all(np.isfinite(Xn)):
-        raise ValueError("X has a NaN or infinite entry")
+    Xn, s = _as_numpy(X, y)
     n, d = Xn.shape
 
     amax = float(np.abs(Xn).max()) if Xn.size else 0.0
-    e = int(np.frexp(amax)[1])  # amax = m 2**e, m in [0.5, 1)
-    if amax == 0 or DATA_EXPONENT_RANGE[0] <= e <= DATA_EXPONENT_RANGE[1]:
-        e = 0
+    e = _data_exponent(amax)  # amax = m 2**e, m in [0.5, 1)
     unit = np.ldexp(1.0, e)  # exact power of two: dividing by it only moves exponents
     Xn = Xn / unit  # (N, d), max |x| in [0.5, 1) when rescaled
     # In these units the problem is min ||w'||^2 + gamma b^2 s.t. s_i (w'.x'_i + b) >= 1, solved as
@@ -164,20 +180,7 @@ def max_margin_separator(
 
     Z = np.concatenate([Xn, np.full((n, 1), c)], axis=1)  # augmented inputs (N, d + 1)
     G = s[:, None] * Z  # constraints G x >= 1
-    E = np.concatenate([G.T, np.ones((1, n))], axis=0)  # (d + 2, N)
-    f = np.zeros(d + 2)
-    f[-1] = 1.0
-    u, _ = nnls(E, f, maxiter=max(50 * n, 1000))
-    r = E @ u - f
-    # ||r||^2 = -r[-1] = 1 / (1 + ||x||^2): tiny residual <=> no (or a vanishing-margin) solution.
-    if not (-r[-1] > 1e-13):
-        raise ValueError("data are not linearly separable (no hard-margin separator exists)")
-    x = -r[:-1] / r[-1]
-    margins = G @ x
-    m = float(margins.min())
-    if not (m > 0.5 and np.all(np.isfinite(x))):
-        raise ValueError(f"data are not linearly separable (max-margin solve gave min margin {m:.3g})")
-    x = x / m  # exact normalization min_i s_i (w.x_i + b) = 1
+    x, u = _ldp(G)
     w, b = x[:d], float(x[d] * c)
     if bias == "free" or e != 0:
         # (homogeneous data of unit scale keep the plain LDP answer, bitwise as before)
@@ -285,7 +288,7 @@ def _polish_free(
     else:
         return None
     w, b = w / m, b / m
-    if gamma == 0:
+    if gamma == 0 or gamma == np.inf:  # (inf: bias "none", b = 0)
         longer = np.linalg.norm(w) > np.linalg.norm(w_ref) * (1 + 1e-6)
     else:
         longer = w @ w + gamma * b * b > (w_ref @ w_ref + gamma * b_ref * b_ref) * (1 + 1e-6) ** 2
@@ -294,134 +297,137 @@ def _polish_free(
     return w, b
 
 
-def angle(u: Tensor, v: Tensor) -> Tensor:
-    """Angle in radians in ``[0, pi]`` between vectors along the last axis, broadcast over the rest.
+def _separator_none(Xn: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``w (d,)`` of ``min ||w|| s.t. s_i w.x_i >= 1`` (caller's scale; data ``c X`` give ``w / c`` exactly).
 
-    The angle of ``(w_t, b_t)`` to the max-margin direction falls like ``1 / log t`` (Soudry et al.
-    2018, Theorem 3; with importance weights Xu, Ye & Ruan 2021). Uses Kahan's (2006, "How Futile are
-    Mindless Assessments of Roundoff") ``2 atan2(||a - b||, ||a + b||)`` on the unit vectors
-    ``a = u/||u||`` and ``b = v/||v||``, which is accurate for tiny and near-``pi`` angles (unlike ``acos``, whose
-    error near 0 is ``sqrt(eps)``) and needs no clamping; identical directions give exactly 0.
-    Each vector is first scaled by the power of two that brings its largest ``|entry|`` into
-    ``[0.5, 1)`` (exact), so the angle is scale-invariant: the norm can neither overflow
-    (entries of 1e20 in float32) nor underflow (1e-40). A zero vector (or ``d = 0``) is treated as
-    having an arbitrary direction orthogonal to everything (``pi / 2``) rather than producing NaN.
+    The LDP with rows ``s_i x_i`` (no constant column) on the data divided by ``2**e``
+    (:func:`_data_exponent`), then the KKT polish with ``gamma = inf`` (``b = 0``; LDP answer if it fails).
+    """
+    unit = np.ldexp(1.0, _data_exponent(float(np.abs(Xn).max())))
+    Xs = Xn / unit  # (N, d), exact
+    w, u = _ldp(s[:, None] * Xs)
+    polished = _polish_free(Xs, s, u > 0, w, 0.0, np.inf)
+    if polished is not None:
+        w = polished[0]
+    return w / unit
+
+
+def _dual_coefficients(Xn: np.ndarray, s: np.ndarray, w: np.ndarray, b: float, bias: str) -> np.ndarray:
+    """Dual ``alpha (N,)`` of the SVM ``(w, b)`` (caller's scale) from the KKT equations; ValueError if unsolved.
+
+    On the active set ``A = {i: s_i (w.x_i + b) <= 1 + 1e-7}``, NNLS for ``alpha_A >= 0`` in
+    ``sum_A alpha_i s_i z_i = target``, ``(z_i, target)`` = ``(x_i, w)`` ("none"), ``((x_i, 1), (w, 0))``
+    ("free") or ``((x_i, 1), (w, b))`` ("homogeneous"); ``alpha = 0`` off ``A``. Solved on the data
+    divided by ``2**e`` (:func:`_data_exponent`; ``alpha' = 2**(2e) alpha``), the homogeneous bias row
+    weighted by ``min(1, 2**-e)`` (same solution, balanced rows).
+    """
+    unit = np.ldexp(1.0, _data_exponent(float(np.abs(Xn).max())))
+    Xs, ws = Xn / unit, w * unit  # w.x = ws.xs: margins unchanged
+    active = s * (Xs @ ws + b) <= 1 + 1e-7  # (N,)
+    n = len(s)
+    if bias == "none":
+        Z, target = Xs, ws
+    elif bias == "free":
+        Z, target = np.c_[Xs, np.ones(n)], np.r_[ws, 0.0]
+    else:  # rescaled: (ws, unit**2 b) = sum a s (xs, 1); the bias row times min(1, 1 / unit) balances the rows
+        omega = min(1.0, 1.0 / unit)
+        Z, target = np.c_[Xs, np.full(n, omega)], np.r_[ws, omega * unit * unit * b]
+    A = s[active, None] * Z[active]  # (|A|, D)
+    a, res = nnls(A.T, target, maxiter=max(50 * n, 1000))
+    if not res <= 1e-6 * np.linalg.norm(target):
+        raise ValueError(f"could not solve the SVM's KKT equations for alpha (relative residual {res:.3g})")
+    alpha = np.zeros(n)
+    alpha[active] = a / (unit * unit)
+    return alpha
+
+
+@dataclass(frozen=True, eq=False)
+class SVMSolution:
+    """A hard-margin linear SVM with its dual: the output of :func:`hard_margin_svm`.
+
+    Attributes:
+        w: weights ``(d,)`` float64.
+        b: bias, a float (``0.0`` for ``bias="none"``).
+        alpha: dual coefficients ``(N,)`` float64, ``>= 0``: ``w = sum_i alpha_i s_i x_i``, and
+            ``b = sum_i alpha_i s_i`` ("homogeneous") or ``sum_i alpha_i s_i = 0`` ("free").
+        support: ``(N,)`` bool, ``alpha_i > SUPPORT_RTOL * max_j alpha_j`` (``SUPPORT_RTOL = 1e-8``).
+        margins: ``(N,)`` float64, ``s_i (w.x_i + b)``: ``>= 1``, ``= 1`` on the support.
+        bias: ``"none"``, ``"homogeneous"`` or ``"free"``.
+    """
+
+    w: Tensor
+    b: float
+    alpha: Tensor
+    support: Tensor
+    margins: Tensor
+    bias: str
+
+    @property
+    def direction(self) -> Tensor:
+        """The limit direction of GD's parameters, float64: ``w`` ("none"), ``(w, b)`` ("homogeneous"), ``w`` ("free").
+
+        Soudry et al. 2018, Thm 3; Xu, Ye & Ruan 2021 [I in the notes, sec. 2]. For ``"free"`` this is
+        only the weight part of the textbook SVM: GD does **not** converge to the free-bias SVM (a
+        trained bias is an ordinary weight on a constant feature, so GD converges to the
+        ``"homogeneous"`` one).
+        """
+        return linear_direction(self.w, self.b) if self.bias == "homogeneous" else self.w
+
+
+def hard_margin_svm(
+    X: Tensor,
+    y: Tensor,
+    *,
+    bias: Literal["none", "homogeneous", "free"] = "none",
+) -> SVMSolution:
+    """Exact hard-margin linear SVM and its dual coefficients.
+
+    ``s_i = 2 y_i - 1`` for labels in ``{0, 1}`` (``s_i = y_i`` for ``{-1, +1}``). The primal problems:
+
+    * ``"none"``: ``min ||w||^2 s.t. s_i w.x_i >= 1`` (the LDP of :func:`max_margin_separator` without
+      the constant column, polished with ``b = 0``); the limit of GD without bias (Soudry et al. 2018, Thm 3).
+    * ``"homogeneous"``: ``min ||(w, b)||^2 s.t. s_i (w.x_i + b) >= 1`` (a trained bias is a weight on
+      a constant-1 feature); ``(w, b)`` are exactly those of ``max_margin_separator(X, y)``.
+    * ``"free"``: ``min ||w||^2``, ``b`` unpenalized (the textbook SVM); ``max_margin_separator(X, y,
+      bias="free")``.
+
+    Dual (KKT multipliers, Boyd & Vandenberghe 2004, Sec. 8.6.1): ``w = sum_i alpha_i s_i x_i``,
+    ``alpha >= 0``, ``alpha_i = 0`` where ``s_i (w.x_i + b) > 1``, and ``b = sum_i alpha_i s_i``
+    ("homogeneous") or ``sum_i alpha_i s_i = 0`` ("free"); solved by NNLS on the active set (unique when
+    the support vectors are linearly independent, else one nonnegative solution). Caller's scale: data
+    ``c X`` give ``alpha / c**2`` ("none", "free"). The GD offset (Soudry et al. 2018, Thm 3, ``eta
+    exp(-x_n.w~) = alpha_n``; weighted: Xu, Ye & Ruan 2021 [I in the notes, sec. 2]) is in this ``alpha``.
 
     Args:
-        u: ``(..., d)``.
-        v: ``(d,)`` or ``(..., d)``, broadcastable against ``u``.
-
-    Returns:
-        Tensor of the broadcast leading shape (in the promoted floating dtype: at least float32).
-
-    Raises:
-        TypeError: complex inputs.
-
-    Example:
-        >>> angle(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]))  # orthogonal
-        tensor(1.5708)
-        >>> angle(torch.tensor([[1.0, 1.0], [1.0, 0.0]]), torch.tensor([-1.0, -1.0]))
-        tensor([3.1416, 2.3562])
-    """
-    u = torch.as_tensor(u)
-    v = torch.as_tensor(v)
-    dtype = torch.promote_types(torch.promote_types(u.dtype, v.dtype), torch.float32)
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"angle needs real vectors; got dtypes {u.dtype} and {v.dtype}")
-    u, v = u.to(dtype), v.to(dtype)
-    if u.shape[-1] == 0 or v.shape[-1] == 0:
-        shape = torch.broadcast_shapes(u.shape, v.shape)[:-1]
-        return torch.full(shape, torch.pi / 2, dtype=dtype, device=u.device)
-    a, b = _unit(u), _unit(v)
-    num = torch.linalg.vector_norm(a - b, dim=-1)
-    den = torch.linalg.vector_norm(a + b, dim=-1)
-    zero = (torch.linalg.vector_norm(a, dim=-1) == 0) | (torch.linalg.vector_norm(b, dim=-1) == 0)
-    out = 2.0 * torch.atan2(num, den)
-    return torch.where(zero, torch.full_like(out, torch.pi / 2), out)
-
-
-def _pow2_normalize(x: Tensor) -> Tensor:
-    """``x`` (..., d) times the power of two that brings ``max |x_j|`` into [0.5, 1) (exact).
-
-    Norms of the result can neither overflow nor underflow, and ``x / ||x||`` computed from it is
-    bitwise the same as from ``x`` whenever that did not over- or underflow. Zero vectors stay 0.
-    """
-    e = torch.frexp(x.abs().amax(-1, keepdim=True)).exponent  # (..., 1); 0 for a zero vector
-    return mul_pow2(x, -e)
-
-
-def _unit(x: Tensor) -> Tensor:
-    """``x / ||x||`` along the last axis, scale-invariant; 0 for a zero vector."""
-    x = _pow2_normalize(x)
-    # ||x|| >= 0.5 for a nonzero x after the rescaling, so the floor only turns 0/0 into 0.
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-
-
-def linear_direction(w: Tensor, b: Tensor | float) -> Tensor:
-    """Concatenate weights ``(..., d)`` and bias ``(...)`` into ``(..., d + 1)``.
-
-    This is the vector that gradient descent with a trained bias aligns with the
-    ``bias="homogeneous"`` max-margin separator (Soudry et al. 2018). ``b`` may be a float or 0-d
-    tensor (broadcast); the result has the promoted dtype of ``w`` and ``b``.
-
-    Raises:
-        RuntimeError: ``b`` does not broadcast to ``w.shape[:-1]``.
-
-    Example:
-        >>> linear_direction(torch.tensor([[1.0, 2.0]]), torch.tensor([3.0]))
-        tensor([[1., 2., 3.]])
-        >>> w_svm, b_svm = max_margin_separator(torch.tensor([[1.0, 1.0], [-1.0, -1.0]]),
-        ...                                     torch.tensor([1, 0]))
-        >>> linear_direction(w_svm, b_svm)
-        tensor([0.5000, 0.5000, 0.0000], dtype=torch.float64)
-    """
-    w = torch.as_tensor(w)
-    b = torch.as_tensor(b, dtype=w.dtype if w.dtype.is_floating_point else None)
-    dtype = torch.promote_types(w.dtype, b.dtype)
-    b = torch.broadcast_to(b.to(dtype), w.shape[:-1])
-    return torch.cat([w.to(dtype), b.unsqueeze(-1)], dim=-1)
-
-
-def normalized_margin(w: Tensor, b: Tensor | float, X: Tensor, y: Tensor) -> Tensor:
-    """Normalized margin ``min_i s_i (w.x_i + b) / ||(w, b)||``, batched over leading axes of ``w``.
-
-    The quantity gradient descent on separable data drives up to its maximum (Soudry et al. 2018; for
-    homogeneous networks Lyu & Li 2020; with importance weights Xu, Ye & Ruan 2021, Sec. 3).
-
-    Negative when some training point is misclassified. For the ``"homogeneous"`` max-margin
-    separator ``(w*, b*)`` this equals ``1 / ||(w*, b*)||``, the largest value any linear model
-    with a bias can reach. It is invariant to the scale of ``(w, b)``: ``(w, b)`` is first scaled
-    by the power of two that brings its largest ``|entry|`` into [0.5, 1) (exact), so parameters
-    of 1e20 or 1e-30 in float32 neither overflow nor underflow the norm. Units: those of ``X``.
-    ``(w, b) = 0`` gives NaN.
-
-    Args:
-        w: weights ``(..., d)``.
-        b: biases ``(...)`` (or a float / 0-d tensor broadcast to ``w.shape[:-1]``).
-        X: inputs ``(N, d)``.
+        X: inputs ``(N, d)``, any real dtype (computed in float64).
         y: labels ``(N,)`` in ``{0, 1}`` or ``{-1, +1}``.
+        bias: ``"none"`` (default), ``"homogeneous"`` or ``"free"``.
 
     Returns:
-        Tensor of shape ``w.shape[:-1]``, in the promoted dtype of ``w``, ``b`` and ``X`` (at
-        least float32).
+        :class:`SVMSolution` (float64 tensors; ``support`` bool).
 
     Raises:
-        ValueError: ``X`` is empty, or labels not in ``{0, 1}`` / ``{-1, +1}``.
+        ValueError: the data are not linearly separable (through the origin, for ``"none"``); bad ``X``,
+            ``y`` or ``bias``; or the KKT equations for ``alpha`` could not be solved.
 
     Example:
-        >>> X = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]); y = torch.tensor([1, 0])
-        >>> w = torch.tensor([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
-        >>> normalized_margin(w, torch.zeros(3), X, y)
-        tensor([ 1.,  1., -1.])
+        >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -3.0]]); y = torch.tensor([1, 0, 1])
+        >>> sol = hard_margin_svm(X, y, bias="homogeneous")  # theta = (2/3, -2/3, -1/3), by hand
+        >>> [round(v, 6) for v in sol.direction.tolist()], [round(a, 6) for a in sol.alpha.tolist()]
+        ([0.666667, -0.666667, -0.333333], [0.333333, 0.666667, 0.0])
+        >>> sol.support.tolist()
+        [True, True, False]
     """
-    theta = linear_direction(w, b)
-    X = torch.as_tensor(X)
-    if X.dim() != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must have shape (N, d) with N >= 1; got {tuple(X.shape)}")
-    dtype = torch.promote_types(torch.promote_types(theta.dtype, X.dtype), torch.float32)
-    theta = _pow2_normalize(theta.to(dtype))  # (..., d + 1)
-    s = _signs(y).to(device=X.device, dtype=dtype)
-    Z = torch.cat([X.to(dtype), torch.ones(X.shape[0], 1, dtype=dtype, device=X.device)], dim=1)
-    scores = theta @ Z.T  # (..., N)
-    m = (scores * s).amin(dim=-1)
-    return m / torch.linalg.vector_norm(theta, dim=-1)
+    if bias not in ("none", "homogeneous", "free"):
+        raise ValueError(f"bias must be 'none', 'homogeneous' or 'free', got {bias!r}")
+    Xn, s = _as_numpy(X, y)
+    if bias == "none":
+        w, b = _separator_none(Xn, s), 0.0
+    else:
+        w_t, b = max_margin_separator(X, y, bias=bias)
+        w = w_t.numpy()
+    alpha = _dual_coefficients(Xn, s, w, b, bias)
+    margins = s * (Xn @ w + b)
+    w, alpha, margins = (torch.from_numpy(np.ascontiguousarray(a) + 0.0) for a in (w, alpha, margins))  # -0.0 -> 0
+    support = alpha > SUPPORT_RTOL * alpha.max()
+    return SVMSolution(w=w, b=float(b) + 0.0, alpha=alpha, support=support, margins=margins, bias=bias)
