@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 import iwlab.functional.losses as losses_module
 import iwlab.losses
+import iwlab.losses.focal
+import iwlab.losses.weighted
 from iwlab.functional import (
     check_weights,
     class_to_sample_weight,
@@ -541,7 +543,7 @@ def test_cross_entropy_gradient_formula():
 
 
 def test_docstring_examples():
-    for module in (losses_module, iwlab.losses):
+    for module in (losses_module, iwlab.losses.weighted, iwlab.losses.focal):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0
         assert result.failed == 0

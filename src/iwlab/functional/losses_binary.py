@@ -27,7 +27,7 @@ from iwlab.functional._validation import (
 )
 from iwlab.functional.checks import fmt_index
 
-__all__ = ["weighted_binary_cross_entropy"]
+__all__ = ["prepare_binary_args", "weighted_binary_cross_entropy"]
 
 
 def weighted_binary_cross_entropy(
@@ -85,6 +85,33 @@ def weighted_binary_cross_entropy(
         >>> weighted_binary_cross_entropy(z, y, class_weight=torch.tensor([1.0, 0.5]))
         tensor(0.4332)
     """
+    dtype, cw, sw = prepare_binary_args(logits, target, class_weight, sample_weight, normalization, reduction, validate)
+    positive = (target == 1).expand(logits.shape)  # (..., B)
+    z = logits.to(dtype)  # half logits run in float32
+    # softplus(-z) = -log sigmoid(z) and softplus(z) = -log sigmoid(-z). logsigmoid is stable
+    # for any |z| in every dtype (F.softplus switches to the identity above a threshold, which
+    # is slightly inexact) and has the exact gradient, also at z = 0.
+    loss = -F.logsigmoid(torch.where(positive, z, -z))  # (..., B)
+    weight = scaled_weights(positive.long(), cw, sw, logits.shape)
+    return reduce_weighted(loss, weight, normalization, reduction, validate)
+
+
+def prepare_binary_args(
+    logits: Tensor,
+    target: Tensor,
+    class_weight: Tensor | None,
+    sample_weight: Tensor | None,
+    normalization: Normalization,
+    reduction: Reduction,
+    validate: bool,
+) -> tuple[torch.dtype, Tensor | None, Tensor | None]:
+    """The checks every one-logit loss runs, and its weights in the compute dtype: ``(dtype, cw, sw)``.
+
+    Shared by :func:`weighted_binary_cross_entropy` and :func:`~iwlab.functional.losses_focal.binary_focal_loss`.
+
+    Raises:
+        TypeError, ValueError: as :func:`weighted_binary_cross_entropy`.
+    """
     dtype = check_loss_args(logits, target, normalization, reduction, class_weight, sample_weight)
     if logits.dim() < 1:
         raise ValueError("logits must have shape (..., B); got a 0-d tensor")
@@ -115,12 +142,4 @@ def weighted_binary_cross_entropy(
             )
     cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
     sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-
-    positive = (target == 1).expand(logits.shape)  # (..., B)
-    z = logits.to(dtype)  # half logits run in float32
-    # softplus(-z) = -log sigmoid(z) and softplus(z) = -log sigmoid(-z). logsigmoid is stable
-    # for any |z| in every dtype (F.softplus switches to the identity above a threshold, which
-    # is slightly inexact) and has the exact gradient, also at z = 0.
-    loss = -F.logsigmoid(torch.where(positive, z, -z))  # (..., B)
-    weight = scaled_weights(positive.long(), cw, sw, logits.shape)
-    return reduce_weighted(loss, weight, normalization, reduction, validate)
+    return dtype, cw, sw

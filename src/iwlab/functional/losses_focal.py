@@ -38,12 +38,11 @@ from iwlab.functional._validation import (
     check_labels,
     check_loss_args,
     check_not_empty_mean,
-    check_trailing,
-    fmt_value,
     prepare_weight,
     shape_of,
 )
-from iwlab.functional.checks import check_real, fmt_index
+from iwlab.functional.checks import check_real
+from iwlab.functional.losses_binary import prepare_binary_args
 from iwlab.functional.losses_ce import check_shapes
 
 __all__ = ["binary_focal_loss", "check_gamma", "focal_loss", "focal_terms"]
@@ -230,34 +229,7 @@ def binary_focal_loss(
         tensor([1.0928e-04, 1.7329e-01, 2.2658e-02])
     """
     gamma = check_gamma(gamma)
-    dtype = check_loss_args(logits, target, normalization, reduction, class_weight, sample_weight)
-    if logits.dim() < 1:
-        raise ValueError("logits must have shape (..., B); got a 0-d tensor")
-    if logits.dim() >= 2 and logits.shape[-1] == 1:
-        raise ValueError(
-            f"logits has shape {shape_of(logits)}, but the binary loss reads (..., B) as stacked models of B "
-            "examples each, so this is one example per model; for one model pass logits.squeeze(-1) (and "
-            "target.squeeze(-1))"
-        )
-    B = logits.shape[-1]
-    lead = logits.shape[:-1]
-    ref = f"logits has shape {shape_of(logits)}"
-    check_trailing(target, "target", B, lead, f"{ref} (batch size B={B})")
-    if sample_weight is not None:
-        check_trailing(sample_weight, "sample_weight", B, lead, f"{ref} (batch size B={B})")
-    if class_weight is not None:
-        check_trailing(class_weight, "class_weight", 2, lead, "a binary loss has 2 classes")
-    check_not_empty_mean(B, reduction)
-    if validate:
-        bad = (target != 0) & (target != 1)  # != works for every real dtype and catches NaN
-        if bool(bad.any()):
-            raise ValueError(
-                f"target contains label {fmt_value(target[bad][0].item())}{fmt_index(bad)}; binary labels must "
-                "be 0 or 1 (soft labels are not supported)"
-            )
-    cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
-    sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-
+    dtype, cw, sw = prepare_binary_args(logits, target, class_weight, sample_weight, normalization, reduction, validate)
     positive = (target == 1).expand(logits.shape)  # (..., B)
     z = logits.to(dtype)  # half logits run in float32
     # log p_t = logsigmoid(+-z), as in weighted_binary_cross_entropy: exact for any |z|, in every dtype.
