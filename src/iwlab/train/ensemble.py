@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,13 +55,14 @@ from iwlab.models.mlp import MLP
 from iwlab.train import func_backend
 from iwlab.train.batches import member_shuffles
 from iwlab.train.ensemble_state import EnsembleState
+from iwlab.train.ensemble_steps import EnsembleSteps, _EpochData
 from iwlab.train.ensemble_views import EnsembleViews
 from iwlab.train.fit import Clock, FitState, global_rng_state, set_global_rng_state
 from iwlab.train.fit import fit as fit_loop
 from iwlab.train.inputs import as_data, check_settings, check_shapes, class_indices, data_record, example_weights, rates
 from iwlab.train.member_losses import Reweight, logit_grads_fn
 from iwlab.train.members import History, Member, ensemble_rng_seed
-from iwlab.train.optim import adam_update, init_state, sgd_update
+from iwlab.train.optim import init_state
 from iwlab.train.schedule import log_epochs
 from iwlab.train.stacked import mlp_grads, stack_mlps
 
@@ -80,18 +80,7 @@ def output_size(module: nn.Module) -> int:
     return last[-1].out_features
 
 
-@dataclass
-class _EpochData:
-    """What every epoch of one fit reads: the data on the device and the per-example weights."""
-
-    x: Tensor  # (N, ...) or (M, N, ...)
-    y: Tensor  # (N,) or (M, N): float 0/1 for a binary model, int64 otherwise
-    w: Tensor  # (M, N) float32 per-example weights
-    per_member: bool
-    callbacks: Sequence[Callback]
-
-
-class EnsembleTrainer(EnsembleViews, EnsembleState):
+class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
     """Minibatch SGD or Adam on M models at once; see the module docstring.
 
     Args:
@@ -425,63 +414,6 @@ class EnsembleTrainer(EnsembleViews, EnsembleState):
                     xb = x[rows, perm[:, sl]] if per_member else x[perm[:, sl]]  # (M, B, ...)
                     self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
         clock.stop("training")
-
-    def _fast_sgd_step(
-        self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
-    ) -> None:
-        # plain SGD on the stacked backend: gw already carries lr, so the update is
-        # p <- p * (1 - lr * wd) - grad, the same as torch.optim.SGD(weight_decay=wd)
-        mk = None
-        if stacked_masks is not None:
-            mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
-        grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
-        with torch.no_grad():
-            if self._decay is not None:
-                torch._foreach_mul_(self.params, [self._decay.view(-1, *([1] * (p.dim() - 1))) for p in self.params])
-            torch._foreach_sub_(self.params, grads)
-
-    def _train_step(
-        self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
-    ) -> None:
-        if self.backend == "stacked":
-            mk = None
-            if stacked_masks is not None:
-                mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
-            grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
-        else:
-            if self._func_step is None:
-                self._func_step = func_backend.grads_fn(self.template, self.binary)
-            self.template.train()  # batch statistics and running-stat updates, dropout on
-            grad_dict, self.buffers = self._func_step(self.params, self.buffers, xb, yb, gw)
-            grads = list(grad_dict.values())
-        with torch.no_grad():
-            if self.optimizer == "sgd":
-                sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.momentum)
-            else:
-                adam_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.betas, self.eps)
-
-    def _full_batch_epoch(self, d: _EpochData) -> None:
-        """``steps_per_epoch`` steps of full-batch gradient descent: no shuffling, every step on all N examples."""
-        n = d.y.shape[-1]
-        x = d.x if d.per_member else d.x.unsqueeze(0).expand(self.M, *d.x.shape)  # (M, N, in)
-        y = d.y if d.per_member else d.y.unsqueeze(0).expand(self.M, n)  # (M, N)
-        decay = 1.0 - self.lr * self.weight_decay  # (M,)
-        self._decay = decay if bool((self.weight_decay > 0).any()) else None
-        w = d.w.to(self.lr.dtype)  # (M, N): float64 models step with float64 weights
-        if self.normalization == "batch_size":
-            gw = w / n  # (M, N)
-        else:
-            # as the minibatch path: any positive sum divides exactly, an all-zero member contributes 0
-            tiny = torch.finfo(w.dtype).smallest_normal * torch.finfo(w.dtype).eps
-            gw = w / w.sum(1, keepdim=True).clamp_min(tiny)
-        fast = self.optimizer == "sgd" and not self.momentum
-        if fast:
-            gw = gw * self.lr.unsqueeze(1)  # fold lr in, as the minibatch fast path does
-        for _ in range(self.steps_per_epoch):
-            if fast:
-                self._fast_sgd_step(x, y, gw, None, 0, 1.0)
-            else:
-                self._train_step(x, y, gw, None, 0, 1.0)
 
     def finite(self) -> Tensor:
         """``(M,)`` bool: which members' parameters are all finite."""
