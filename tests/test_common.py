@@ -9,6 +9,7 @@ covered by registering it in ``iwlab.experiments.EXPERIMENTS``.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,14 +22,24 @@ from iwlab.config import ConfigError
 from iwlab.experiments import ALIASES, EXPERIMENTS, get_experiment, make_config
 from iwlab.functional import (
     binary_focal_loss,
+    binary_poly_tailed_loss,
     focal_loss,
+    ldam_loss,
+    logit_adjusted_loss,
+    poly_tailed_loss,
+    vs_loss,
     weighted_binary_cross_entropy,
     weighted_cross_entropy,
     weighted_multilabel_binary_cross_entropy,
 )
 from iwlab.losses import (
     BinaryFocalLoss,
+    BinaryPolyTailedLoss,
     FocalLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    PolyTailedLoss,
+    VSLoss,
     WeightedBCEWithLogitsLoss,
     WeightedCrossEntropyLoss,
     WeightedMultiLabelBCEWithLogitsLoss,
@@ -131,6 +142,49 @@ def _plain_binary_focal(logits, target, reduction, gamma=2.0):
     return _reduce(-((1 - p_t) ** gamma) * p_t.log(), reduction).to(logits.dtype)
 
 
+# ---- the imbalance remedies of issue 15: references written from the papers' formulas, in float64 ----
+
+COUNTS = (60, 15, 4)  # class counts n_c of the C = 3 classes
+
+
+def _poly(z, alpha, kind):
+    """Wang et al. (2022): z^(-alpha) for z >= 1 (over alpha - 1 for "linear"), the issue's left branch below."""
+    if z >= 1:
+        return z**-alpha / (alpha - 1) if kind == "linear" else z**-alpha
+    if kind == "logit":
+        return math.log1p(math.exp(-z)) / math.log1p(math.exp(-1))
+    return alpha / (alpha - 1) - z if kind == "linear" else math.exp(1 - z)
+
+
+def _plain_poly(logits, target, reduction, alpha=2.0, kind="logit"):
+    z = logits.double()
+    true = z.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    other = z.scatter(-1, target.unsqueeze(-1), -math.inf).amax(-1)  # max over j != y
+    margin = true - other
+    loss = torch.tensor([_poly(v, alpha, kind) for v in margin.flatten().tolist()], dtype=torch.float64)
+    return _reduce(loss.reshape(margin.shape), reduction).to(logits.dtype)
+
+
+def _plain_binary_poly(logits, target, reduction, alpha=2.0, kind="logit"):
+    margin = torch.where(target == 1, logits.double(), -logits.double())  # (2y - 1) f
+    loss = torch.tensor([_poly(v, alpha, kind) for v in margin.flatten().tolist()], dtype=torch.float64)
+    return _reduce(loss.reshape(margin.shape), reduction).to(logits.dtype)
+
+
+def _plain_adjusted(logits, target, reduction, tau=1.0, gamma=0.0):
+    """VS (Kini et al. 2021): CE(Delta_c l_c + tau log pi_c); gamma = 0 is logit adjustment (Menon et al. 2021)."""
+    shift = torch.tensor([tau * math.log(n / sum(COUNTS)) for n in COUNTS], dtype=torch.float64)
+    delta = torch.tensor([(n / max(COUNTS)) ** gamma for n in COUNTS], dtype=torch.float64)
+    return _plain_ce(logits.double() * delta + shift, target, reduction).to(logits.dtype)
+
+
+def _plain_ldam(logits, target, reduction, max_margin=0.5, scale=30.0):
+    """Cao et al. (2019): CE(s (l - m_y e_y)), m_c = max_margin (n_min / n_c)^(1/4)."""
+    m = torch.tensor([max_margin * (min(COUNTS) / n) ** 0.25 for n in COUNTS], dtype=torch.float64)
+    shifted = logits.double() - F.one_hot(target, len(COUNTS)) * m
+    return _plain_ce(scale * shifted, target, reduction).to(logits.dtype)
+
+
 COMPONENTS = [
     Component("weighted_cross_entropy", _multiclass_inputs, _functional(weighted_cross_entropy), _plain_ce),
     Component(
@@ -189,6 +243,65 @@ COMPONENTS = [
     ),
     Component("FocalLoss", _multiclass_inputs, _module(partial(FocalLoss, 2.0)), _plain_focal),
     Component("BinaryFocalLoss", _binary_inputs, _module(partial(BinaryFocalLoss, 2.0)), _plain_binary_focal),
+    # imbalance remedies (issue 15): polynomially-tailed (each kind), LDAM, logit-adjusted and VS losses
+    Component("poly_tailed_loss", _multiclass_inputs, _functional(poly_tailed_loss, alpha=2.0), _plain_poly),
+    Component(
+        "poly_tailed_loss[linear,alpha=3]",
+        _multiclass_inputs,
+        _functional(poly_tailed_loss, alpha=3.0, kind="linear"),
+        partial(_plain_poly, alpha=3.0, kind="linear"),
+    ),
+    Component(
+        "poly_tailed_loss[exp,alpha=0.5]",
+        _multiclass_inputs,
+        _functional(poly_tailed_loss, alpha=0.5, kind="exp"),
+        partial(_plain_poly, alpha=0.5, kind="exp"),
+    ),
+    Component(
+        "binary_poly_tailed_loss", _binary_inputs, _functional(binary_poly_tailed_loss, alpha=2.0), _plain_binary_poly
+    ),
+    Component(
+        "binary_poly_tailed_loss[exp,alpha=1.5]",
+        _binary_inputs,
+        _functional(binary_poly_tailed_loss, alpha=1.5, kind="exp"),
+        partial(_plain_binary_poly, alpha=1.5, kind="exp"),
+    ),
+    Component("PolyTailedLoss", _multiclass_inputs, _module(partial(PolyTailedLoss, 2.0, "logit")), _plain_poly),
+    Component(
+        "BinaryPolyTailedLoss",
+        _binary_inputs,
+        _module(partial(BinaryPolyTailedLoss, 3.0, "linear")),
+        partial(_plain_binary_poly, alpha=3.0, kind="linear"),
+    ),
+    Component("ldam_loss", _multiclass_inputs, _functional(ldam_loss, class_counts=COUNTS), _plain_ldam),
+    Component(
+        "ldam_loss[max_margin=1,scale=2]",
+        _multiclass_inputs,
+        _functional(ldam_loss, class_counts=COUNTS, max_margin=1.0, scale=2.0),
+        partial(_plain_ldam, max_margin=1.0, scale=2.0),
+    ),
+    Component("LDAMLoss", _multiclass_inputs, _module(partial(LDAMLoss, COUNTS, 0.5, 30.0)), _plain_ldam),
+    Component(
+        "logit_adjusted_loss",
+        _multiclass_inputs,
+        _functional(logit_adjusted_loss, class_counts=COUNTS),
+        _plain_adjusted,
+    ),
+    Component(
+        "LogitAdjustedLoss",
+        _multiclass_inputs,
+        _module(partial(LogitAdjustedLoss, COUNTS, 1.5)),
+        partial(_plain_adjusted, tau=1.5),
+    ),
+    Component(
+        "vs_loss", _multiclass_inputs, _functional(vs_loss, class_counts=COUNTS), partial(_plain_adjusted, gamma=0.2)
+    ),
+    Component(
+        "VSLoss",
+        _multiclass_inputs,
+        _module(partial(VSLoss, COUNTS, 0.5, 0.3)),
+        partial(_plain_adjusted, tau=0.5, gamma=0.3),
+    ),
 ]
 
 DEVICES = [

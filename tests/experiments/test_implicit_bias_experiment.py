@@ -119,7 +119,8 @@ def test_eval_grid_holds_a_tenth_of_every_late_point():
     "override, message",
     [
         ("parts=linear,foo", "unknown 'foo'"),
-        ("min_margin=1.0", "min_margin must be > 1"),
+        ("min_margin=1.0", "min_margin: must be in (1, 5]"),
+        ("min_margin=10", "min_margin: must be in (1, 5]"),
         ("cb_beta=1.0", "cb_beta must be in [0, 1)"),
         ("steps=150", "not a multiple of steps_per_epoch"),
         ("l2=0.1,0.1", "l2 repeat"),
@@ -140,3 +141,21 @@ def test_profiles_validate_and_the_experiment_is_registered():
 
 def test_summary_of_nothing_says_so():
     assert summary(pd.DataFrame(), Config()) == "No implicit-bias results recorded."
+
+
+def test_a_stalled_run_reports_n_a_not_a_verdict(tmp_path):
+    """lr = 1e6: the first step separates everything by a huge margin, the exponential loss underflows to 0 and
+    training stalls. Found by the bad-input hunt: P4 then read "holds". Every verdict must be n/a, naming why."""
+    run = run_experiment(
+        "implicit_bias", "ci", ["lr=1e6", "parts=linear", "steps=2000"], out=tmp_path / "r", workers=1, progress=False
+    )
+    rows = _report_rows(run)
+    assert rows and all("n/a (members" in r and "diverged or stalled" in r for r in rows), rows
+
+
+def test_a_one_epoch_run_writes_a_report_with_n_a_where_steps_are_missing(tmp_path):
+    """steps = steps_per_epoch: no T/10, no T/100 on the grid (it crashed the summary with an IndexError)."""
+    over = ["steps=100", "relu_steps=100", "steps_per_epoch=100", "parts=linear,relu,learned"]
+    run = run_experiment("implicit_bias", "ci", over, out=tmp_path / "r", workers=1, progress=False)
+    rows = _report_rows(run)
+    assert any(r.startswith("| P1 ") and "n/a" in r for r in rows), rows

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from iwlab.functional.checks import check_int, check_real
+from iwlab.functional.checks import check_int, check_real, check_seed
 
 __all__ = ["SUPPORT_VECTORS", "make_two_support_vectors"]
 
@@ -34,6 +34,7 @@ SUPPORT_VECTORS: tuple[tuple[tuple[float, float], int], ...] = (((-1.0, 2.0), 0)
 SVM_DIRECTION = (1.0, 0.0)
 CLUSTER_MEANS = {0: (-2.5, 0.0), 1: (2.5, 0.5)}
 CLUSTER_STD = 0.8
+MAX_TRIES_PER_POINT = 10_000  # at min_margin 5 about 1 draw in 100 is kept; at 6, 1 in 10**6
 
 
 def make_two_support_vectors(
@@ -54,7 +55,9 @@ def make_two_support_vectors(
         ``X`` float64 ``(n_majority + n_minority, 2)`` and ``y`` int64 ``(n_majority + n_minority,)`` in ``{0, 1}``.
 
     Raises:
-        ValueError: a count below 1, or ``min_margin`` not a finite number > 1.
+        ValueError: a count below 1, ``min_margin`` not a finite number > 1 or so large that the clusters
+            almost never reach it (more than 10,000 draws per point; 5 is fine).
+        TypeError: ``seed`` not an integer (see :func:`~iwlab.functional.checks.check_seed`).
 
     Example:
         >>> X, y = make_two_support_vectors(5, 3)
@@ -68,17 +71,21 @@ def make_two_support_vectors(
     min_margin = check_real(min_margin, "min_margin")
     if not (1.0 < min_margin < float("inf")):
         raise ValueError(f"min_margin must be a finite number > 1, got {min_margin}")
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_seed(seed, "seed"))
     theta = torch.tensor(SVM_DIRECTION, dtype=torch.float64)
     parts, labels = [], []
     for (sv, label), n in zip(SUPPORT_VECTORS, (n_majority, n_minority), strict=True):
         sign = 2.0 * label - 1.0
         kept = [torch.tensor(sv, dtype=torch.float64)]
         mean = torch.tensor(CLUSTER_MEANS[label], dtype=torch.float64)
+        tries = 0
         while len(kept) < n:  # rejection: only points that leave the two-point SVM unchanged
             x = mean + CLUSTER_STD * torch.randn(2, generator=g, dtype=torch.float64)
             if sign * float(x @ theta) >= min_margin:
                 kept.append(x)
+            tries += 1
+            if tries > MAX_TRIES_PER_POINT * n:  # min_margin so far out in the cluster's tail that it never ends
+                raise ValueError(f"min_margin={min_margin} is too large: the clusters almost never reach it (use <= 5)")
         parts.append(torch.stack(kept))
         labels.append(torch.full((n,), label, dtype=torch.int64))
     return torch.cat(parts), torch.cat(labels)

@@ -18,14 +18,17 @@ from iwlab.train.member_losses import Reweight
 
 
 def eval_epochs(epochs: int) -> list[int]:
-    """``{1, 2, 5} * 10**k`` up to ``epochs``, and ``epochs``: with ``t`` in the grid, ``t / 10`` is too (P4).
+    """``{1, 2, 5} * 10**k`` up to ``epochs``, ``epochs`` itself and, when whole, ``epochs / 10`` and ``epochs / 100``.
+
+    With ``t`` in the ``{1, 2, 5}`` grid, ``t / 10`` is too (P4's time shift); the report compares the last step
+    ``T`` with ``T / 10`` and ``T / 100``.
 
     Example:
         >>> eval_epochs(300)
-        [1, 2, 5, 10, 20, 50, 100, 200, 300]
+        [1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300]
     """
     out = {m * 10**k for k in range(12) for m in (1, 2, 5) if m * 10**k <= epochs}
-    return sorted(out | {epochs})
+    return sorted(out | {epochs} | {epochs // f for f in (10, 100) if epochs % f == 0})
 
 
 def normalized(w: Tensor) -> Tensor:
@@ -101,11 +104,16 @@ def run_relu(cfg: Any, ctx: CellContext) -> CellResult:
     def metrics(tr: EnsembleTrainer, epoch: int) -> dict[str, Tensor]:
         scores = tr.logits(X).squeeze(-1).cpu()  # (M, N)
         norm = parameter_norm([p.detach().cpu() for p in tr.params[0::2]])  # (M,): the biases are zero
-        out = {"norm_margin": homogeneous_normalized_margin(scores, y, norm, degree)}
-        out["smoothed_margin"] = smoothed_margin(scores, y, norm, degree)
+        ok = torch.isfinite(norm) & (norm > 0) & torch.isfinite(scores).all(1)  # a diverged member: NaN metrics
+        nan = torch.full((len(norm),), float("nan"), dtype=torch.float64)
+        out = {"norm_margin": nan.clone(), "smoothed_margin": nan.clone()}
+        if bool(ok.any()):
+            out["norm_margin"][ok] = homogeneous_normalized_margin(scores[ok], y, norm[ok], degree)
+            out["smoothed_margin"][ok] = smoothed_margin(scores[ok], y, norm[ok], degree)
         out["param_norm"] = norm
         out["margin_bound"] = log_ratio / norm**degree  # log(n w_max / w_min) / ||theta||^L (notes Sec. 2)
         out["train_acc"] = ((scores > 0).long() == y).double().mean(1)
+        out["loss"] = torch.nn.functional.softplus(-(2 * y - 1) * scores).mul(W).mean(1)  # the weighted objective
         return out
 
     epochs = cfg.relu_steps // cfg.steps_per_epoch

@@ -20,4 +20,12 @@ from iwlab.functional.losses import (
 )
 from iwlab.functional.losses_focal import binary_focal_loss as binary_focal_loss
 from iwlab.functional.losses_focal import focal_loss as focal_loss
+from iwlab.functional.losses_margin import binary_poly_tailed_loss as binary_poly_tailed_loss
+from iwlab.functional.losses_margin import poly_tailed_loss as poly_tailed_loss
+from iwlab.functional.losses_remedies import ldam_loss as ldam_loss
+from iwlab.functional.losses_remedies import ldam_margins as ldam_margins
+from iwlab.functional.losses_remedies import logit_adjust as logit_adjust
+from iwlab.functional.losses_remedies import logit_adjusted_loss as logit_adjusted_loss
+from iwlab.functional.losses_remedies import vs_loss as vs_loss
+from iwlab.functional.weighting import check_class_counts as check_class_counts
 from iwlab.functional.weighting import class_balanced_weights as class_balanced_weights

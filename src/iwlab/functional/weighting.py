@@ -72,8 +72,35 @@ def one_class_share_weights(share: float, k: int, n_classes: int = 10) -> tuple[
     return tuple(share if c == k else rest for c in range(n_classes))
 
 
-def _counts_as_float64(class_counts: Tensor | Sequence[int]) -> Tensor:
-    """``class_counts`` as a float64 ``(C,)`` tensor of non-negative integers (zero counts are the caller's)."""
+def check_class_counts(class_counts: Tensor | Sequence[int], *, values: bool = True) -> Tensor:
+    """``class_counts`` as a float64 ``(C,)`` tensor of positive integer counts, on the device it came on.
+
+    Shared by :func:`class_balanced_weights` and the losses that take the label distribution
+    (:mod:`iwlab.functional.losses_remedies`). Every count must be positive: a class without examples
+    has no prior ``pi_c``, margin or weight (each is ``log 0`` or ``0**(-1/4)``).
+
+    Args:
+        class_counts: ``(C,)`` tensor (integer, or floating with integer values; not bool or complex)
+            or a sequence of counts, ``C >= 1``.
+        values: check the values (finite, integer, ``> 0``). A tensor's values are read back (a device
+            sync); ``values=False`` checks only the type and shape (a loss's ``validate=False``).
+
+    Returns:
+        ``(C,)`` float64, exact for counts below ``2**53``; a tensor stays on its device, a sequence
+        becomes a CPU tensor.
+
+    Raises:
+        TypeError: not a tensor or sequence of numbers (a bool count included).
+        ValueError: empty or not 1-d; with ``values``, a NaN, infinite, fractional, negative or zero count.
+
+    Example:
+        >>> check_class_counts([5000, 500, 50])
+        tensor([5000.,  500.,   50.], dtype=torch.float64)
+        >>> check_class_counts([5, 0])
+        Traceback (most recent call last):
+        ...
+        ValueError: class_counts[1] is 0: class 1 has no examples, so its prior, margin or weight is undefined; drop the class or give it a count
+    """  # noqa: E501
     if isinstance(class_counts, Tensor):
         t = class_counts.detach()
         if t.dtype == torch.bool or t.is_complex():
@@ -96,6 +123,8 @@ def _counts_as_float64(class_counts: Tensor | Sequence[int]) -> Tensor:
             f"class_counts must be a non-empty 1-d sequence of counts, one per class; got shape {tuple(t.shape)}"
         )
     n = t.to(torch.float64)  # (C,) exact for integer counts below 2**53
+    if not values:
+        return n
     if t.is_floating_point():
         bad = ~torch.isfinite(n) | (n != n.round())  # NaN, inf and fractions such as 2.5
         if bool(bad.any()):
@@ -106,6 +135,13 @@ def _counts_as_float64(class_counts: Tensor | Sequence[int]) -> Tensor:
         if bool(neg.any()):
             c = int(neg.nonzero()[0])
             raise ValueError(f"class_counts[{c}] is {int(n[c])}; counts must be >= 0")
+    zero = n == 0
+    if bool(zero.any()):
+        c = int(zero.nonzero()[0])
+        raise ValueError(
+            f"class_counts[{c}] is 0: class {c} has no examples, so its prior, margin or weight is undefined; "
+            "drop the class or give it a count"
+        )
     return n
 
 
@@ -150,17 +186,10 @@ def class_balanced_weights(
     """
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
-    n = _counts_as_float64(class_counts)  # (C,)
+    n = check_class_counts(class_counts)  # (C,) positive: a zero count's weight would be infinite
     b = check_real(beta, "beta")
     if not 0.0 <= b < 1.0:
         raise ValueError(f"beta must be in [0, 1); got {b!r}")
-    zero = n == 0
-    if bool(zero.any()):
-        c = int(zero.nonzero()[0])
-        raise ValueError(
-            f"class_counts[{c}] is 0: class {c} has no examples, so its weight (1 - beta) / (1 - beta**0) is "
-            "infinite; drop the class or give it a count"
-        )
     # log beta: log1p(-(1 - beta)) is exact-input for beta >= 0.5 (Sterbenz), log(beta) below; log(0) = -inf
     log_beta = math.log1p(-(1.0 - b)) if b >= 0.5 else (math.log(b) if b > 0 else -math.inf)
     one_minus_beta_n = -torch.expm1(n * log_beta)  # (C,) 1 - beta^n_c, in (0, 1] for n_c >= 1

@@ -10,6 +10,7 @@ See :mod:`iwlab.functional.losses` for the semantics, in particular why the defa
 """
 
 from iwlab.losses.focal import BinaryFocalLoss, FocalLoss
+from iwlab.losses.remedies import BinaryPolyTailedLoss, LDAMLoss, LogitAdjustedLoss, PolyTailedLoss, VSLoss
 from iwlab.losses.weighted import (
     WeightedBCEWithLogitsLoss,
     WeightedCrossEntropyLoss,
@@ -18,7 +19,12 @@ from iwlab.losses.weighted import (
 
 __all__ = [
     "BinaryFocalLoss",
+    "BinaryPolyTailedLoss",
     "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "PolyTailedLoss",
+    "VSLoss",
     "WeightedBCEWithLogitsLoss",
     "WeightedCrossEntropyLoss",
     "WeightedMultiLabelBCEWithLogitsLoss",

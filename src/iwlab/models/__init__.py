@@ -3,6 +3,7 @@
 from iwlab.models.cnn import ByrdLiptonCNN, ResNet, init_from_generator_
 from iwlab.models.lm import LSTMLanguageModel
 from iwlab.models.mlp import MLP, draw_dropout_masks, logistic_regression
+from iwlab.models.resnet_cifar import NormedLinear, ResNet32
 from iwlab.models.vgg import CifarVGG, MnistVGG
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "CifarVGG",
     "LSTMLanguageModel",
     "MnistVGG",
+    "NormedLinear",
     "ResNet",
+    "ResNet32",
     "draw_dropout_masks",
     "init_from_generator_",
     "logistic_regression",

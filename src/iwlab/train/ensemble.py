@@ -96,10 +96,11 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         device: ``"cpu"`` or ``"cuda"``.
         backend: ``"auto"`` (stacked for MLPs, func otherwise), ``"stacked"`` or ``"func"``.
         compile: run the stacked step under ``torch.compile`` (faster after a one-off compile).
-        reweight: learned example weights ``fn(logits (M, B, out), y (M, B), x (M, B, in), params) -> (M, B)``,
-            multiplied into every step's weights (stacked backend; see :mod:`iwlab.train.member_losses`).
+        reweight: learned example weights ``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)``,
+            multiplied into every step's weights (see :mod:`iwlab.train.member_losses`; ``params`` is the
+            stacked parameter list, or the func backend's parameters in ``named_parameters`` order).
 
-    Each member trains on its own ``Member.loss`` (stacked backend; the func backend takes ``"ce"``).
+    Each member trains on its own ``Member.loss`` (:mod:`iwlab.train.member_losses`), on either backend.
 
     Attributes:
         params: stacked parameters (a list for the stacked backend, ``{name: (M, ...)}`` for func).
@@ -162,6 +163,11 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         self.M = len(self.members)
         for i, m in enumerate(self.members):
             check_seed(m.seed, f"member {i} seed")
+            drw = m.deferred_class_weight
+            if drw is not None and not (isinstance(drw, tuple | list) and len(drw) == 2):
+                raise ValueError(f"member {i}: deferred_class_weight must be (epoch, class weights), got {drw!r}")
+            if drw is not None:
+                check_int(drw[0], f"member {i} deferred_class_weight epoch", minimum=1)
         self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
         modules = [model_fn(g) for g in self.generators]
         self.template = modules[0]
@@ -178,12 +184,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         self.out_dim = output_size(self.template)
         self.binary = self.out_dim == 1
         self.bias = bool(getattr(self.template, "bias", True)) if backend == "stacked" else True
-        if backend == "stacked":
-            self._logit_grads = logit_grads_fn(self.members, self.binary, reweight)
-        else:
-            self._logit_grads = None
-            if reweight is not None or any(m.loss != "ce" for m in self.members):
-                raise ValueError("per-member losses other than 'ce' and reweight need the stacked backend (MLPs)")
+        self._logit_grads = logit_grads_fn(self.members, self.binary, reweight, self.out_dim)
         self.buffers: dict[str, Tensor] = {}
         if backend == "stacked":
             self.params: list[Tensor] | dict[str, Tensor] = stack_mlps(modules, self.device)
@@ -328,14 +329,21 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         y_dtype = y.dtype
         y_cpu = class_indices(y.cpu(), 2 if self.binary else self.out_dim)  # (N,) or (M, N) int64
         y = y_cpu.to(self.device)
+        n_classes, bsz = 2 if self.binary else self.out_dim, self.batch_size or y_cpu.shape[-1]
         w_all, sw = example_weights(
-            [m.class_weight for m in self.members],
-            y_cpu,
-            sample_weight,
-            2 if self.binary else self.out_dim,
-            self.normalization,
-            self.batch_size or y_cpu.shape[-1],
+            [m.class_weight for m in self.members], y_cpu, sample_weight, n_classes, self.normalization, bsz
         )
+        w_late = switch = None
+        if any(m.deferred_class_weight is not None for m in self.members):  # DRW: the weights after the switch
+            late = [
+                m.class_weight if m.deferred_class_weight is None else m.deferred_class_weight[1] for m in self.members
+            ]
+            w_late = example_weights(late, y_cpu, sample_weight, n_classes, self.normalization, bsz)[0].to(self.device)
+            never = 2**62
+            switch = torch.tensor(
+                [[m.deferred_class_weight[0] if m.deferred_class_weight else never] for m in self.members]
+            )
+            switch = switch.to(self.device)  # (M, 1)
         data = data_record(x, y_cpu, y_dtype, sw, per_member)
         if self.epoch > 0 and self._data_spec is not None:  # a second fit continues this one: same data
             try:
@@ -348,7 +356,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
             check_record({"data": saved}, {"data": self._data_spec}, source)
             self._pending_data = None
         y_loss = y.to(torch.float32) if self.binary else y
-        self._epoch_data = _EpochData(x, y_loss, w_all.to(self.device), per_member, callbacks)
+        self._epoch_data = _EpochData(x, y_loss, w_all.to(self.device), per_member, callbacks, w_late, switch)
         self._run = fit_loop(
             self,
             epochs=epochs,
@@ -371,7 +379,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         assert d is not None, "train_epoch runs inside fit()"
         clock.start()
         if self.batch_size is None:
-            self._full_batch_epoch(d)
+            self._full_batch_epoch(d, epoch)
             clock.stop("training")
             return
         x, per_member = d.x, d.per_member
@@ -390,7 +398,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         )
         perm = perm.to(self.device)  # (M, N)
         stacked_masks = [m.to(self.device) for m in masks] if masks else None  # per hidden layer (M, steps, B, h)
-        w_epoch = d.w.gather(1, perm)  # (M, N)
+        w_epoch = d.weights_at(epoch).gather(1, perm)  # (M, N)
         y_epoch = d.y.gather(1, perm) if per_member else d.y[perm]  # (M, N)
         fast = self.backend == "stacked" and self.optimizer == "sgd" and not self.momentum
         # (M, N, ...): one gather per epoch, slices per step

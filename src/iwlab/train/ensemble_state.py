@@ -14,6 +14,17 @@ from iwlab.train.fit import FitState, checkpoint_dict, restore
 from iwlab.train.members import Member
 
 
+def _plain(v: Any) -> Any:
+    """A settings value as plain JSON-able Python (tensors and tuples become lists)."""
+    if isinstance(v, Tensor):
+        return v.detach().cpu().tolist()
+    if isinstance(v, dict):
+        return {k: _plain(u) for k, u in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(u) for u in v]
+    return v
+
+
 class EnsembleState:
     """Checkpoint methods of :class:`~iwlab.train.ensemble.EnsembleTrainer` (its base class)."""
 
@@ -36,7 +47,12 @@ class EnsembleState:
                     "weight_decay": float(m.weight_decay),
                     "class_weight": None if m.class_weight is None else [float(c) for c in m.class_weight],
                     # only when set, so records (and checkpoints) of cross-entropy members stay as they were
-                    **({"loss": m.loss, "loss_kwargs": dict(m.loss_kwargs)} if m.loss != "ce" else {}),
+                    **({"loss": m.loss, "loss_kwargs": _plain(m.loss_kwargs)} if m.loss != "ce" else {}),
+                    **(
+                        {"deferred_class_weight": [int(m.deferred_class_weight[0]), _plain(m.deferred_class_weight[1])]}
+                        if m.deferred_class_weight is not None
+                        else {}
+                    ),
                 }
                 for m in self.members
             ],

@@ -24,6 +24,14 @@ class _EpochData:
     w: Tensor  # (M, N) float32 per-example weights
     per_member: bool
     callbacks: Sequence[Callback]
+    w_late: Tensor | None = None  # (M, N) the weights after each member's deferred re-weighting epoch
+    switch: Tensor | None = None  # (M, 1) int64: that epoch (a huge number for members without DRW)
+
+    def weights_at(self, epoch: int) -> Tensor:
+        """``(M, N)`` the per-example weights of ``epoch``: ``w``, or ``w_late`` from a member's DRW epoch on."""
+        if self.w_late is None or self.switch is None:
+            return self.w
+        return torch.where(self.switch <= epoch, self.w_late, self.w)
 
 
 class EnsembleSteps:
@@ -76,7 +84,10 @@ class EnsembleSteps:
             grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
         else:
             if self._func_step is None:
-                self._func_step = func_backend.grads_fn(self.template, self.binary)
+                if self._logit_grads is None:
+                    self._func_step = func_backend.grads_fn(self.template, self.binary)
+                else:  # per-member losses or a reweight hook: pull d loss / d logits back through the forward
+                    self._func_step = func_backend.logit_grads_step(self.template, self._logit_grads)
             self.template.train()  # batch statistics and running-stat updates, dropout on
             grad_dict, self.buffers = self._func_step(self.params, self.buffers, xb, yb, gw)
             grads = list(grad_dict.values())
@@ -86,14 +97,14 @@ class EnsembleSteps:
             else:
                 adam_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.betas, self.eps)
 
-    def _full_batch_epoch(self, d: _EpochData) -> None:
+    def _full_batch_epoch(self, d: _EpochData, epoch: int) -> None:
         """``steps_per_epoch`` steps of full-batch gradient descent: no shuffling, every step on all N examples."""
         n = d.y.shape[-1]
         x = d.x if d.per_member else d.x.unsqueeze(0).expand(self.M, *d.x.shape)  # (M, N, in)
         y = d.y if d.per_member else d.y.unsqueeze(0).expand(self.M, n)  # (M, N)
         decay = 1.0 - self.lr * self.weight_decay  # (M,)
         self._decay = decay if bool((self.weight_decay > 0).any()) else None
-        w = d.w.to(self.lr.dtype)  # (M, N): float64 models step with float64 weights
+        w = d.weights_at(epoch).to(self.lr.dtype)  # (M, N): float64 models step with float64 weights
         if self.normalization == "batch_size":
             gw = w / n  # (M, N)
         else:

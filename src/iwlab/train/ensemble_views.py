@@ -23,6 +23,13 @@ class EnsembleViews:
     params: Any
     buffers: dict[str, Tensor]
 
+    def _check_member(self, i: object) -> None:
+        """Refuse a member index that is not an int in ``[0, M)`` (no negative indices, no bools)."""
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"member index must be an int, got {i!r}")
+        if not 0 <= i < self.M:
+            raise IndexError(f"member {i} out of range for an ensemble of {self.M}")
+
     def _param_list(self) -> list[Tensor]:
         return self.params if isinstance(self.params, list) else list(self.params.values())
 
@@ -81,6 +88,7 @@ class EnsembleViews:
             >>> torch.equal(trainer.member_module(1)(x), trainer.logits(x)[1])
             True
         """
+        self._check_member(i)
         if self.backend == "stacked":
             t = self.template
             mod = MLP(t.in_dim, t.hidden, t.out_dim, t.dropout, bias=t.bias).to(self.params[0].dtype)
@@ -107,8 +115,7 @@ class EnsembleViews:
             >>> net.load_state_dict(trainer.member_state_dict(0))
             <All keys matched successfully>
         """
-        if not 0 <= i < self.M:
-            raise IndexError(f"member {i} out of range for an ensemble of {self.M}")
+        self._check_member(i)
         if self.backend == "stacked":
             return {k: v.detach().clone() for k, v in self.member_module(i).state_dict().items()}
         out = {k: v[i].detach().cpu().clone() for k, v in self.params.items()}

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 
 def stack_modules(
@@ -91,3 +91,29 @@ def grads_fn(template: nn.Module, binary: bool) -> Callable:
         return (per * wi).sum(), b
 
     return vmap(grad(loss, has_aux=True), randomness="different")
+
+
+def logit_grads_step(template: nn.Module, logit_grads: Callable) -> Callable:
+    """``fn(params, buffers, x, y, gw) -> (grads, new_buffers)`` for members with their own losses.
+
+    The members' forward runs under ``vmap`` as in :func:`grads_fn`; ``torch.func.vjp`` of it pulls back
+    ``d loss / d logits`` ``(M, B, out)`` from ``logit_grads(logits, y, gw, x, params)`` (the same function the
+    stacked backend uses, :func:`iwlab.train.member_losses.logit_grads_fn`), so every per-member loss and the
+    ``reweight`` hook work on any module. Members on plain cross-entropy keep :func:`grads_fn`'s path.
+    """
+
+    def member_forward(p: dict[str, Tensor], b: dict[str, Tensor], xi: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        b = {k: v.clone() for k, v in b.items()}  # the forward writes running statistics into these (see grads_fn)
+        return functional_call(template, (p, b), (xi,)), b
+
+    def step(
+        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor, gw: Tensor
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        def forward(p: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+            return vmap(member_forward, randomness="different")(p, buffers, x)
+
+        logits, pull_back, new_buffers = vjp(forward, params, has_aux=True)  # logits (M, B, out)
+        g = logit_grads(logits.detach(), y, gw, x, list(params.values()))  # (M, B, out)
+        return pull_back(g)[0], new_buffers
+
+    return step

@@ -1,18 +1,20 @@
-"""Per-member losses and learned example weights for the ensemble trainer's stacked backend.
+"""Per-member losses and learned example weights for the ensemble trainer.
 
 Every member of an :class:`~iwlab.train.ensemble.EnsembleTrainer` trains on its own loss
-(:attr:`Member.loss <iwlab.train.members.Member>`), so one ensemble can hold, side by side, models trained
-with the logistic and the exponential loss, or with the focal loss (Lin et al. 2017). The stacked
-backend's hand-written backward needs only ``d loss / d logits``: :func:`logit_grads_fn` builds that
-function for an ensemble, in closed form for ``"ce"`` and ``"exponential"`` and by autograd through the
-functional loss otherwise.
+(:attr:`Member.loss <iwlab.train.members.Member>`) with its own hyperparameters
+(``Member.loss_kwargs``), so one ensemble can hold, side by side, models trained with cross-entropy, the
+exponential loss, focal loss, a polynomially tailed loss, LDAM, the logit-adjusted loss or VS loss. Both
+backends need only ``d loss / d logits``: :func:`logit_grads_fn` builds that function for an ensemble, in
+closed form for ``"ce"`` and ``"exponential"`` and by autograd through the functional loss
+(:mod:`iwlab.functional`, ``reduction="none"``) otherwise. The stacked backend feeds it to its hand-written
+backward, the func backend pulls it back through the members' forward
+(:func:`iwlab.train.func_backend.logit_grads_step`).
 
 Learned weights (the extension of Xu, Ye & Ruan 2021, notes Sec. 4): a ``reweight`` function
-``fn(logits (M, B, out), y (M, B), x (M, B, in), params) -> (M, B)`` (``params`` the stacked parameters,
-read-only) multiplies every example's gradient weight
-at every step. It is evaluated on the current model and treated as a constant in the gradient
-(``theta <- theta - lr * sum_i w_i(theta) grad l_i``), as learning-to-reweight (Ren et al. 2018) and
-class-balanced weighting do.
+``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)`` (``params`` read-only) multiplies every
+example's gradient weight at every step. It is evaluated on the current model and treated as a constant in
+the gradient (``theta <- theta - lr * sum_i w_i(theta) grad l_i``), as learning-to-reweight (Ren et al.
+2018) and class-balanced weighting do.
 """
 
 from __future__ import annotations
@@ -23,22 +25,63 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from iwlab.functional.losses_focal import binary_focal_loss, check_gamma, focal_loss
+from iwlab.functional.losses_focal import binary_focal_loss, focal_loss
+from iwlab.functional.losses_margin import binary_poly_tailed_loss, poly_tailed_loss
+from iwlab.functional.losses_remedies import ldam_loss, logit_adjusted_loss, vs_loss
 from iwlab.train.stacked import LogitGrads, ce_logit_grads
 
-#: Losses a member can train with: name -> allowed keyword arguments.
-MEMBER_LOSSES: dict[str, tuple[str, ...]] = {"ce": (), "exponential": (), "focal": ("gamma",)}
+#: Losses a member can train with: name -> the keyword arguments it takes (``Member.loss_kwargs``).
+MEMBER_LOSSES: dict[str, tuple[str, ...]] = {
+    "ce": (),
+    "exponential": (),
+    "focal": ("gamma",),
+    "poly": ("alpha", "kind"),
+    "ldam": ("class_counts", "max_margin", "scale"),
+    "logit_adjusted": ("class_counts", "tau"),
+    "vs": ("class_counts", "tau", "gamma"),
+}
+
+
+def _two_logits(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """A multiclass loss for a model with one logit ``f``: the two-class logits ``(0, f)``.
+
+    Binary cross-entropy on ``f`` is exactly cross-entropy on ``(0, f)``, so LDAM, the logit-adjusted and VS
+    losses keep their two-class meaning (class counts ``(n_0, n_1)``) on a binary model.
+    """
+
+    def loss(z: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+        return fn(torch.stack([torch.zeros_like(z), z], dim=-1), target.long(), **kwargs)
+
+    return loss
+
+
+# the functional losses behind the names, for models with C >= 2 logits and with one logit (binary)
+_MULTICLASS: dict[str, Callable[..., Tensor]] = {
+    "focal": focal_loss,
+    "poly": poly_tailed_loss,
+    "ldam": ldam_loss,
+    "logit_adjusted": logit_adjusted_loss,
+    "vs": vs_loss,
+}
+_BINARY: dict[str, Callable[..., Tensor]] = {
+    "focal": binary_focal_loss,
+    "poly": binary_poly_tailed_loss,
+    **{k: _two_logits(_MULTICLASS[k]) for k in ("ldam", "logit_adjusted", "vs")},
+}
 
 Reweight = Callable[[Tensor, Tensor, Tensor, list[Tensor]], Tensor]
 
 
-def check_member_loss(name: Any, kwargs: Any, where: str) -> None:
+def check_member_loss(name: Any, kwargs: Any, where: str, out_dim: int = 2) -> None:
     """Refuse an unknown member loss, keyword or keyword value when the trainer is built, naming the member.
+
+    The values are checked by the functional loss itself, on a one-example probe of the model's output size,
+    so a bad ``gamma`` or ``class_counts`` of the wrong length fails here, not at the first step.
 
     Raises:
         TypeError: ``name`` is not a string, or ``kwargs`` not a dict.
-        ValueError: ``name`` is not in :data:`MEMBER_LOSSES`, a keyword is not one it takes, or a value is
-            invalid (``gamma``: a finite number >= 0).
+        ValueError: ``name`` is not in :data:`MEMBER_LOSSES`, a keyword is not one it takes, the loss does not
+            exist for the model's output size, or a value is invalid (the functional loss's message).
     """
     if not isinstance(name, str):
         raise TypeError(f"{where}: loss must be a string, one of {sorted(MEMBER_LOSSES)}; got {name!r}")
@@ -49,20 +92,37 @@ def check_member_loss(name: Any, kwargs: Any, where: str) -> None:
     extra = sorted(set(kwargs) - set(MEMBER_LOSSES[name]))
     if extra:
         raise ValueError(f"{where}: loss {name!r} takes {list(MEMBER_LOSSES[name])} as loss_kwargs, got {extra}")
-    if "gamma" in kwargs:
-        try:
-            check_gamma(kwargs["gamma"])
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: loss_kwargs {err}") from None
+    if name == "exponential" and out_dim != 1:
+        raise ValueError(f"{where}: the exponential loss is binary-only (a model with one logit)")
+    if name in ("ce", "exponential"):
+        return
+    fn = (_BINARY if out_dim == 1 else _MULTICLASS)[name]
+    probe = torch.zeros(1) if out_dim == 1 else torch.zeros(1, out_dim)
+    try:
+        fn(probe, torch.zeros(1, dtype=torch.long), reduction="none", **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: loss_kwargs: {err}") from None
+
+
+def _key(v: Any) -> Any:
+    """A hashable, order-stable form of a keyword value (lists and tensors become tuples)."""
+    if isinstance(v, Tensor):
+        return tuple(v.detach().cpu().flatten().tolist())
+    if isinstance(v, list | tuple):
+        return tuple(_key(u) for u in v)
+    return v
 
 
 def _checked_weights(w: Any, like: Tensor) -> Tensor:
-    """The reweight hook's output: a real ``(M, B)`` tensor of ``like``'s dtype and device, finite and >= 0."""
-    if not isinstance(w, Tensor) or w.shape != like.shape or w.dtype != like.dtype or w.device != like.device:
+    """The reweight hook's output: a floating ``(M, B)`` tensor on ``like``'s device, finite and >= 0.
+
+    Any floating dtype is taken (it multiplies the step's weights under type promotion, which never rounds
+    a float64 weight to float32); integers, bools and complex numbers are refused.
+    """
+    if not isinstance(w, Tensor) or w.shape != like.shape or not w.dtype.is_floating_point or w.device != like.device:
         got = f"{type(w).__name__} {tuple(w.shape)} {w.dtype} on {w.device}" if isinstance(w, Tensor) else repr(w)
         raise ValueError(
-            f"reweight must return a {like.dtype} tensor of shape {tuple(like.shape)} (M, B) on {like.device}; "
-            f"got {got}"
+            f"reweight must return a floating tensor of shape {tuple(like.shape)} (M, B) on {like.device}; got {got}"
         )
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):  # a sync per step: only when a hook is set
         raise ValueError("reweight returned weights that are negative, NaN or infinite")
@@ -75,33 +135,32 @@ def _exponential_grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
     return torch.exp(-s * logits.squeeze(-1)).mul_(gw * s).neg_().unsqueeze(-1)  # (m, B, 1)
 
 
-def _autograd_grads(loss: str, kwargs: Mapping[str, Any], binary: bool) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+def _autograd_grads(fn: Callable[..., Tensor], kwargs: Mapping[str, Any], binary: bool) -> Callable:
     def grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
         with torch.enable_grad():
             z = logits.detach().requires_grad_(True)  # (m, B, out)
-            if loss == "focal" and binary:
-                per = binary_focal_loss(z.squeeze(-1), y, reduction="none", validate=False, **kwargs)  # (m, B)
-            elif loss == "focal":
-                per = focal_loss(z, y, reduction="none", validate=False, **kwargs)  # (m, B)
-            else:  # pragma: no cover - MEMBER_LOSSES lists every loss handled here
-                raise ValueError(f"unknown loss {loss!r}")
+            target = y.long() if binary else y
+            per = fn(z.squeeze(-1) if binary else z, target, reduction="none", validate=False, **kwargs)  # (m, B)
             return torch.autograd.grad((per * gw).sum(), z)[0]
 
     return grads
 
 
-def logit_grads_fn(members: Sequence[Any], binary: bool, reweight: Reweight | None = None) -> LogitGrads | None:
+def logit_grads_fn(
+    members: Sequence[Any], binary: bool, reweight: Reweight | None = None, out_dim: int | None = None
+) -> LogitGrads | None:
     """The ensemble's ``fn(logits, y, gw, x, params) -> d loss / d logits`` ``(M, B, out)``; None: all cross-entropy.
 
-    Members are grouped by loss; each group's gradient is computed once for its rows.
+    Members are grouped by loss and keywords; each group's gradient is computed once for its rows.
 
     Args:
         members: the ensemble's :class:`~iwlab.train.members.Member` list (``loss``, ``loss_kwargs``).
         binary: one logit per example (``"exponential"`` needs it).
         reweight: learned weights ``fn(logits, y, x, params) -> (M, B)`` multiplied into ``gw`` every step, or None.
+        out_dim: the model's logits per example (default: 1 if ``binary`` else 2), for the keyword checks.
 
     Raises:
-        ValueError: ``"exponential"`` for a multiclass model, or an unknown loss (see :func:`check_member_loss`).
+        ValueError, TypeError: a member's loss or keywords (see :func:`check_member_loss`).
 
     Example:
         >>> from iwlab.train.members import Member
@@ -109,22 +168,21 @@ def logit_grads_fn(members: Sequence[Any], binary: bool, reweight: Reweight | No
         >>> fn(torch.zeros(1, 2, 1), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2), torch.zeros(1, 2, 3), []).flatten()
         tensor([-1.,  1.])
     """
-    groups: dict[tuple[str, tuple], list[int]] = {}
+    out_dim = out_dim if out_dim is not None else (1 if binary else 2)
+    groups: dict[tuple, list[int]] = {}
     for i, m in enumerate(members):
-        check_member_loss(m.loss, m.loss_kwargs, f"member {i}")
-        if m.loss == "exponential" and not binary:
-            raise ValueError(f"member {i}: the exponential loss is binary-only (a model with one logit)")
-        groups.setdefault((m.loss, tuple(sorted((k, float(v)) for k, v in m.loss_kwargs.items()))), []).append(i)
+        check_member_loss(m.loss, m.loss_kwargs, f"member {i}", out_dim)
+        groups.setdefault((m.loss, tuple(sorted((k, _key(v)) for k, v in m.loss_kwargs.items()))), []).append(i)
     if reweight is None and set(groups) <= {("ce", ())}:
         return None
     parts = []
-    for (loss, kw), rows in groups.items():
+    for (loss, _), rows in groups.items():
         if loss == "ce":
             fn = lambda z, y, gw: ce_logit_grads(z, y, gw, binary)  # noqa: E731
         elif loss == "exponential":
             fn = _exponential_grads
         else:
-            fn = _autograd_grads(loss, dict(kw), binary)
+            fn = _autograd_grads((_BINARY if binary else _MULTICLASS)[loss], members[rows[0]].loss_kwargs, binary)
         # a contiguous group is a slice (a view: no gather, no scatter), as when members are listed by loss
         contiguous = rows == list(range(rows[0], rows[-1] + 1))
         parts.append((slice(rows[0], rows[-1] + 1) if contiguous else torch.tensor(rows), fn))

@@ -19,7 +19,12 @@ class Member:
 
     ``loss`` is the member's own loss (see :mod:`iwlab.train.member_losses`): ``"ce"`` (cross-entropy;
     the logistic loss for a binary model), ``"exponential"`` (``exp(-s z)``, binary models) or
-    ``"focal"`` (``loss_kwargs={"gamma": ...}``); losses other than ``"ce"`` need the stacked backend.
+    ``"focal"``, ``"poly"``, ``"ldam"``, ``"logit_adjusted"`` or ``"vs"``, with their keywords in ``loss_kwargs``
+    (:data:`iwlab.train.member_losses.MEMBER_LOSSES`).
+
+    ``deferred_class_weight=(E, weights)`` is deferred re-weighting (DRW; Cao et al. 2019, Sec. 3.3 and Alg. 1):
+    from epoch ``E`` on (1-based), ``weights`` replace ``class_weight``, e.g. ``class_balanced_weights(counts,
+    0.9999)`` from epoch 160 of 200.
 
     Example:
         >>> Member(seed=3, class_weight=(1.0, 1 / 256), lr=0.045, weight_decay=1e-3).weight_decay
@@ -33,6 +38,7 @@ class Member:
     labels: dict[str, Any] = field(default_factory=dict)
     loss: str = "ce"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    deferred_class_weight: tuple[int, tuple[float, ...]] | None = None
 
 
 @dataclass
