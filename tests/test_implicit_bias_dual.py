@@ -311,9 +311,11 @@ def test_bad_inputs():
     for bad in [torch.tensor([1.0, 0.0]), torch.tensor([1.0, -1.0]), torch.tensor([1.0, float("nan")])]:
         with pytest.raises(ValueError, match="weights"):
             offset(X, y, bad, 0.1)
-    for bad in [torch.ones(3), torch.ones(2, 1), torch.tensor([1, 1])]:
+    for bad in [torch.ones(3), torch.ones(2, 1)]:
         with pytest.raises(ValueError, match="weights"):
             offset(X, y, bad, 0.1)
+    with pytest.raises(TypeError, match="weights"):  # bool weights are refused; int ones are exact (hunt tests)
+        offset(X, y, torch.tensor([True, True]), 0.1)
     for lr in [0.0, -0.1, float("nan"), float("inf")]:
         with pytest.raises(ValueError, match="lr"):
             offset(X, y, ok, lr)

@@ -80,7 +80,8 @@ def test_linear_weightings_by_hand():
     svm = hard_margin_svm(X, y, bias="none")
     w = linear_weightings(y, svm.alpha, svm.support, seed=0)
     for name in ("minority_x10", "majority_x10", "lognormal"):
-        assert math.isclose(float(w[name].mean()), 1.0, rel_tol=1e-12), name
+        # mean 1, up to the float32 rounding the trainer's weights get (relative 2**-24 per entry)
+        assert math.isclose(float(w[name].mean()), 1.0, rel_tol=1e-7), name
     assert float(w["minority_x10"][40] / w["minority_x10"][0]) == pytest.approx(10.0)
     # weights proportional to alpha on the support vectors make the offset parallel to theta_hat (C = 0)
     rho = offset(X, y, w["alpha"] / len(y), 0.5, svm=svm).rho

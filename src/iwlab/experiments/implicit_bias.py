@@ -182,7 +182,9 @@ def linear_weightings(
         out["uniform_x0.1"] = torch.full((n,), 0.1, dtype=torch.float64)
         r = torch.exp(torch.randn(n, generator=g, dtype=torch.float64))
         out["non_support_random"] = torch.where(support, 1.0, r / r.max())  # in (0, 1]: support vectors keep 1
-    return out
+    # rounded to float32 here, once: the trainer keeps example weights in float32, and the offsets are then
+    # computed from exactly the weights the members train with
+    return {k: v.float().double() for k, v in out.items()}
 
 
 def _linear_data(cfg: Config, part: str) -> tuple[Tensor, Tensor]:
@@ -243,7 +245,7 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
                 targets.append(theta_hat)
     else:  # learned weights: where the learned weights reduce to fixed ones on rescaled points, so does the prediction
         counts = torch.bincount(y, minlength=2)
-        cb = normalized(class_balanced_weights(counts, beta=cfg.cb_beta)[y])  # (N,)
+        cb = normalized(class_balanced_weights(counts, beta=cfg.cb_beta)[y]).float().double()  # (N,), float32 values
         rate[1] = cfg.decay_rate  # class-dependent decay in the margin: the minority's weights decay
         gamma = cfg.focal_gamma
         # focal: -l'(u) ~ (1 + gamma) exp(-(1 + gamma) u), i.e. the exponential loss on the points (1 + gamma) x_i;

@@ -19,18 +19,21 @@ __all__ = ["angle", "linear_direction", "normalized_margin"]
 
 
 def _signs(y: Tensor) -> Tensor:
-    """``s_i in {-1, +1}`` from labels in ``{0, 1}`` or ``{-1, +1}`` (int64)."""
+    """``s_i in {-1, +1}`` from labels in ``{0, 1}`` or ``{-1, +1}`` (int64).
+
+    The label set is checked on the values as given (before any cast to int64, which would turn
+    ``inf`` or ``nan`` into arbitrary integers), and the error shows them as given.
+    """
     y = torch.as_tensor(y)
-    if y.dtype.is_floating_point:
-        if not torch.equal(y, y.round()):
-            raise ValueError("labels must be in {0, 1} or {-1, +1}")
-    y = y.to(torch.int64)
-    values = set(torch.unique(y).tolist())
-    if values <= {0, 1}:
-        return 2 * y - 1
-    if values <= {-1, 1}:
-        return y
-    raise ValueError(f"labels must be in {{0, 1}} or {{-1, +1}}, got values {sorted(values)}")
+    if y.dtype.is_complex:
+        raise TypeError(f"labels y must be real, got dtype {y.dtype}")
+    values = torch.unique(y).tolist()  # nan != nan, so a nan is never in the sets below
+    if set(values) <= {0, 1}:
+        return 2 * y.to(torch.int64) - 1
+    if set(values) <= {-1, 1}:
+        return y.to(torch.int64)
+    shown = values if len(values) <= 8 else [*values[:8], "..."]
+    raise ValueError(f"labels must be in {{0, 1}} or {{-1, +1}}, got values {shown}")
 
 
 def angle(u: Tensor, v: Tensor) -> Tensor:

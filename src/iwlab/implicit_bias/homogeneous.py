@@ -15,9 +15,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from iwlab.functional._scaling import mul_pow2
 from iwlab.implicit_bias.geometry import _signs
 
 __all__ = ["homogeneous_normalized_margin", "parameter_norm", "smoothed_margin"]
@@ -28,6 +31,9 @@ def _prepare(scores: Tensor, y: Tensor, param_norm: Tensor, degree: int) -> tupl
     if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
         raise ValueError(f"degree must be an int >= 1, got {degree!r}")
     scores, param_norm = torch.as_tensor(scores), torch.as_tensor(param_norm)
+    for name, v in (("scores", scores), ("param_norm", param_norm)):
+        if v.dtype.is_complex:
+            raise TypeError(f"{name} must be real, got dtype {v.dtype}")
     if scores.dim() not in (1, 2) or scores.shape[-1] == 0:
         raise ValueError(f"scores must have shape (M, N) or (N,) with N >= 1, got {tuple(scores.shape)}")
     if param_norm.shape != scores.shape[:-1]:
@@ -61,6 +67,7 @@ def homogeneous_normalized_margin(scores: Tensor, y: Tensor, param_norm: Tensor,
 
     Raises:
         ValueError: bad shapes, labels, ``param_norm`` or ``degree``.
+        TypeError: complex ``scores`` or ``param_norm``.
 
     Example:
         >>> homogeneous_normalized_margin(torch.tensor([3.0, -1.0]), torch.tensor([1, -1]), torch.tensor(2.0), 1)
@@ -93,6 +100,7 @@ def smoothed_margin(
 
     Raises:
         ValueError: bad shapes, labels, ``param_norm``, ``degree`` or ``weights``.
+        TypeError: complex ``scores`` or ``param_norm``.
 
     Example:
         >>> y, norm = torch.tensor([1, 0]), torch.tensor(100.0)
@@ -114,31 +122,53 @@ def smoothed_margin(
     return -torch.logsumexp(log_w - margins, dim=-1) / norm_l
 
 
-def parameter_norm(params: list[Tensor]) -> Tensor:
+def parameter_norm(params: Sequence[Tensor]) -> Tensor:
     """Euclidean norm of all parameters of each of M stacked models, ``sqrt(sum_p ||p_m||^2)``.
 
     The ``||theta||`` of Lyu & Li 2020 for :func:`homogeneous_normalized_margin` and
-    :func:`smoothed_margin`. Per-tensor norms are combined by a norm (no overflow from squaring).
+    :func:`smoothed_margin`. Each model's parameters are scaled by the power of two that brings their
+    largest ``|entry|`` into [0.5, 1) (exact), normed, and scaled back: entries of 1e30 in float32 or
+    1e200 in float64 neither overflow nor underflow the squares, and in the normal range the result is
+    bitwise the unscaled norm; only a norm beyond the dtype's range is ``inf``. half and bfloat16 are
+    normed in float32 and rounded once.
 
     Args:
-        params: tensors of shape ``(M, ...)``, one per parameter, stacked over the M models.
+        params: a list or tuple (any iterable but a tensor) of floating-point tensors of shape
+            ``(M, ...)``, one per parameter, stacked over the ``M >= 1`` models.
 
     Returns:
         ``(M,)`` in the promoted dtype of ``params``.
 
     Raises:
-        ValueError: ``params`` is empty, a tensor is 0-d, or the leading sizes differ.
+        ValueError: ``params`` is empty, a tensor is 0-d, the leading sizes differ, or ``M = 0``.
+        TypeError: ``params`` is a tensor (not a list of them), or a tensor is not floating point.
 
     Example:
         >>> parameter_norm([torch.tensor([[3.0], [0.0]]), torch.tensor([[[4.0]], [[1.0]]])])
         tensor([5., 1.])
+        >>> parameter_norm([torch.full((1, 4), 1e30)])  # float32, whose squares would overflow
+        tensor([2.0000e+30])
     """
+    if isinstance(params, Tensor):
+        raise TypeError("params must be a list of (M, ...) tensors, got a single Tensor; pass [tensor]")
     params = [torch.as_tensor(p) for p in params]
     if not params or any(p.dim() == 0 for p in params) or len({p.shape[0] for p in params}) != 1:
         shapes = [tuple(p.shape) for p in params]
         raise ValueError(f"params must be a non-empty list of (M, ...) tensors with one M, got shapes {shapes}")
+    bad = [p.dtype for p in params if not p.dtype.is_floating_point]
+    if bad:
+        raise TypeError(f"params must be floating-point tensors, got dtypes {bad}")
+    m = params[0].shape[0]
+    if m == 0:
+        raise ValueError("params hold M = 0 models")
     dtype = params[0].dtype
     for p in params[1:]:
         dtype = torch.promote_types(dtype, p.dtype)
-    norms = [torch.linalg.vector_norm(p.to(dtype).reshape(p.shape[0], -1), dim=1) for p in params]  # each (M,)
-    return torch.linalg.vector_norm(torch.stack(norms), dim=0)
+    # float32 / float64 are normed in their own dtype: the power-of-two scaling is exact, so in the normal range
+    # the result is bitwise that of the unscaled norm; half / bfloat16 (no exact mul_pow2 there) go via float32.
+    work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    flat = [p.to(work).reshape(m, -1) for p in params]  # each (M, k_p)
+    amax = torch.stack([f.abs().amax(dim=1) if f.shape[1] else f.new_zeros(m) for f in flat]).amax(dim=0)  # (M,)
+    e = torch.frexp(amax).exponent  # (M,); 0 for a zero model
+    norms = [torch.linalg.vector_norm(mul_pow2(f, -e[:, None]), dim=1) for f in flat]  # each (M,)
+    return mul_pow2(torch.linalg.vector_norm(torch.stack(norms), dim=0), e).to(dtype)

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iwlab.implicit_bias.geometry import _signs, angle
+from iwlab.functional._scaling import mul_pow2
+from iwlab.implicit_bias._checks import as_numpy_xy, float64_weights, positive_finite, real_scalar, real_tensor
+from iwlab.implicit_bias.geometry import _pow2_normalize, _unit, angle
 from iwlab.implicit_bias.svm import SVMSolution, hard_margin_svm
 
 __all__ = ["Offset", "asymptotic_constant", "offset", "predicted_direction_error"]
@@ -80,8 +81,9 @@ def offset(
     Args:
         X: inputs ``(N, d)``.
         y: labels ``(N,)`` in ``{0, 1}`` or ``{-1, +1}``.
-        weights: ``(N,)`` finite, ``> 0`` (a zero weight would put the offset at ``-inf``).
-        lr: the GD step, finite ``> 0``.
+        weights: ``(N,)`` finite, ``> 0`` (a zero weight would put the offset at ``-inf``); any real
+            non-bool dtype (integers are converted exactly to float64).
+        lr: the GD step, a real number (Python, numpy or 0-d tensor; not bool), finite ``> 0``.
         bias: ``"none"`` (model ``theta.x``) or ``"homogeneous"`` (model ``w.x + b``, bias trained).
         svm: the precomputed ``hard_margin_svm(X, y, bias=bias)`` (computed when ``None``).
 
@@ -89,11 +91,13 @@ def offset(
         :class:`Offset`.
 
     Raises:
-        ValueError: bad ``weights``, ``lr``, ``bias`` (``"free"`` included: GD with a trained bias
-            converges to the homogeneous SVM), ``svm`` of another bias or size; degenerate data (a
+        ValueError: bad ``X``, ``weights``, ``lr``, ``bias`` (``"free"`` included: GD with a trained bias
+            converges to the homogeneous SVM), ``d = 0`` with ``"none"``, ``svm`` of another bias, size or
+            data (its margins differ from ``s (X w + b)`` by over 1e-9 relative); degenerate data (a
             point with margin 1 within 1e-9 but ``alpha = 0``, where Soudry et al.'s strict
             complementarity fails), or inconsistent offset equations (more support vectors than the
             equations allow); or as :func:`hard_margin_svm`.
+        TypeError: ``lr`` not a real number; complex ``X``, ``y`` or ``weights``; bool ``weights``.
 
     Example:
         >>> X = torch.tensor([[1.0, 0.0], [2.0, 2.0]]); y = torch.tensor([1, 1])  # one support vector
@@ -105,24 +109,25 @@ def offset(
         raise ValueError("bias='free' has no GD offset: GD with a trained bias converges to the homogeneous SVM")
     if bias not in ("none", "homogeneous"):
         raise ValueError(f"bias must be 'none' or 'homogeneous', got {bias!r}")
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    Xn = torch.as_tensor(X).detach().cpu().to(torch.float64).numpy()
-    n = Xn.shape[0] if Xn.ndim == 2 else -1
-    wt = torch.as_tensor(weights).detach().cpu()
-    if wt.shape != (n,) or not wt.dtype.is_floating_point:
-        raise ValueError(f"weights must be a float tensor of shape ({n},), got {wt.dtype} {tuple(wt.shape)}")
-    wt = wt.to(torch.float64).numpy()
+    lr = positive_finite(real_scalar(lr, "lr"), "lr")
+    Xn, s = as_numpy_xy(X, y)  # X's shape is checked before the weights' (which it fixes)
+    n, d = Xn.shape
+    if d == 0 and bias == "none":
+        raise ValueError("X has no features (d = 0): without a bias there is no separator and no offset")
+    wt = float64_weights(weights, n)
     if not (np.all(np.isfinite(wt)) and np.all(wt > 0)):
         raise ValueError("weights must be finite and > 0 (a zero weight puts the offset at -inf)")
     if svm is None:
         svm = hard_margin_svm(X, y, bias=bias)
-    elif not isinstance(svm, SVMSolution) or svm.bias != bias or svm.alpha.shape != (n,):
-        raise ValueError(f"svm must be hard_margin_svm(X, y, bias={bias!r}) for these {n} points")
+    elif not isinstance(svm, SVMSolution) or svm.bias != bias or svm.alpha.shape != (n,) or svm.w.shape != (d,):
+        raise ValueError(f"svm must be hard_margin_svm(X, y, bias={bias!r}) for these {n} points in {d} dimensions")
+    else:  # same shapes but maybe other data or labels: its margins must be those of (X, y)
+        margins = s * (Xn @ svm.w.numpy() + svm.b)  # (N,)
+        if not np.all(np.abs(margins - svm.margins.numpy()) <= 1e-9 * np.maximum(np.abs(margins), 1.0)):
+            raise ValueError("svm was not computed from these X and y: its margins differ from s * (X w + b)")
     weak = np.flatnonzero((svm.margins.numpy() <= 1 + 1e-9) & ~svm.support.numpy())
     if len(weak):  # alpha is then not unique and GD's offset is not given by these equations
         raise ValueError(f"degenerate data: points {weak.tolist()} have margin 1 but alpha = 0; no offset equations")
-    s = _signs(torch.as_tensor(y).detach().cpu()).numpy().astype(np.float64)  # (N,)
     Z = Xn if bias == "none" else np.c_[Xn, np.ones(n)]  # (N, D)
     S = svm.support.numpy()
     A = s[S, None] * Z[S]  # (k, D) support rows
@@ -141,18 +146,31 @@ def offset(
     )
 
 
-def _perp_parts(svm_direction: Tensor, rho: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """float64 ``theta_hat``, ``rho``, ``u = theta_hat / ||theta_hat||`` and ``||P_perp rho||``."""
-    th = torch.as_tensor(svm_direction).detach().to(torch.float64)
-    rho = torch.as_tensor(rho).detach().to(torch.float64)
+def _exponent(x: Tensor) -> Tensor:
+    """int ``e`` with ``max |x| = m 2**e``, ``m`` in [0.5, 1) (0 for a zero ``x``), as a 0-d tensor."""
+    return torch.frexp(x.abs().max()).exponent
+
+
+def _perp_parts(svm_direction: Tensor, rho: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """float64 ``theta_hat``, ``rho``, ``u = theta_hat / ||theta_hat||``, ``||theta_hat||`` and ``||P_perp rho||``.
+
+    Norms are taken of the vectors scaled by a power of two (exact) and scaled back, so entries of
+    1e-170 or 1e170 neither underflow nor overflow the squares; in the normal range the numbers are
+    bitwise those of the direct formulas.
+    """
+    th = real_tensor(svm_direction, "svm_direction", allow_bool=False).to(torch.float64)
+    rho = real_tensor(rho, "rho", allow_bool=False).to(torch.float64)
     if th.dim() != 1 or rho.shape != th.shape:
         raise ValueError(
             f"svm_direction and rho must have one shape (D,), got {tuple(th.shape)} and {tuple(rho.shape)}"
         )
     if not (torch.isfinite(th).all() and torch.isfinite(rho).all()) or not th.abs().max() > 0:
         raise ValueError("svm_direction must be finite and nonzero, rho finite")
-    u = th / torch.linalg.vector_norm(th)
-    return th, rho, u, torch.linalg.vector_norm(rho - (rho @ u) * u)
+    u = _unit(th)  # (D,)
+    th_norm = mul_pow2(torch.linalg.vector_norm(_pow2_normalize(th)), _exponent(th))
+    k = _exponent(rho)
+    r = mul_pow2(rho, -k)  # (D,), max |r| in [0.5, 1)
+    return th, rho, u, th_norm, mul_pow2(torch.linalg.vector_norm(r - (r @ u) * u), k)
 
 
 def asymptotic_constant(svm_direction: Tensor, rho: Tensor) -> Tensor:
@@ -169,15 +187,19 @@ def asymptotic_constant(svm_direction: Tensor, rho: Tensor) -> Tensor:
     Returns:
         0-d float64 tensor.
 
+    Scale-invariant (``C(c theta_hat, c rho) = C(theta_hat, rho)``) and computed with power-of-two scaling, so
+    entries of 1e-170 or 1e170 give the right value; only a ``C`` beyond float64's range is ``inf`` (or 0).
+
     Raises:
         ValueError: shapes differ or are not 1-d, non-finite entries, or ``theta_hat = 0``.
+        TypeError: complex or bool ``svm_direction`` or ``rho``.
 
     Example:
         >>> asymptotic_constant(torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0]))  # sqrt(2) / sqrt(2)
         tensor(1., dtype=torch.float64)
     """
-    th, _, _, perp = _perp_parts(svm_direction, rho)
-    return perp / torch.linalg.vector_norm(th)
+    _, _, _, th_norm, perp = _perp_parts(svm_direction, rho)
+    return perp / th_norm
 
 
 def predicted_direction_error(
@@ -208,18 +230,23 @@ def predicted_direction_error(
     Returns:
         ``(T,)`` float64.
 
+    Directions are computed from ``theta_hat`` and ``rho`` scaled by a power of two (exact), so entries of
+    1e-170 or 1e170 neither underflow nor overflow.
+
     Raises:
         ValueError: bad shapes, ``t < 2`` or non-finite, unknown ``kind``, or (``"tangent"``) a
             denominator ``<= 0`` (``t`` too small for the first-order form).
+        TypeError: complex or bool ``svm_direction`` or ``rho``.
 
     Example:
+        >>> import math
         >>> theta_hat, rho = torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0])
         >>> predicted_direction_error(torch.tensor([math.e**2]), theta_hat, rho, kind="tangent")  # 1 / 2
         tensor([0.5000], dtype=torch.float64)
     """
     if kind not in ("chord", "angle", "tangent"):
         raise ValueError(f"kind must be 'chord', 'angle' or 'tangent', got {kind!r}")
-    th, rho, u, perp = _perp_parts(svm_direction, rho)
+    th, rho, u, th_norm, perp = _perp_parts(svm_direction, rho)
     t = torch.as_tensor(t).detach()
     if t.dim() != 1 or t.dtype.is_complex or t.dtype == torch.bool:
         raise ValueError(f"t must be a real tensor of shape (T,), got {t.dtype} {tuple(t.shape)}")
@@ -228,11 +255,13 @@ def predicted_direction_error(
         raise ValueError("t must be finite and >= 2")
     log_t = torch.log(t)  # (T,)
     if kind == "tangent":
-        den = torch.linalg.vector_norm(th) * log_t + rho @ u  # (T,)
+        den = th_norm * log_t + rho @ u  # (T,)
         if not (den > 0).all():
             raise ValueError("t too small for kind='tangent': ||theta_hat|| log t + rho.u <= 0; use 'chord'")
         return perp / den
-    v = log_t[:, None] * th + rho  # (T, D)
+    # v's direction, from theta_hat and rho scaled by one power of two (exact): v cannot overflow.
+    k = torch.maximum(_exponent(th), _exponent(rho))
+    v = log_t[:, None] * mul_pow2(th, -k) + mul_pow2(rho, -k)  # (T, D)
     if kind == "angle":
         return angle(v, u)
-    return torch.linalg.vector_norm(v / torch.linalg.vector_norm(v, dim=-1, keepdim=True) - u, dim=-1)
+    return torch.linalg.vector_norm(_unit(v) - u, dim=-1)

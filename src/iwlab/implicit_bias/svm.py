@@ -22,7 +22,9 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from iwlab.implicit_bias.geometry import _signs, linear_direction
+from iwlab.implicit_bias._checks import as_numpy_xy
+from iwlab.implicit_bias._kkt import _polish_free
+from iwlab.implicit_bias.geometry import linear_direction
 
 __all__ = ["SVMSolution", "hard_margin_svm", "max_margin_direction", "max_margin_separator"]
 
@@ -38,21 +40,6 @@ DATA_EXPONENT_RANGE = (-4, 4)
 
 #: Dual coefficients ``alpha_i <= SUPPORT_RTOL * max_j alpha_j`` count as zero (not a support vector).
 SUPPORT_RTOL = 1e-8
-
-
-def _as_numpy(X: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Validated float64 ``X (N, d)`` and signs ``s (N,)`` as numpy arrays."""
-    Xn = torch.as_tensor(X).detach().cpu().to(torch.float64).numpy()
-    if Xn.ndim != 2:
-        raise ValueError(f"X must have shape (N, d), got {tuple(Xn.shape)}")
-    s = _signs(torch.as_tensor(y).detach().cpu()).numpy().astype(np.float64)
-    if s.shape != (Xn.shape[0],):
-        raise ValueError(f"y must have shape ({Xn.shape[0]},), got {tuple(s.shape)}")
-    if Xn.shape[0] == 0:
-        raise ValueError("X is empty")
-    if not np.all(np.isfinite(Xn)):
-        raise ValueError("X has a NaN or infinite entry")
-    return Xn, s
 
 
 def _data_exponent(amax: float) -> int:
@@ -156,7 +143,7 @@ def max_margin_separator(
     """
     if bias not in ("homogeneous", "free"):
         raise ValueError(f"bias must be 'homogeneous' or 'free', got {bias!r}")
-    Xn, s = _as_numpy(X, y)
+    Xn, s = as_numpy_xy(X, y)
     n, d = Xn.shape
 
     amax = float(np.abs(Xn).max()) if Xn.size else 0.0
@@ -167,13 +154,15 @@ def max_margin_separator(
     # the LDP with constant feature c = gamma**-0.5 (w = w' / unit afterwards).
     c_free = FREE_BIAS_SCALE * (amax / unit if amax > 0 else 1.0)
     if bias == "homogeneous":
-        gamma = unit * unit
+        with np.errstate(over="ignore"):  # inf for data beyond ~1e154: the bias is then forbidden (c = 0)
+            gamma = unit * unit
         # The true feature 1 / unit is huge for tiny data (the bias is nearly free) and tiny for
         # large data (the bias is nearly forbidden). Beyond [c_free / FREE_BIAS_SCALE**2, c_free]
         # it would only ruin the NNLS's conditioning (and, when tiny, its separability test), so the
         # LDP runs with the clipped feature: it decides separability (which does not depend on
         # gamma) and finds a support, and the KKT polish below restores the exact gamma.
-        c = min(max(1.0 / unit, c_free / FREE_BIAS_SCALE**2), c_free)
+        with np.errstate(over="ignore", divide="ignore"):  # 1 / unit is inf for subnormal data: clipped here
+            c = min(max(1.0 / unit, c_free / FREE_BIAS_SCALE**2), c_free)
     else:
         gamma = 0.0
         c = c_free
@@ -195,9 +184,17 @@ def max_margin_separator(
                 f"could not solve the homogeneous max-margin problem accurately for data of scale {amax:.3g}; "
                 "rescale X towards unit scale, or use bias='free'"
             )
-    w = w / unit  # back to the caller's scale; b is scale-free: w.x + b = (w unit).(x / unit) + b
+    with np.errstate(over="ignore"):  # checked next: w ~ 1 / scale overflows for data below ~1e-308
+        w = w / unit  # back to the caller's scale; b is scale-free: w.x + b = (w unit).(x / unit) + b
+    _check_finite_w(w, amax)
     w = torch.from_numpy(np.ascontiguousarray(w) + 0.0)  # "+ 0.0" turns -0.0 into 0.0
     return w, b + 0.0
+
+
+def _check_finite_w(w: np.ndarray, amax: float) -> None:
+    """ValueError when the caller-scale ``w`` (which grows like ``1 / scale`` of the data) overflowed."""
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"the SVM's w (~ 1 / scale) overflows float64 for data of scale {amax:.3g}; rescale X")
 
 
 def max_margin_direction(X: Tensor, y: Tensor) -> Tensor:
@@ -218,98 +215,23 @@ def max_margin_direction(X: Tensor, y: Tensor) -> Tensor:
     return linear_direction(w, torch.tensor(b, dtype=w.dtype))
 
 
-def _polish_free(
-    X: np.ndarray,
-    s: np.ndarray,
-    support: np.ndarray,
-    w_ref: np.ndarray,
-    b_ref: float = 0.0,
-    gamma: float = 0.0,
-) -> tuple[np.ndarray, float] | None:
-    """Exact SVM ``min ||w||^2 + gamma b^2`` from the support set found by the LDP solve, or ``None``.
-
-    ``gamma = 0`` is the free-bias SVM, ``gamma > 0`` the homogeneous one in rescaled units (see
-    :func:`max_margin_separator`). Solves the KKT equations ``w = sum_A a_i s_i x_i``,
-    ``sum_A a_i s_i = gamma b``, ``s_i (w.x_i + b) = 1`` (``i in A``) by least squares. If the
-    LDP's support ``A`` is not exactly the active set (its solve is inexact when the problem is
-    badly scaled, e.g. ``gamma`` ~ 1e12), ``A`` is corrected by active-set steps: drop the most
-    negative multiplier, or add the most violated constraint, and solve again. The result is
-    accepted only if it is primal feasible, dual feasible (``a >= 0``) and its objective is not
-    above that of the LDP answer ``(w_ref, b_ref)``. When the LDP's support is right (the usual
-    case) the first solve is taken, as in earlier versions.
-
-    ``X`` is of unit scale here (rescaled by :func:`max_margin_separator` when it is not): the
-    multipliers ``a`` scale like ``1 / scale**2``, so the dual-feasibility tolerance
-    ``-1e-8 * max(a.max(), 1)`` and ``lstsq``'s cutoff on the ``[[K, s], [s^T, -gamma]]`` matrix
-    are only meaningful for such data. For ``gamma > 1`` (homogeneous, large data) the multipliers
-    grow like ``gamma``; the primal least-norm form is solved instead.
-    """
-    active = support.copy()
-    for _ in range(2 * len(s) + 2):  # active-set steps; a cycle ends in None
-        if not active.any():
-            return None
-        XA, sA = X[active], s[active]
-        k = len(sA)
-        if gamma <= 1:
-            # KKT saddle system [[K, s], [s^T, -gamma]] (a, b) = (1, 0): entries of order 1.
-            K = (sA[:, None] * sA[None, :]) * (XA @ XA.T)
-            M = np.zeros((k + 1, k + 1))
-            M[:k, :k] = K
-            M[:k, k] = sA
-            M[k, :k] = sA
-            if gamma > 0:
-                M[k, k] = -gamma
-            rhs = np.concatenate([np.ones(k), [0.0]])
-            sol = np.linalg.lstsq(M, rhs, rcond=None)[0]
-            alpha, b = sol[:k], float(sol[k])
-            w = (alpha * sA) @ XA
-        else:
-            # The bias is expensive (large data): the multipliers grow like gamma and w = sum a s x
-            # would cancel, so solve the primal instead: the least-norm v = (w, sqrt(gamma) b) with
-            # s_i (w.x_i + b) = 1 on the active set, and the multipliers from A^T a = v.
-            A = sA[:, None] * np.concatenate([XA, np.full((k, 1), gamma**-0.5)], axis=1)  # (k, d + 1)
-            v = np.linalg.lstsq(A, np.ones(k), rcond=None)[0]
-            alpha = np.linalg.lstsq(A.T, v, rcond=None)[0]
-            sol = np.concatenate([v, alpha])
-            w, b = v[:-1], float(v[-1]) * gamma**-0.5
-        if not np.all(np.isfinite(sol)):
-            return None
-        if alpha.min() < -1e-8 * max(alpha.max(), 1.0):
-            active[np.flatnonzero(active)[np.argmin(alpha)]] = False
-            continue
-        margins = s * (X @ w + b)
-        m = float(margins.min())
-        if m < 1.0 - 1e-6:
-            active[np.argmin(margins)] = True
-            continue
-        if not (abs(m - 1.0) < 1e-6 and np.abs(margins[active] - 1.0).max() < 1e-6):
-            return None
-        break
-    else:
-        return None
-    w, b = w / m, b / m
-    if gamma == 0 or gamma == np.inf:  # (inf: bias "none", b = 0)
-        longer = np.linalg.norm(w) > np.linalg.norm(w_ref) * (1 + 1e-6)
-    else:
-        longer = w @ w + gamma * b * b > (w_ref @ w_ref + gamma * b_ref * b_ref) * (1 + 1e-6) ** 2
-    if longer:
-        return None
-    return w, b
-
-
 def _separator_none(Xn: np.ndarray, s: np.ndarray) -> np.ndarray:
     """``w (d,)`` of ``min ||w|| s.t. s_i w.x_i >= 1`` (caller's scale; data ``c X`` give ``w / c`` exactly).
 
     The LDP with rows ``s_i x_i`` (no constant column) on the data divided by ``2**e``
     (:func:`_data_exponent`), then the KKT polish with ``gamma = inf`` (``b = 0``; LDP answer if it fails).
     """
-    unit = np.ldexp(1.0, _data_exponent(float(np.abs(Xn).max())))
+    amax = float(np.abs(Xn).max())
+    unit = np.ldexp(1.0, _data_exponent(amax))
     Xs = Xn / unit  # (N, d), exact
     w, u = _ldp(s[:, None] * Xs)
     polished = _polish_free(Xs, s, u > 0, w, 0.0, np.inf)
     if polished is not None:
         w = polished[0]
-    return w / unit
+    with np.errstate(over="ignore"):
+        w = w / unit
+    _check_finite_w(w, amax)
+    return w
 
 
 def _dual_coefficients(Xn: np.ndarray, s: np.ndarray, w: np.ndarray, b: float, bias: str) -> np.ndarray:
@@ -321,7 +243,9 @@ def _dual_coefficients(Xn: np.ndarray, s: np.ndarray, w: np.ndarray, b: float, b
     divided by ``2**e`` (:func:`_data_exponent`; ``alpha' = 2**(2e) alpha``), the homogeneous bias row
     weighted by ``min(1, 2**-e)`` (same solution, balanced rows).
     """
-    unit = np.ldexp(1.0, _data_exponent(float(np.abs(Xn).max())))
+    amax = float(np.abs(Xn).max()) if Xn.size else 0.0  # d = 0 (homogeneous, one class): unit 1
+    e = _data_exponent(amax)
+    unit = np.ldexp(1.0, e)
     Xs, ws = Xn / unit, w * unit  # w.x = ws.xs: margins unchanged
     active = s * (Xs @ ws + b) <= 1 + 1e-7  # (N,)
     n = len(s)
@@ -334,10 +258,20 @@ def _dual_coefficients(Xn: np.ndarray, s: np.ndarray, w: np.ndarray, b: float, b
         Z, target = np.c_[Xs, np.full(n, omega)], np.r_[ws, omega * unit * unit * b]
     A = s[active, None] * Z[active]  # (|A|, D)
     a, res = nnls(A.T, target, maxiter=max(50 * n, 1000))
-    if not res <= 1e-6 * np.linalg.norm(target):
-        raise ValueError(f"could not solve the SVM's KKT equations for alpha (relative residual {res:.3g})")
-    alpha = np.zeros(n)
-    alpha[active] = a / (unit * unit)
+    # Relative to the larger of the target and the sum's terms, so a target ~ 0 is not an absolute test.
+    scale = max(float(np.linalg.norm(target)), float(np.linalg.norm(np.abs(A.T) @ a)))
+    if not res <= 1e-6 * scale:
+        raise ValueError(f"could not solve the SVM's KKT equations for alpha (relative residual {res / scale:.3g})")
+    # alpha = alpha' / unit**2 (alpha' = a, rescaled units) by ldexp: exact, and inf / subnormal only where the
+    # caller-scale alpha itself over- or underflows (unit * unit alone would underflow first).
+    with np.errstate(over="ignore", under="ignore"):
+        alpha_sv = np.ldexp(a[a > SUPPORT_RTOL * a.max()], -2 * e) if a.size and a.max() > 0 else np.ones(1)
+        alpha = np.zeros(n)
+        alpha[active] = np.ldexp(a, -2 * e)
+    if not (np.all(np.isfinite(alpha_sv)) and alpha_sv.min() >= np.finfo(np.float64).tiny):
+        raise ValueError(
+            f"alpha (~ 1 / scale**2) over- or underflows float64 for data of scale {amax:.3g}; rescale X towards 1"
+        )
     return alpha
 
 
@@ -406,9 +340,16 @@ def hard_margin_svm(
     Returns:
         :class:`SVMSolution` (float64 tensors; ``support`` bool).
 
+    One class with ``"free"`` (also ``N = 1``): ``w = 0`` and any ``b`` with ``s b >= 1`` is optimal; returned is
+    ``w = 0``, ``b = s``, ``alpha = 0``, no support vector. ``d = 0`` (no features): ``"none"`` is refused; with
+    a bias, one class is separated by the bias alone (``b = s``), two classes are not separable.
+
     Raises:
         ValueError: the data are not linearly separable (through the origin, for ``"none"``); bad ``X``,
-            ``y`` or ``bias``; or the KKT equations for ``alpha`` could not be solved.
+            ``y`` or ``bias``; ``d = 0`` with ``"none"``; ``w`` or the support's ``alpha`` (``~ 1 / scale`` and
+            ``1 / scale**2`` of the data) over- or underflow float64; or the KKT equations for ``alpha``
+            could not be solved.
+        TypeError: complex ``X`` or ``y``.
 
     Example:
         >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -3.0]]); y = torch.tensor([1, 0, 1])
@@ -420,13 +361,22 @@ def hard_margin_svm(
     """
     if bias not in ("none", "homogeneous", "free"):
         raise ValueError(f"bias must be 'none', 'homogeneous' or 'free', got {bias!r}")
-    Xn, s = _as_numpy(X, y)
-    if bias == "none":
-        w, b = _separator_none(Xn, s), 0.0
+    Xn, s = as_numpy_xy(X, y)
+    n, d = Xn.shape
+    if bias == "none" and d == 0:
+        raise ValueError("X has no features (d = 0): without a bias no separator exists")
+    if bias == "free" and abs(s.sum()) == n:
+        # One class: w = 0 with any b, s b >= 1, is optimal; b = s (the smallest |b|, the limit of the
+        # penalized-bias emulation) with alpha = 0, which meets the KKT conditions (sum a s x = 0 = w,
+        # sum a s = 0). No support vector.
+        w, b, alpha = np.zeros(d), float(s[0]), np.zeros(n)
     else:
-        w_t, b = max_margin_separator(X, y, bias=bias)
-        w = w_t.numpy()
-    alpha = _dual_coefficients(Xn, s, w, b, bias)
+        if bias == "none":
+            w, b = _separator_none(Xn, s), 0.0
+        else:
+            w_t, b = max_margin_separator(X, y, bias=bias)
+            w = w_t.numpy()
+        alpha = _dual_coefficients(Xn, s, w, b, bias)
     margins = s * (Xn @ w + b)
     w, alpha, margins = (torch.from_numpy(np.ascontiguousarray(a) + 0.0) for a in (w, alpha, margins))  # -0.0 -> 0
     support = alpha > SUPPORT_RTOL * alpha.max()

@@ -40,9 +40,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,11 +52,10 @@ from iwlab.files import check_record
 from iwlab.functional.checks import check_int, check_real, check_seed
 from iwlab.models.mlp import MLP
 from iwlab.train import func_backend
-from iwlab.train.batches import member_shuffles
 from iwlab.train.ensemble_state import EnsembleState
 from iwlab.train.ensemble_steps import EnsembleSteps, _EpochData
 from iwlab.train.ensemble_views import EnsembleViews
-from iwlab.train.fit import Clock, FitState, global_rng_state, set_global_rng_state
+from iwlab.train.fit import Clock, FitState
 from iwlab.train.fit import fit as fit_loop
 from iwlab.train.inputs import as_data, check_settings, check_shapes, class_indices, data_record, example_weights, rates
 from iwlab.train.member_losses import Reweight, logit_grads_fn
@@ -99,6 +97,14 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         reweight: learned example weights ``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)``,
             multiplied into every step's weights (see :mod:`iwlab.train.member_losses`; ``params`` is the
             stacked parameter list, or the func backend's parameters in ``named_parameters`` order).
+        lr_schedule: ``fn(epoch) -> factor`` (epoch 1-based): in that epoch every member steps with ``lr *
+            factor`` (coupled decay ``1 - lr * factor * wd``; frozen diverged members stay at 0), e.g.
+            :func:`~iwlab.train.optim.step_warmup_schedule`. None: constant lr (today's numbers, bit for bit).
+        transform: training-batch augmentation ``fn(xb (M, B, ...), generator) -> same shape and dtype``, called
+            on every step's batch (never on :meth:`logits`) with the trainer's own CPU generator, seeded from
+            :func:`~iwlab.train.members.ensemble_rng_seed` + 1 and saved with checkpoints, e.g.
+            :func:`~iwlab.train.augment.flip_shift_transform`. Both are recorded in the settings record by
+            their ``repr`` (a plain function by its qualified name).
 
     Each member trains on its own ``Member.loss`` (:mod:`iwlab.train.member_losses`), on either backend.
 
@@ -138,6 +144,8 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         compile: bool = False,
         steps_per_epoch: int = 1,
         reweight: Reweight | None = None,
+        lr_schedule: Callable[[int], float] | None = None,
+        transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -153,6 +161,10 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
                 f"reweight must be a callable fn(logits, y, x, params) -> (M, B) weights or None, got {reweight!r}"
             )
         self.reweight = reweight
+        for name, fn in (("lr_schedule", lr_schedule), ("transform", transform)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be a callable or None, got {fn!r}")
+        self.lr_schedule, self.transform = lr_schedule, transform
         momentum, betas, eps = check_settings(optimizer, momentum, betas, eps, normalization, backend)
         self.members = list(members)
         self.batch_size = batch_size
@@ -210,29 +222,11 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         self._func_step: Callable | None = None
         # the func backend's private RNG stream (dropout masks), see the module docstring
         self._rng = self._initial_rng() if backend == "func" else None
-
-    # -- construction ------------------------------------------------------------------------
-    # -- the func backend's private RNG stream ---------------------------------------------------
-    def _initial_rng(self) -> dict[str, Tensor]:
-        seed = ensemble_rng_seed([m.seed for m in self.members])
-        state = {"cpu": torch.Generator().manual_seed(seed).get_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.Generator(device=self.device).manual_seed(seed).get_state()
-        return state
-
-    @contextlib.contextmanager
-    def _own_rng(self) -> Iterator[None]:
-        """Swap the trainer's RNG stream in for the global one; keep its advance, restore the caller's."""
-        if self._rng is None:
-            yield
-            return
-        outer = global_rng_state(self.device)
-        set_global_rng_state(self._rng, self.device)
-        try:
-            yield
-        finally:
-            self._rng = global_rng_state(self.device)
-            set_global_rng_state(outer, self.device)
+        # the transform's own stream: apart from the members' shuffles and the dropout stream, so adding a
+        # transform leaves both as they were; + 1 keeps it distinct from the dropout stream's seed
+        self._transform_gen = None
+        if transform is not None:
+            self._transform_gen = torch.Generator().manual_seed(ensemble_rng_seed([m.seed for m in self.members]) + 1)
 
     # -- the loop's state, as attributes ------------------------------------------------------
     @property
@@ -380,56 +374,9 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         clock.start()
         if self.batch_size is None:
             self._full_batch_epoch(d, epoch)
-            clock.stop("training")
-            return
-        x, per_member = d.x, d.per_member
-        n, bsz = d.y.shape[-1], self.batch_size
-        rows = torch.arange(self.M, device=self.device).unsqueeze(1)  # (M, 1) for per-member gathers
-        n_steps = -(-n // bsz)
-        inv_keep = 1.0 / (1.0 - self.dropout) if self.dropout else 1.0
-        decay = 1.0 - self.lr * self.weight_decay  # (M,)
-        self._decay = decay if bool((self.weight_decay > 0).any()) else None
-        # any positive weight sum is >= the smallest subnormal, so clamping there divides every positive
-        # sum exactly and makes an all-zero batch contribute 0 (rather than NaN)
-        tiny = torch.finfo(d.w.dtype).smallest_normal * torch.finfo(d.w.dtype).eps
-        hidden = self.template.hidden if self.dropout else ()
-        perm, masks = member_shuffles(
-            self.generators, n, n_steps=n_steps, batch_size=bsz, hidden=hidden, dropout=self.dropout
-        )
-        perm = perm.to(self.device)  # (M, N)
-        stacked_masks = [m.to(self.device) for m in masks] if masks else None  # per hidden layer (M, steps, B, h)
-        w_epoch = d.weights_at(epoch).gather(1, perm)  # (M, N)
-        y_epoch = d.y.gather(1, perm) if per_member else d.y[perm]  # (M, N)
-        fast = self.backend == "stacked" and self.optimizer == "sgd" and not self.momentum
-        # (M, N, ...): one gather per epoch, slices per step
-        x_epoch = (x[rows, perm] if per_member else x[perm]) if fast else None
-        if fast and self.normalization == "batch_size":
-            # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
-            w_epoch = w_epoch * self.lr.unsqueeze(1)
-        with self._own_rng():  # func backend: dropout masks from the trainer's own stream
-            for s in range(n_steps):
-                sl = slice(s * bsz, (s + 1) * bsz)
-                wb = w_epoch[:, sl]
-                if self.normalization == "batch_size":
-                    gw = wb / wb.shape[1]
-                else:
-                    gw = wb / wb.sum(1, keepdim=True).clamp_min(tiny)
-                    if fast:
-                        gw = gw * self.lr.unsqueeze(1)
-                if fast:
-                    self._fast_sgd_step(x_epoch[:, sl], y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
-                else:
-                    xb = x[rows, perm[:, sl]] if per_member else x[perm[:, sl]]  # (M, B, ...)
-                    self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+        else:
+            self._minibatch_epoch(d, epoch)
         clock.stop("training")
-
-    def finite(self) -> Tensor:
-        """``(M,)`` bool: which members' parameters are all finite."""
-        return torch.stack([torch.isfinite(p.reshape(self.M, -1)).all(1) for p in self._param_list()]).all(0)
-
-    def freeze(self, members: Tensor) -> None:
-        """A diverged member keeps its NaNs but stops stepping (lr 0); the others go on."""
-        self.lr[members.to(self.device)] = 0.0
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict[str, Tensor]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import types
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,28 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def describe(fn: Any) -> str:
+    """How the settings record names a callable option: its ``repr``, or a plain function's qualified name.
+
+    An object with its own ``__repr__`` (e.g. :func:`~iwlab.train.optim.step_warmup_schedule`'s) is named by it,
+    so a resume with other parameters is refused; a function or an object with the default ``repr`` (which holds a
+    memory address, different in every process) by ``module.qualname``, which does not see its code.
+
+    Example:
+        >>> describe(len), describe(lambda e: 1.0)
+        ('builtins.len', 'iwlab.train.ensemble_state.<lambda>')
+    """
+    if isinstance(fn, functools.partial):  # its repr shows the wrapped function's address
+        args = [describe(fn.func), *map(repr, fn.args), *(f"{k}={v!r}" for k, v in fn.keywords.items())]
+        return f"functools.partial({', '.join(args)})"
+    if isinstance(fn, types.FunctionType | types.BuiltinFunctionType | types.MethodType) or (
+        type(fn).__repr__ is object.__repr__
+    ):
+        qualname = getattr(fn, "__qualname__", type(fn).__qualname__)
+        return f"{getattr(fn, '__module__', type(fn).__module__)}.{qualname}"
+    return repr(fn)
+
+
 class EnsembleState:
     """Checkpoint methods of :class:`~iwlab.train.ensemble.EnsembleTrainer` (its base class)."""
 
@@ -36,6 +60,9 @@ class EnsembleState:
     _run: FitState
     _data_spec: dict[str, Any] | None
     _pending_data: tuple[dict[str, Any], str | Path | None] | None
+    lr_schedule: Any
+    transform: Any
+    _transform_gen: torch.Generator | None
 
     def _config_record(self) -> dict[str, Any]:
         """The trainer's settings for the checkpoint's settings record (see :meth:`state_dict`)."""
@@ -65,6 +92,9 @@ class EnsembleState:
             "batch_size": self.batch_size,
             **({"steps_per_epoch": self.steps_per_epoch} if self.batch_size is None else {}),
             **({"reweight": getattr(self.reweight, "__qualname__", repr(self.reweight))} if self.reweight else {}),
+            # only when set, so records of runs without them stay as they were
+            **({"lr_schedule": describe(self.lr_schedule)} if self.lr_schedule is not None else {}),
+            **({"transform": describe(self.transform)} if self.transform is not None else {}),
             "normalization": self.normalization,
             "backend": self.backend,
             "dropout": self.dropout,
@@ -80,8 +110,9 @@ class EnsembleState:
         return {**self._config_record(), "data": self._data_spec}
 
     def training_state(self) -> dict[str, Any]:
-        """Parameters, buffers, optimizer state, live lr, generators and the func backend's RNG stream."""
-        return {
+        """Parameters, buffers, optimizer state, live lr, generators, the func backend's RNG stream and, with a
+        ``transform``, its generator's state."""
+        state = {
             "params": self.params,
             "buffers": self.buffers,
             "opt_state": self.opt_state,
@@ -90,6 +121,9 @@ class EnsembleState:
             "rng": self._rng,
             "seeds": [m.seed for m in self.members],
         }
+        if self._transform_gen is not None:  # only then, so checkpoints without a transform stay as they were
+            state["transform_rng"] = self._transform_gen.get_state()
+        return state
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`training_state` output, moving tensors to this trainer's device."""
@@ -108,12 +142,16 @@ class EnsembleState:
                 f"the saved training state holds {len(state['generators'])} generators and lr of shape "
                 f"{tuple(state['lr'].shape)} for an ensemble of {self.M} members: it is damaged"
             )
+        if self._transform_gen is not None and not isinstance(state.get("transform_rng"), Tensor):
+            raise ValueError("the saved training state holds no transform generator state for this transform")
         self.params = dev(state["params"])
         self.buffers = dev(state["buffers"])
         self.opt_state = dev(state["opt_state"])
         self.lr = dev(state["lr"])  # the live lr: diverged members stay frozen
         for g, s in zip(self.generators, state["generators"], strict=True):
             g.set_state(s)
+        if self._transform_gen is not None:
+            self._transform_gen.set_state(state["transform_rng"].cpu())
         if state.get("rng") is not None and self._rng is not None:
             self._rng = {k: v for k, v in state["rng"].items() if k == "cpu" or self.device.type == "cuda"}
             if self.device.type == "cuda" and "cuda" not in self._rng:  # a CPU checkpoint resumed on a GPU
@@ -127,12 +165,13 @@ class EnsembleState:
         and ``"job"``, which holds ``"params"``, ``"buffers"``, ``"opt_state"``, ``"lr"`` (the live
         per-member lr: 0 for frozen diverged members), ``"generators"``, ``"rng"`` (the func backend's
         private RNG stream in ``torch.get_rng_state()`` format under ``"cpu"``, plus ``"cuda"`` on a GPU;
-        ``None`` for the stacked backend) and ``"seeds"``.
+        ``None`` for the stacked backend), ``"seeds"`` and, with a ``transform``, ``"transform_rng"`` (its
+        generator's state).
 
         ``"spec"`` records what the state was made from: the members (seed, configured lr, weight decay,
         class weights), the optimizer (name, momentum, betas, eps), batch size, normalization, backend,
-        dropout (stacked), the model's parameter and buffer names, shapes and dtypes and a hash of its
-        ``repr``,
+        dropout (stacked), ``lr_schedule`` and ``transform`` when set (see :func:`describe`), the model's
+        parameter and buffer names, shapes and dtypes and a hash of its ``repr``,
         and under ``"data"`` (once :meth:`fit` has run) ``per_member``, the shapes and dtypes of ``x``,
         ``y`` and ``sample_weight`` and a :func:`~iwlab.files.fingerprint` of the inputs
         ``x`` (up to 65,536 evenly spaced elements), the labels and the sample weights.
@@ -140,7 +179,8 @@ class EnsembleState:
         What the record does not catch: changes to elements of a large ``x`` between the sampled ones
         (e.g. a different preprocessing that leaves those equal); model code changes invisible in the
         ``repr`` and the parameter shapes (a different activation or initialisation in custom code);
-        ``callbacks`` and ``eval_epochs`` (they do not change training); ``device`` and ``compile``.
+        ``callbacks`` and ``eval_epochs`` (they do not change training); ``device`` and ``compile``; the code of
+        an ``lr_schedule`` or ``transform`` that is a plain function (only its name is recorded).
 
         Example:
             >>> import torch

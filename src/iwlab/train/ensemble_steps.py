@@ -1,15 +1,23 @@
-"""The ensemble trainer's steps: plain SGD on the stacked backend, the general step, and full-batch epochs."""
+"""The ensemble trainer's steps: plain SGD on the stacked backend, the general step, minibatch and full-batch
+epochs, the per-epoch learning-rate factor and training-batch transform they apply, the func backend's private
+RNG stream, and the divergence hooks (finite, freeze)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from iwlab.functional.checks import check_real
 from iwlab.train import func_backend
+from iwlab.train.batches import member_shuffles
+from iwlab.train.fit import global_rng_state, set_global_rng_state
+from iwlab.train.members import ensemble_rng_seed
 from iwlab.train.optim import adam_update, sgd_update
 
 Callback = Callable[[Any, int], dict[str, Tensor]]
@@ -53,12 +61,87 @@ class EnsembleSteps:
     eps: float
     normalization: str
     steps_per_epoch: int
+    batch_size: int | None
+    dropout: float
+    device: torch.device
+    generators: list[torch.Generator]
+    lr_schedule: Callable[[int], float] | None
+    transform: Callable[[Tensor, torch.Generator], Tensor] | None
+    _transform_gen: torch.Generator | None
     _step: Callable
     _logit_grads: Callable | None
     _func_step: Callable | None
     _decay: Tensor | None
 
+    members: Any
+    _rng: dict[str, Tensor] | None
+
     _param_list: Callable[[], list[Tensor]]  # from EnsembleViews
+
+    # -- the func backend's private RNG stream ---------------------------------------------------
+    def _initial_rng(self) -> dict[str, Tensor]:
+        seed = ensemble_rng_seed([m.seed for m in self.members])
+        state = {"cpu": torch.Generator().manual_seed(seed).get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.Generator(device=self.device).manual_seed(seed).get_state()
+        return state
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Swap the trainer's RNG stream in for the global one; keep its advance, restore the caller's."""
+        if self._rng is None:
+            yield
+            return
+        outer = global_rng_state(self.device)
+        set_global_rng_state(self._rng, self.device)
+        try:
+            yield
+        finally:
+            self._rng = global_rng_state(self.device)
+            set_global_rng_state(outer, self.device)
+
+    def finite(self) -> Tensor:
+        """``(M,)`` bool: which members' parameters are all finite."""
+        return torch.stack([torch.isfinite(p.reshape(self.M, -1)).all(1) for p in self._param_list()]).all(0)
+
+    def freeze(self, members: Tensor) -> None:
+        """A diverged member keeps its NaNs but stops stepping (live lr 0, so ``lr_schedule``'s factor keeps it at
+        0); the others go on. The configured lr stays in ``members`` (the settings record)."""
+        self.lr[members.to(self.device)] = 0.0
+
+    def _epoch_lr(self, epoch: int) -> Tensor:
+        """``(M,)`` the learning rates of ``epoch``: the live lr (0 for frozen members) times ``lr_schedule(epoch)``.
+
+        The product is taken in float64 and rounded once to the parameters' dtype; a factor that is not finite and
+        >= 0, or that turns a member's nonzero lr into 0 or inf in that dtype, is refused (never clamped).
+        """
+        if self.lr_schedule is None:
+            return self.lr  # today's numbers, bit for bit
+        f = check_real(self.lr_schedule(epoch), f"lr_schedule({epoch})")
+        if not (math.isfinite(f) and f >= 0):
+            raise ValueError(f"lr_schedule must return a finite factor >= 0, got {f} for epoch {epoch}")
+        lr = (self.lr.double() * f).to(self.lr.dtype)  # (M,) frozen members: 0 * f = 0
+        lost = ((lr == 0) & (self.lr != 0) & (f != 0)) | torch.isinf(lr)
+        if bool(lost.any()):
+            i = int(lost.nonzero()[0])
+            raise ValueError(
+                f"lr_schedule factor {f:g} of epoch {epoch} turns member {i}'s lr {float(self.lr[i]):g} "
+                f"into {float(lr[i]):g} in {self.lr.dtype} (the parameters' dtype)"
+            )
+        return lr
+
+    def _augment(self, xb: Tensor) -> Tensor:
+        """The training batch ``xb`` (M, B, ...) through ``transform`` with the trainer's generator (or as is)."""
+        if self.transform is None:
+            return xb
+        out = self.transform(xb, self._transform_gen)
+        if not isinstance(out, Tensor) or (out.shape, out.dtype, out.device) != (xb.shape, xb.dtype, xb.device):
+            got = f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"transform must return the batch's shape, dtype and device ({tuple(xb.shape)} {xb.dtype} on "
+                f"{xb.device}), got {got}"
+            )
+        return out
 
     def _fast_sgd_step(
         self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
@@ -75,7 +158,14 @@ class EnsembleSteps:
             torch._foreach_sub_(self.params, grads)
 
     def _train_step(
-        self, xb: Tensor, yb: Tensor, gw: Tensor, stacked_masks: list[Tensor] | None, s: int, inv_keep: float
+        self,
+        xb: Tensor,
+        yb: Tensor,
+        gw: Tensor,
+        stacked_masks: list[Tensor] | None,
+        s: int,
+        inv_keep: float,
+        lr: Tensor,
     ) -> None:
         if self.backend == "stacked":
             mk = None
@@ -93,18 +183,21 @@ class EnsembleSteps:
             grads = list(grad_dict.values())
         with torch.no_grad():
             if self.optimizer == "sgd":
-                sgd_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.momentum)
+                sgd_update(self._param_list(), grads, self.opt_state, lr, self.weight_decay, self.momentum)
             else:
-                adam_update(self._param_list(), grads, self.opt_state, self.lr, self.weight_decay, self.betas, self.eps)
+                adam_update(self._param_list(), grads, self.opt_state, lr, self.weight_decay, self.betas, self.eps)
 
     def _full_batch_epoch(self, d: _EpochData, epoch: int) -> None:
         """``steps_per_epoch`` steps of full-batch gradient descent: no shuffling, every step on all N examples."""
         n = d.y.shape[-1]
         x = d.x if d.per_member else d.x.unsqueeze(0).expand(self.M, *d.x.shape)  # (M, N, in)
         y = d.y if d.per_member else d.y.unsqueeze(0).expand(self.M, n)  # (M, N)
-        decay = 1.0 - self.lr * self.weight_decay  # (M,)
+        lr = self._epoch_lr(epoch)  # (M,)
+        decay = 1.0 - lr * self.weight_decay  # (M,)
         self._decay = decay if bool((self.weight_decay > 0).any()) else None
-        w = d.weights_at(epoch).to(self.lr.dtype)  # (M, N): float64 models step with float64 weights
+        # (M, N): the weights are float32 (rounded once, as everywhere in the trainer); a float64 model steps
+        # with those values in float64 arithmetic
+        w = d.weights_at(epoch).to(self.lr.dtype)
         if self.normalization == "batch_size":
             gw = w / n  # (M, N)
         else:
@@ -113,9 +206,55 @@ class EnsembleSteps:
             gw = w / w.sum(1, keepdim=True).clamp_min(tiny)
         fast = self.optimizer == "sgd" and not self.momentum
         if fast:
-            gw = gw * self.lr.unsqueeze(1)  # fold lr in, as the minibatch fast path does
+            gw = gw * lr.unsqueeze(1)  # fold lr in, as the minibatch fast path does
         for _ in range(self.steps_per_epoch):
             if fast:
-                self._fast_sgd_step(x, y, gw, None, 0, 1.0)
+                self._fast_sgd_step(self._augment(x), y, gw, None, 0, 1.0)
             else:
-                self._train_step(x, y, gw, None, 0, 1.0)
+                self._train_step(self._augment(x), y, gw, None, 0, 1.0, lr)
+
+    def _minibatch_epoch(self, d: _EpochData, epoch: int) -> None:
+        """One epoch of the per-member random protocol (shuffles, dropout masks) into the M-model step."""
+        x, per_member = d.x, d.per_member
+        n, bsz = d.y.shape[-1], self.batch_size
+        assert bsz is not None, "minibatch epochs need a batch size"
+        rows = torch.arange(self.M, device=self.device).unsqueeze(1)  # (M, 1) for per-member gathers
+        n_steps = -(-n // bsz)
+        inv_keep = 1.0 / (1.0 - self.dropout) if self.dropout else 1.0
+        lr = self._epoch_lr(epoch)  # (M,)
+        decay = 1.0 - lr * self.weight_decay  # (M,)
+        self._decay = decay if bool((self.weight_decay > 0).any()) else None
+        # any positive weight sum is >= the smallest subnormal, so clamping there divides every positive
+        # sum exactly and makes an all-zero batch contribute 0 (rather than NaN)
+        tiny = torch.finfo(d.w.dtype).smallest_normal * torch.finfo(d.w.dtype).eps
+        hidden = self.template.hidden if self.dropout else ()
+        perm, masks = member_shuffles(
+            self.generators, n, n_steps=n_steps, batch_size=bsz, hidden=hidden, dropout=self.dropout
+        )
+        perm = perm.to(self.device)  # (M, N)
+        stacked_masks = [m.to(self.device) for m in masks] if masks else None  # per hidden layer (M, steps, B, h)
+        w_epoch = d.weights_at(epoch).gather(1, perm)  # (M, N)
+        y_epoch = d.y.gather(1, perm) if per_member else d.y[perm]  # (M, N)
+        fast = self.backend == "stacked" and self.optimizer == "sgd" and not self.momentum
+        # (M, N, ...): one gather per epoch, slices per step
+        x_epoch = (x[rows, perm] if per_member else x[perm]) if fast else None
+        if fast and self.normalization == "batch_size":
+            # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
+            w_epoch = w_epoch * lr.unsqueeze(1)
+        with self._own_rng():  # func backend: dropout masks from the trainer's own stream
+            for s in range(n_steps):
+                sl = slice(s * bsz, (s + 1) * bsz)
+                wb = w_epoch[:, sl]
+                if self.normalization == "batch_size":
+                    gw = wb / wb.shape[1]
+                else:
+                    gw = wb / wb.sum(1, keepdim=True).clamp_min(tiny)
+                    if fast:
+                        gw = gw * lr.unsqueeze(1)
+                # the transform sees each step's batch, on every path, so its draws follow the same order
+                if fast:
+                    xb = self._augment(x_epoch[:, sl])  # (M, B, ...)
+                    self._fast_sgd_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep)
+                else:
+                    xb = self._augment(x[rows, perm[:, sl]] if per_member else x[perm[:, sl]])  # (M, B, ...)
+                    self._train_step(xb, y_epoch[:, sl], gw, stacked_masks, s, inv_keep, lr)
