@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
+import iwlab.implicit_bias as ib
 from iwlab.implicit_bias import (
     asymptotic_constant,
     hard_margin_svm,
@@ -223,3 +224,45 @@ def test_offset_argument_checks():
         hard_margin_svm(X2, torch.tensor([float("inf"), 1.0]))
     with pytest.raises(TypeError, match="X"):
         offset(X2.to(torch.complex64), Y2, w, 0.5)
+
+
+# ---- third hunt (re-hunt of the fixes) -----------------------------------------------------------
+
+
+def _bisect(f, lo, hi):
+    for _ in range(300):
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("lam", [1e-230, 1e-240, 1e-280, 1e-300])
+def test_regularized_minimizer_with_a_constant_part_at_tiny_lambda(lam):
+    """Two identical points with opposite labels add a constant to the objective, next to which its decrease is
+    below rounding: the polish used to stop 22 % short (533.55 for 683.15 at 1e-300). theta = (t*, 0) with
+    lam t = sigmoid(-t) / 3, solved here by bisection in float64 (sigmoid(-t) = e^-t / (1 + e^-t), representable)."""
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    theta = ib.regularized_minimizer(X, torch.tensor([1, 1, 0]), torch.ones(3), lam)
+    t_star = _bisect(lambda t: lam * t - math.exp(-t) / (1.0 + math.exp(-t)) / 3, 1.0, 2000.0)
+    assert abs(float(theta[0]) - t_star) <= 1e-12 * t_star and float(theta[1]) == 0.0
+
+
+def test_regularized_minimizer_refuses_a_singular_hessian_with_a_message():
+    X = torch.tensor([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]], dtype=torch.float64)  # two directions short of d = 3
+    with pytest.raises(ValueError, match="below float64's resolution"):
+        ib.regularized_minimizer(X, torch.tensor([1, 1]), torch.ones(2), 1e-40)
+
+
+def test_offset_refuses_an_svm_of_other_points_on_the_same_margin_lines():
+    svm = ib.hard_margin_svm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([1, 1]))
+    other = torch.tensor([[2.0, 1.0], [2.0, 3.0]])  # margins agree with svm's, alphas do not
+    with pytest.raises(ValueError, match="not computed from these X and y"):
+        ib.offset(other, torch.tensor([1, 1]), torch.ones(2), 1.0, svm=svm)
+
+
+def test_asymptotic_constant_of_empty_vectors_is_refused():
+    with pytest.raises(ValueError, match="D >= 1"):
+        ib.asymptotic_constant(torch.tensor([]), torch.tensor([]))

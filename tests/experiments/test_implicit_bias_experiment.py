@@ -160,3 +160,20 @@ def test_a_one_epoch_run_writes_a_report_with_n_a_where_steps_are_missing(tmp_pa
     run = run_experiment("implicit_bias", "ci", over, out=tmp_path / "r", workers=1, progress=False)
     rows = _report_rows(run)
     assert any(r.startswith("| P1 ") and "n/a" in r for r in rows), rows
+
+
+def test_a_member_with_a_nan_metric_makes_the_verdict_n_a(ci_run):
+    """Found by the re-hunt: pandas' max skips NaN, so one member's NaN dir_err at T left P1/P3 at "holds"."""
+    df = load(ci_run)
+    df["t"] = df.epoch * df.steps_per_epoch
+    T = df[df.part == "linear"].t.max()
+    hit = (df.part == "linear") & (df.name == "dir_err") & (df.t == T) & (df.weighting == "uniform")
+    df.loc[df.index[hit][:1], "value"] = float("nan")
+    rows = [r for r in summary(df.drop(columns="t"), Config()).splitlines() if "2 SVs" in r]
+    for p in ("| P1 ", "| P3 "):
+        assert any(r.startswith(p) and "n/a" in r for r in rows), (p, rows)
+
+
+def test_extra_ratios_that_print_alike_are_refused():
+    with pytest.raises((ConfigError, ValueError), match="name a weighting twice"):
+        make_config("implicit_bias", "quick", ["extra_ratios=10.0000001"])

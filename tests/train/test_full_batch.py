@@ -445,7 +445,7 @@ def test_bad_member_losses_are_refused_when_the_trainer_is_built(member, exc, ne
     "hook, needle",
     [
         (lambda z, y, x, p: torch.ones_like(z), "shape"),  # (M, B, 1), not (M, B)
-        (lambda z, y, x, p: torch.ones_like(y, dtype=torch.long), "floating"),  # integer weights: refused
+        (lambda z, y, x, p: torch.ones_like(y, dtype=torch.long), "the logits' dtype"),  # integer weights: refused
         (lambda z, y, x, p: -torch.ones_like(y, dtype=z.dtype), "negative, NaN or infinite"),
         (lambda z, y, x, p: torch.full_like(y, float("nan"), dtype=z.dtype), "negative, NaN or infinite"),
         (lambda z, y, x, p: None, "reweight must return"),
@@ -582,3 +582,31 @@ def test_deferred_class_weight_is_refused_when_malformed_and_recorded_in_the_set
     )
     t = EnsembleTrainer(mlp, [Member(seed=0, deferred_class_weight=(5, (1.0, 3.0)))], batch_size=8)
     assert t._config_record()["members"][0]["deferred_class_weight"] == [5, [1.0, 3.0]]
+
+
+def test_an_in_place_transform_does_not_touch_the_callers_data():
+    """Found by the re-hunt: a transform doing xb.mul_(2) changed the caller's X in full-batch training."""
+    x, y = _data()
+    before = x.clone()
+
+    def doubling(xb, g):
+        return xb.mul_(2.0)
+
+    trainer = EnsembleTrainer(_logreg, [Member(seed=0)], batch_size=None, steps_per_epoch=3, transform=doubling)
+    trainer.fit(x, y, epochs=2, progress=False)
+    assert torch.equal(x, before)
+
+
+def test_a_float64_reweight_on_a_float32_model_is_refused_not_crashed():
+    x, y = _data()
+    hook = lambda z, yy, xx, p: torch.ones(z.shape[:2], dtype=torch.float64)  # noqa: E731
+    trainer = EnsembleTrainer(lambda g: MLP(D, (), 1, generator=g), [Member(seed=0)], batch_size=8, reweight=hook)
+    _refused(ValueError, "the logits' dtype", lambda: trainer.fit(x.float(), y, epochs=1, progress=False))
+
+
+def test_deferred_weights_that_are_not_numbers_are_refused():
+    mlp = lambda g: MLP(D, (), 1, generator=g)  # noqa: E731
+    bad = Member(seed=0, deferred_class_weight=(2, "ab"))
+    _refused(
+        ValueError, "deferred_class_weight weights must be numbers", lambda: EnsembleTrainer(mlp, [bad], batch_size=8)
+    )

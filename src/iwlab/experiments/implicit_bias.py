@@ -124,8 +124,9 @@ class Config:
         for key in ("parts", "l2", "extra_ratios"):
             if len(set(getattr(self, key))) != len(getattr(self, key)):
                 raise ValueError(f"{key} must not repeat a value")
-        if 10.0 in self.extra_ratios:
-            raise ValueError("extra_ratios: 10 is always run; give other ratios")
+        names = [f"{r:g}" for r in (10.0, *self.extra_ratios)]  # the weightings are named minority_x{r:g}
+        if len(set(names)) != len(names):
+            raise ValueError(f"extra_ratios: {self.extra_ratios} name a weighting twice (10 is always run; as {names})")
         if self.cb_beta >= 1:
             raise ValueError(f"cb_beta must be in [0, 1), got {self.cb_beta}")
         for key in ("steps", "relu_steps"):

@@ -50,6 +50,12 @@ def _verdict(ok: bool | None, rule: str, *inputs: float | pd.Series) -> str:
     return f"{'holds' if ok else 'fails' if ok is not None else 'n/a'} (rule: {rule})"
 
 
+def _complete(members: set, *series: pd.Series) -> bool:
+    """Every series holds a finite value for every member (a member whose metric is NaN or missing at a step
+    would otherwise drop out of a max and let the others decide the verdict)."""
+    return all(set(v.index) == members and bool(pd.Series(v).map(math.isfinite).all()) for v in series)
+
+
 def _sick(p: pd.DataFrame, T: float) -> str:
     """Why a part's numbers cannot test a prediction: members diverged (their metrics stop), or their loss at T
     is not finite or underflowed to 0 (a step so large that the first update already separated everything by a
@@ -81,7 +87,9 @@ def _linear_rows(d: pd.DataFrame, part: str, label: str) -> list[list[str]]:
     de_10 = _value(fixed, "dir_err", T / 10)
     pred_T = _value(fixed, "pred_dir_err", T)
     rows = []
-    shrink = (de_T / de_10).max() if len(de_10) == len(de_T) else float("nan")  # a member missing: n/a
+    members = set(fixed.member)
+    ok_1, ok_3 = _complete(members, de_T, de_10), _complete(members, de_T, pred_T)
+    shrink = (de_T / de_10).max() if ok_1 else float("nan")  # a member missing or NaN: n/a
     log_rate = math.log(T / 10) / math.log(T) if T > 10 else float("nan")  # dir_err ~ C / log t
     rows.append(
         [
@@ -99,7 +107,7 @@ def _linear_rows(d: pd.DataFrame, part: str, label: str) -> list[list[str]]:
         ]
     )
     r_T, r_100 = _value(fixed, "residual", T), _value(fixed, "residual", T / 100)
-    r_shrink = (r_T / r_100).max() if not r_100.empty else float("nan")
+    r_shrink = (r_T / r_100).max() if _complete(members, r_T, r_100) else float("nan")
     rows.append(
         [
             "P2 weights sit in an offset",
@@ -109,30 +117,31 @@ def _linear_rows(d: pd.DataFrame, part: str, label: str) -> list[list[str]]:
             _verdict(bool(r_shrink < 0.5), "residual at T below half its value at T/100", r_shrink),
         ]
     )
-    gap = ((de_T - pred_T).abs() / pred_T).max()
+    gap = ((de_T - pred_T).abs() / pred_T).max() if ok_3 else float("nan")
     rows.append(
         [
             "P3 measured vs predicted direction error",
             label,
-            f"max relative gap at T: {gap:.2%}",
+            f"max relative gap at T: {_pct(gap)}",
             "0 (curve ||v/||v|| - u||, v = theta_hat log t + rho)",
             _verdict(bool(gap <= GAP_LIMIT), f"gap <= {GAP_LIMIT:.0%}", gap)
             if part == "linear"
-            else f"{gap:.2%} (no bound claimed)",
+            else f"{_pct(gap)} (no bound claimed)",
         ]
     )
     norm_T, pnorm_T = _value(fixed, "norm_ratio", T), _value(fixed, "pred_norm_ratio", T)
     tl_T, tl_10 = _value(fixed, "t_loss", T), _value(fixed, "t_loss", T / 10)
-    if part == "linear" and not tl_10.empty:
-        drift = (tl_T / tl_10).agg(["min", "max"])
-        nerr = ((norm_T - pnorm_T).abs() / pnorm_T).max()
+    if part == "linear":
+        complete = _complete(members, tl_T, tl_10, norm_T, pnorm_T)  # else every number below is NaN: n/a
+        drift = (tl_T / tl_10).agg(["min", "max"]) if complete else pd.Series({"min": math.nan, "max": math.nan})
+        nerr = ((norm_T - pnorm_T).abs() / pnorm_T).max() if complete else math.nan
         ok = bool(0.8 <= drift["min"] and drift["max"] <= 1.25 and nerr <= 0.01)
         checked = (drift["min"], drift["max"], nerr)
         rows.append(
             [
                 "P6 rates, linear",
                 label,
-                f"t*loss(T) / t*loss(T/10) in [{drift['min']:.3f}, {drift['max']:.3f}]; "
+                f"t*loss(T) / t*loss(T/10) in [{_fmt(drift['min'])}, {_fmt(drift['max'])}]; "
                 f"||theta|| / (||theta_hat|| log T) {_fmt(norm_T.min())}..{_fmt(norm_T.max())}",
                 f"loss Theta(1/t): ratio -> 1; norm ratio {_fmt(pnorm_T.min())}..{_fmt(pnorm_T.max())} (-> 1)",
                 _verdict(

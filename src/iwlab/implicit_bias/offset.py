@@ -125,6 +125,13 @@ def offset(
         margins = s * (Xn @ svm.w.numpy() + svm.b)  # (N,)
         if not np.all(np.abs(margins - svm.margins.numpy()) <= 1e-9 * np.maximum(np.abs(margins), 1.0)):
             raise ValueError("svm was not computed from these X and y: its margins differ from s * (X w + b)")
+        # the margins can agree for other data (any points on the same margin lines): w must also be the
+        # dual combination sum_i alpha_i s_i z_i of these points (and b its bias part)
+        Zc = Xn if bias == "none" else np.c_[Xn, np.ones(n)]
+        combo = (svm.alpha.numpy() * s) @ Zc  # (D,)
+        target = svm.w.numpy() if bias == "none" else np.r_[svm.w.numpy(), svm.b]
+        if not np.all(np.abs(combo - target) <= 1e-9 * max(float(np.abs(target).max()), 1e-300)):
+            raise ValueError("svm was not computed from these X and y: its w is not sum_i alpha_i s_i x_i here")
     weak = np.flatnonzero((svm.margins.numpy() <= 1 + 1e-9) & ~svm.support.numpy())
     if len(weak):  # alpha is then not unique and GD's offset is not given by these equations
         raise ValueError(f"degenerate data: points {weak.tolist()} have margin 1 but alpha = 0; no offset equations")
@@ -160,9 +167,9 @@ def _perp_parts(svm_direction: Tensor, rho: Tensor) -> tuple[Tensor, Tensor, Ten
     """
     th = real_tensor(svm_direction, "svm_direction", allow_bool=False).to(torch.float64)
     rho = real_tensor(rho, "rho", allow_bool=False).to(torch.float64)
-    if th.dim() != 1 or rho.shape != th.shape:
+    if th.dim() != 1 or rho.shape != th.shape or th.numel() == 0:
         raise ValueError(
-            f"svm_direction and rho must have one shape (D,), got {tuple(th.shape)} and {tuple(rho.shape)}"
+            f"svm_direction and rho must have one shape (D,) with D >= 1, got {tuple(th.shape)} and {tuple(rho.shape)}"
         )
     if not (torch.isfinite(th).all() and torch.isfinite(rho).all()) or not th.abs().max() > 0:
         raise ValueError("svm_direction must be finite and nonzero, rho finite")

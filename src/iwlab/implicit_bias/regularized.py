@@ -106,15 +106,21 @@ def regularized_minimizer(X: Tensor, y: Tensor, weights: Tensor, weight_decay: f
     theta = res.x if np.all(np.isfinite(res.x)) else np.zeros(d)
     theta = _newton(objective, A, w, lam, theta)
     u = A @ theta
-    gnorm = float(np.linalg.norm(objective(theta)[1]))
+    gnorm = _norm(objective(theta)[1])
     # Rounding bound of the gradient: lambda ||theta|| plus the data term's sum of absolute values.
-    ref = lam * float(np.linalg.norm(theta)) + float(np.linalg.norm(np.abs(A).T @ (w * _sigmoid(-u)))) / n
+    ref = lam * _norm(theta) + _norm(np.abs(A).T @ (w * _sigmoid(-u))) / n
     if not gnorm <= 1e-9 * ref:
         raise ValueError(f"the solve did not converge (gradient norm {gnorm:.3g}, {gnorm / ref:.3g} relative)")
     force = float((w * np.linalg.norm(A, axis=1)).max()) / n  # largest possible force per unit sigma
-    if force > 0 and not tiny * force / lam <= UNDERFLOW_RTOL * float(np.linalg.norm(theta)):
+    if force > 0 and not tiny * force / lam <= UNDERFLOW_RTOL * _norm(theta):
         raise ValueError(too_small)
     return torch.from_numpy(theta + 0.0)
+
+
+def _norm(v: np.ndarray) -> float:
+    """Euclidean norm without under- or overflow: scaled by the largest ``|v_i|`` first (1e-200 stays 1e-200)."""
+    m = float(np.abs(v).max()) if v.size else 0.0
+    return m * float(np.linalg.norm(v / m)) if m > 0 and np.isfinite(m) else m
 
 
 def _newton(
@@ -124,42 +130,64 @@ def _newton(
     lam: float,
     theta: np.ndarray,
 ) -> np.ndarray:
-    """Damped Newton from ``theta`` (d,) on ``objective`` with Hessian ``A^T diag(w sigma sigma') A / N + lam I``.
+    """Newton from ``theta`` (d,) on ``objective`` with Hessian ``A^T diag(w sigma sigma') A / N + lam I``.
 
-    Backtracking (Armijo) line search that also tries doubled steps while they keep decreasing the
-    objective: far from the optimum of a nearly separable problem a Newton step of the logistic loss
-    moves ``||theta||`` by only ~1, and ``||theta||`` is ``~ log(1 / lam)``. Stops when the step is below
-    float64 precision relative to ``||theta||``; near the optimum, where the objective's decrease is below
-    its rounding, full steps are taken (quadratic convergence).
+    The step length comes from the directional derivative ``phi'(t) = grad(theta + t step) . step``, not from
+    the objective: the objective can hold a large part that does not depend on ``theta`` (a point at
+    ``x = 0``, or two identical points with opposite labels), next to which its decrease is below rounding,
+    while the gradient still resolves it. ``t = 1`` is taken when ``|phi'(1)| <= |phi'(0)| / 2``; otherwise
+    ``t`` is doubled while ``phi'`` stays negative (far from the optimum of a nearly separable problem a
+    Newton step moves ``||theta||`` by only ~1, and ``||theta|| ~ log(1 / lam)``) and the sign change is
+    bisected. Stops when the step is below float64 precision relative to ``||theta||``.
+
+    Raises:
+        ValueError: the Hessian is singular in float64 (``lam`` below the resolution of the data's curvature,
+            e.g. data spanning fewer than ``d`` directions), or 500 steps did not converge.
     """
     n, d = A.shape
-    f, g = objective(theta)
+
+    def slope(t: float, step: np.ndarray) -> float:
+        return float(objective(theta + t * step)[1] @ step)
+
+    g = objective(theta)[1]
     for _ in range(500):
         u = A @ theta  # (N,)
         q = w * _sigmoid(u) * _sigmoid(-u)  # (N,) curvature weights, accurate for |u| large
-        H = (A.T * q) @ A / n + lam * np.eye(d)  # (d, d), SPD
-        step = -np.linalg.solve(H, g)  # (d,)
-        decrease = -float(g @ step)  # Newton decrement squared: the predicted decrease is half of it
-        if not decrease > 64 * np.finfo(np.float64).eps * abs(f):  # below f's rounding: full step
-            theta_new = theta + step
-            f_new, g_new = objective(theta_new)
-        else:
-            t, theta_new = 1.0, theta + step
-            f_new, g_new = objective(theta_new)
-            while not f_new <= f - 1e-4 * t * decrease and t > 1e-10:  # backtrack
-                t /= 2
-                theta_new = theta + t * step
-                f_new, g_new = objective(theta_new)
-            while t == 1.0 or (t > 1.0 and t < 2.0**40):  # extrapolate while doubling still helps
-                cand = theta + 2 * t * step
-                f_c, g_c = objective(cand)
-                if not f_c <= f_new - 1e-4 * t * decrease:
-                    break
-                t, theta_new, f_new, g_new = 2 * t, cand, f_c, g_c
-        small = np.linalg.norm(theta_new - theta) <= 4 * np.finfo(np.float64).eps * np.linalg.norm(theta_new)
-        theta, f, g = theta_new, f_new, g_new
-        if small or not np.any(g):
+        H = (A.T * q) @ A / n + lam * np.eye(d)  # (d, d), SPD in exact arithmetic
+        try:
+            step = -np.linalg.solve(H, g)  # (d,)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                f"weight_decay {lam:.3g} is below float64's resolution of these data's curvature (singular Hessian; "
+                "e.g. the data span fewer directions than d); use a larger weight_decay, or hard_margin_svm"
+            ) from None
+        d0 = float(g @ step)
+        if not d0 < 0:  # no descent left at float64 precision
             break
+        d1 = slope(1.0, step)
+        if abs(d1) <= 0.1 * abs(d0):  # near the optimum: the full Newton step (quadratic convergence)
+            t = 1.0
+        else:
+            lo, hi = (1.0, 2.0) if d1 < 0 else (0.0, 1.0)
+            if d1 < 0:
+                while hi < 2.0**40 and slope(hi, step) < 0:
+                    lo, hi = hi, 2 * hi
+            for _ in range(60):  # bisect the sign change of phi'
+                mid = (lo + hi) / 2
+                if slope(mid, step) < 0:
+                    lo = mid
+                else:
+                    hi = mid
+                if hi - lo <= 1e-3 * hi:
+                    break
+            t = lo if lo > 0 else hi / 2
+        theta_new = theta + t * step
+        small = _norm(theta_new - theta) <= 4 * np.finfo(np.float64).eps * _norm(theta_new)
+        theta, g = theta_new, objective(theta_new)[1]
+        if small or not np.any(g):
+            return theta
+    else:
+        raise ValueError("the Newton polish did not converge in 500 steps")
     return theta
 
 

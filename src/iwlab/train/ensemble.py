@@ -180,6 +180,10 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
                 raise ValueError(f"member {i}: deferred_class_weight must be (epoch, class weights), got {drw!r}")
             if drw is not None:
                 check_int(drw[0], f"member {i} deferred_class_weight epoch", minimum=1)
+                if isinstance(drw[1], str | bytes) or not all(
+                    isinstance(c, int | float) and not isinstance(c, bool) for c in drw[1]
+                ):
+                    raise ValueError(f"member {i}: deferred_class_weight weights must be numbers, got {drw[1]!r}")
         self.generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
         modules = [model_fn(g) for g in self.generators]
         self.template = modules[0]

@@ -134,7 +134,9 @@ class EnsembleSteps:
         """The training batch ``xb`` (M, B, ...) through ``transform`` with the trainer's generator (or as is)."""
         if self.transform is None:
             return xb
-        out = self.transform(xb, self._transform_gen)
+        # a copy: a transform that works in place must not reach the caller's data (the full-batch path passes
+        # a view of it)
+        out = self.transform(xb.clone(), self._transform_gen)
         if not isinstance(out, Tensor) or (out.shape, out.dtype, out.device) != (xb.shape, xb.dtype, xb.device):
             got = f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(

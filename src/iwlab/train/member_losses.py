@@ -11,7 +11,8 @@ backward, the func backend pulls it back through the members' forward
 (:func:`iwlab.train.func_backend.logit_grads_step`).
 
 Learned weights (the extension of Xu, Ye & Ruan 2021, notes Sec. 4): a ``reweight`` function
-``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)`` (``params`` read-only) multiplies every
+``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)`` in the logits' dtype (``params`` must not
+be modified; the logits are a copy) multiplies every
 example's gradient weight at every step. It is evaluated on the current model and treated as a constant in
 the gradient (``theta <- theta - lr * sum_i w_i(theta) grad l_i``), as learning-to-reweight (Ren et al.
 2018) and class-balanced weighting do.
@@ -113,16 +114,17 @@ def _key(v: Any) -> Any:
     return v
 
 
-def _checked_weights(w: Any, like: Tensor) -> Tensor:
-    """The reweight hook's output: a floating ``(M, B)`` tensor on ``like``'s device, finite and >= 0.
+def _checked_weights(w: Any, logits: Tensor) -> Tensor:
+    """The reweight hook's output: an ``(M, B)`` tensor in the logits' dtype and device, finite and >= 0.
 
-    Any floating dtype is taken (it multiplies the step's weights under type promotion, which never rounds
-    a float64 weight to float32); integers, bools and complex numbers are refused.
+    The logits' dtype is the model's, so the weighted logit gradients stay in it on both backends.
     """
-    if not isinstance(w, Tensor) or w.shape != like.shape or not w.dtype.is_floating_point or w.device != like.device:
+    like = logits[..., 0]  # (M, B)
+    if not isinstance(w, Tensor) or (w.shape, w.dtype, w.device) != (like.shape, like.dtype, like.device):
         got = f"{type(w).__name__} {tuple(w.shape)} {w.dtype} on {w.device}" if isinstance(w, Tensor) else repr(w)
         raise ValueError(
-            f"reweight must return a floating tensor of shape {tuple(like.shape)} (M, B) on {like.device}; got {got}"
+            f"reweight must return a {like.dtype} tensor (the logits' dtype) of shape {tuple(like.shape)} (M, B) on "
+            f"{like.device}; got {got}"
         )
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):  # a sync per step: only when a hook is set
         raise ValueError("reweight returned weights that are negative, NaN or infinite")
@@ -190,7 +192,9 @@ def logit_grads_fn(
     def grads(logits: Tensor, y: Tensor, gw: Tensor, x: Tensor, params: list[Tensor]) -> Tensor:
         if reweight is not None:
             # (M, B): the learned weights, constants in the gradient
-            gw = gw * _checked_weights(reweight(logits.detach(), y, x, params), gw)
+            # a copy of the logits: an in-place edit in the hook must not change the step; params must not be
+            # edited (documented; not copied, which would cost a model's worth of memory per step)
+            gw = gw * _checked_weights(reweight(logits.detach().clone(), y, x, params), logits)
         if len(parts) == 1:
             return parts[0][1](logits, y, gw)
         out = torch.empty_like(logits)  # (M, B, out)
