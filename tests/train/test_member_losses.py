@@ -110,3 +110,18 @@ def test_bad_member_loss_keywords_are_refused_when_built(member, out, needle):
     with pytest.raises(ValueError) as e:
         EnsembleTrainer(_model(out), [member], batch_size=4)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("kind, alpha", [("logit", 1.0), ("logit", 0.5), ("linear", 2.0), ("exp", 1.5)])
+def test_binary_poly_closed_form_equals_autograd(kind, alpha):
+    """The binary poly members use a closed-form gradient (one group per kind, alpha per member): it equals
+    autograd through the functional loss, on both sides of the switch at margin 1."""
+    x, y = _data(2)
+    members = [Member(seed=0, loss="poly", loss_kwargs={"alpha": alpha, "kind": kind}, lr=0.5)]
+    members.append(Member(seed=1, loss="poly", loss_kwargs={"alpha": alpha + 1.0, "kind": kind}, lr=0.5))
+    trainer = EnsembleTrainer(_model(1), members, batch_size=None, steps_per_epoch=5)
+    trainer.fit(x, y, epochs=2, progress=False)
+    for i, m in enumerate(members):
+        kw = m.loss_kwargs
+        mod = _autograd(1, i, lambda z, t, kw=kw: binary_poly_tailed_loss(z, t, reduction="none", **kw), x, y, 10, 0.5)
+        _compare(trainer, i, mod)

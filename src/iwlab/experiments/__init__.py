@@ -37,6 +37,7 @@ EXPERIMENTS: dict[str, str] = {
     "importance_sampling_ptb": "iwlab.experiments.importance_sampling_ptb",
     "label_shift": "iwlab.experiments.label_shift",
     "implicit_bias": "iwlab.experiments.implicit_bias",
+    "remedies": "iwlab.experiments.remedies",
 }
 
 # old name -> current name (the "is_" prefix read as a predicate: "is it MNIST?")

@@ -30,20 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from iwlab.functional._scaling import check_overflow, reduce_weighted, scaled_weights
+from iwlab.functional._multiclass import finish_multiclass, prepare_multiclass
+from iwlab.functional._scaling import reduce_weighted, scaled_weights
 from iwlab.functional._validation import (
     Normalization,
     Reduction,
-    as_index,
-    check_labels,
-    check_loss_args,
-    check_not_empty_mean,
-    prepare_weight,
-    shape_of,
 )
 from iwlab.functional.checks import check_real
 from iwlab.functional.losses_binary import prepare_binary_args
-from iwlab.functional.losses_ce import check_shapes
 
 __all__ = ["binary_focal_loss", "check_gamma", "focal_loss", "focal_terms"]
 
@@ -145,39 +139,15 @@ def focal_loss(
         tensor([0.0018, 0.0866])
     """
     gamma = check_gamma(gamma)
-    dtype = check_loss_args(logits, target, normalization, reduction, class_weight, sample_weight)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise ValueError(
-            f"target must be an integer tensor of class indices; got {target.dtype} (focal_loss takes no class "
-            "probabilities; for bool labels use target.long())"
-        )
-    if logits.dim() < 2 or logits.shape[-1] < 2:
-        raise ValueError(
-            f"logits must have shape (..., B, C) with C >= 2; got shape {shape_of(logits)} (for one logit per "
-            "example use binary_focal_loss)"
-        )
-    B = check_shapes(logits, target, class_weight, sample_weight, soft=False)
-    check_not_empty_mean(B, reduction)
-    if validate:
-        check_labels(target, logits.shape[-1], "logits has")
-    cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
-    sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-
-    batch = logits.shape[:-1]
+    hint = "for one logit per example use binary_focal_loss"
+    dtype, cw, sw, index = prepare_multiclass(
+        logits, target, class_weight, sample_weight, normalization, reduction, validate, "focal_loss", hint
+    )
     # log_softmax + gather as in weighted_cross_entropy: stable for any finite logits, half runs in float32.
     logp = F.log_softmax(logits.to(dtype), dim=-1)  # (..., B, C)
-    index = as_index(target).expand(batch)  # (..., B) int64
     logpt = logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (..., B) log p_t
     loss = focal_terms(logpt, gamma)  # (..., B)
-    out = reduce_weighted(loss, scaled_weights(index, cw, sw, batch), normalization, reduction, validate)
-    if validate:
-        # -log p_t of finite logits can overflow (z = [1e308, -1e308]): the error, not inf.
-        def finite() -> Tensor:  # (..., B) for "none", else (...)
-            ok = torch.isfinite(logits).all(-1)
-            return ok if reduction == "none" else ok.all(-1)
-
-        check_overflow(out, finite)
-    return out
+    return finish_multiclass(loss, index, cw, sw, logits, normalization, reduction, validate)
 
 
 def binary_focal_loss(

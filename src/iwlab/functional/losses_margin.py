@@ -35,21 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from iwlab.functional._multiclass import finish_multiclass, prepare_multiclass
 from iwlab.functional._scaling import check_overflow, reduce_weighted, scaled_weights
 from iwlab.functional._validation import (
     Normalization,
     Reduction,
-    as_index,
     check_device,
-    check_labels,
-    check_loss_args,
-    check_not_empty_mean,
-    prepare_weight,
     shape_of,
 )
 from iwlab.functional.checks import check_choice, check_real
 from iwlab.functional.losses_binary import prepare_binary_args
-from iwlab.functional.losses_ce import check_shapes
 from iwlab.functional.weighting import check_class_counts
 
 __all__ = [
@@ -58,10 +53,8 @@ __all__ = [
     "check_finite_real",
     "check_poly_args",
     "counts_for",
-    "finish_multiclass",
     "poly_tail_terms",
     "poly_tailed_loss",
-    "prepare_multiclass",
 ]
 
 #: The left branches (``z < 1``) of the polynomially-tailed loss.
@@ -83,64 +76,6 @@ def check_finite_real(value: object, name: str, minimum: float | None = None, st
         bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
         raise ValueError(f"{name} must be a finite number{bound}; got {v!r}")
     return v
-
-
-def prepare_multiclass(
-    logits: Tensor,
-    target: Tensor,
-    class_weight: Tensor | None,
-    sample_weight: Tensor | None,
-    normalization: Normalization,
-    reduction: Reduction,
-    validate: bool,
-    name: str,
-) -> tuple[torch.dtype, Tensor | None, Tensor | None, Tensor]:
-    """The checks of a class-index loss on ``(..., B, C)`` logits: ``(dtype, cw, sw, index)``.
-
-    As :func:`~iwlab.functional.losses_focal.focal_loss` runs them; ``index`` is the int64 ``(..., B)``
-    target expanded to the logits' batch shape, ``cw`` / ``sw`` the weights in the compute ``dtype``.
-
-    Raises:
-        TypeError, ValueError: as :func:`~iwlab.functional.losses.weighted_cross_entropy` for class indices.
-    """
-    dtype = check_loss_args(logits, target, normalization, reduction, class_weight, sample_weight)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise ValueError(
-            f"target must be an integer tensor of class indices; got {target.dtype} ({name} takes no class "
-            "probabilities; for bool labels use target.long())"
-        )
-    if logits.dim() < 2 or logits.shape[-1] < 2:
-        raise ValueError(f"logits must have shape (..., B, C) with C >= 2; got shape {shape_of(logits)} ({name})")
-    B = check_shapes(logits, target, class_weight, sample_weight, soft=False)
-    check_not_empty_mean(B, reduction)
-    if validate:
-        check_labels(target, logits.shape[-1], "logits has")
-    cw = prepare_weight(class_weight, "class_weight", dtype, logits.dtype, validate)
-    sw = prepare_weight(sample_weight, "sample_weight", dtype, logits.dtype, validate)
-    index = as_index(target).expand(logits.shape[:-1])  # (..., B) int64
-    return dtype, cw, sw, index
-
-
-def finish_multiclass(
-    loss: Tensor,
-    index: Tensor,
-    cw: Tensor | None,
-    sw: Tensor | None,
-    logits: Tensor,
-    normalization: Normalization,
-    reduction: Reduction,
-    validate: bool,
-) -> Tensor:
-    """Weight and reduce the per-example ``loss`` ``(..., B)``; with ``validate``, overflow of finite logits raises."""
-    out = reduce_weighted(loss, scaled_weights(index, cw, sw, index.shape), normalization, reduction, validate)
-    if validate:
-        # A loss of finite logits can overflow (a margin of 1e308, or scale * logits): the error, not inf.
-        def finite() -> Tensor:  # (..., B) for "none", else (...)
-            ok = torch.isfinite(logits).all(-1)
-            return ok if reduction == "none" else ok.all(-1)
-
-        check_overflow(out, finite)
-    return out
 
 
 def counts_for(class_counts: Counts, logits: Tensor, validate: bool) -> Tensor:

@@ -29,13 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from iwlab.functional._multiclass import finish_multiclass, prepare_multiclass
 from iwlab.functional._validation import Normalization, Reduction, compute_dtype
 from iwlab.functional.losses_margin import (
     Counts,
     check_finite_real,
     counts_for,
-    finish_multiclass,
-    prepare_multiclass,
 )
 from iwlab.functional.weighting import check_class_counts
 

@@ -31,6 +31,7 @@ class NormedLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
+        self.in_features, self.out_features = in_features, out_features  # as nn.Linear (the trainer reads it)
         self.weight = nn.Parameter(torch.empty(in_features, out_features).uniform_(-1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,6 +98,10 @@ class ResNet32(nn.Module):
         self.head: nn.Module = NormedLinear(c_in, num_classes) if normed_head else nn.Linear(c_in, num_classes)
         self.normed_head = normed_head
         init_from_generator_(self, generator)
+        if normed_head:  # init_from_generator_ knows conv, linear and BN layers: draw the cosine head from it too
+            with torch.no_grad():
+                w = self.head.weight
+                w.copy_(torch.rand(w.shape, generator=generator, dtype=w.dtype) * 2 - 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes)``; cosines in ``[-1, 1]`` with ``normed_head``."""

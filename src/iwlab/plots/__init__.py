@@ -35,6 +35,7 @@ FIGURES: dict[str, str] = {
     "importance_sampling_ptb": "iwlab.plots.importance:figures",
     "label_shift": "iwlab.plots.label_shift:figures",
     "implicit_bias": "iwlab.plots.implicit_bias:figures",
+    "remedies": "iwlab.plots.remedies:figures",
 }
 
 FigureFn = Callable[..., list[Path]]

@@ -72,7 +72,8 @@ def output_size(module: nn.Module) -> int:
     """Logits per example of a model: an MLP's ``out_dim``, else the last ``nn.Linear``'s ``out_features``."""
     if isinstance(module, MLP):
         return module.out_dim
-    last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    # the last layer with nn.Linear's out_features (a cosine head such as NormedLinear has it too)
+    last = [m for m in module.modules() if isinstance(getattr(m, "out_features", None), int)]
     if not last:
         raise ValueError("cannot infer the output size: the model has no nn.Linear layer")
     return last[-1].out_features

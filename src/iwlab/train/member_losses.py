@@ -20,6 +20,7 @@ the gradient (``theta <- theta - lr * sum_i w_i(theta) grad l_i``), as learning-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,8 @@ from torch import Tensor
 
 from iwlab.functional.losses_focal import binary_focal_loss, focal_loss
 from iwlab.functional.losses_margin import binary_poly_tailed_loss, poly_tailed_loss
-from iwlab.functional.losses_remedies import ldam_loss, logit_adjusted_loss, vs_loss
+from iwlab.functional.losses_remedies import ldam_loss, ldam_margins, logit_adjusted_loss, vs_loss
+from iwlab.functional.weighting import check_class_counts
 from iwlab.train.stacked import LogitGrads, ce_logit_grads
 
 #: Losses a member can train with: name -> the keyword arguments it takes (``Member.loss_kwargs``).
@@ -137,6 +139,61 @@ def _exponential_grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
     return torch.exp(-s * logits.squeeze(-1)).mul_(gw * s).neg_().unsqueeze(-1)  # (m, B, 1)
 
 
+def _adjusted_logistic_params(loss: str, kwargs: Mapping[str, Any]) -> tuple[float, float, float, float, float]:
+    """``(scale, delta_1, offset, m_0, m_1)`` of LDAM, LA or VS on the two-class logits ``(0, f)`` of a binary model.
+
+    All three are cross-entropy on transformed logits ``l'_c = scale (Delta_c l_c + tau log pi_c - m_c [c = y])``;
+    with ``l_0 = 0`` that is the logistic loss of the margin ``mu = scale (s (Delta_1 f + tau log(pi_1 / pi_0)) -
+    m_y)``, ``s = 2y - 1`` (``Delta_0`` multiplies ``l_0 = 0``). The functional losses stay the reference: the tests
+    compare this closed form with autograd through them.
+    """
+    n = check_class_counts(kwargs["class_counts"])  # (2,) float64
+    log_ratio = float(torch.log(n[1] / n[0]))  # log(pi_1 / pi_0)
+    if loss == "ldam":
+        m = ldam_margins(n, kwargs.get("max_margin", 0.5))
+        return float(kwargs.get("scale", 30.0)), 1.0, 0.0, float(m[0]), float(m[1])
+    tau = float(kwargs.get("tau", 1.0))
+    delta = float((n[1] / n.max()) ** kwargs.get("gamma", 0.2)) if loss == "vs" else 1.0
+    return 1.0, delta, tau * log_ratio, 0.0, 0.0
+
+
+def _adjusted_logistic_grads(params: Tensor) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """Closed-form ``d loss / d f`` of the loss of :func:`_adjusted_logistic_params`; ``params`` ``(m, 5)``."""
+
+    def grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
+        p = params.to(logits)  # (m, 5)
+        scale, delta, off, m0, m1 = (p[:, k : k + 1] for k in range(5))  # (m, 1) each
+        s = 2.0 * y - 1.0  # (m, B)
+        f = logits.squeeze(-1)  # (m, B)
+        mu = scale * (s * (delta * f + off) - torch.where(y > 0.5, m1, m0))  # (m, B) the logistic margin
+        return (-torch.sigmoid(-mu) * s * scale * delta * gw).unsqueeze(-1)  # (m, B, 1)
+
+    return grads
+
+
+def _poly_binary_grads(alpha: Tensor, kind: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """Closed-form ``d loss / d f`` of :func:`~iwlab.functional.losses_margin.binary_poly_tailed_loss` (``z = s f``).
+
+    ``z >= 1``: ``-alpha z^(-alpha-1)`` (divided by ``alpha - 1`` for "linear"); ``z < 1``: ``-sigmoid(-z) / log(1 +
+    e^-1)`` ("logit"), ``-1`` ("linear"), ``-exp(1 - z)`` ("exp"). ``alpha`` ``(m,)``, one per member.
+    """
+    c = math.log1p(math.exp(-1.0))
+
+    def grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
+        a = alpha.to(logits).unsqueeze(1)  # (m, 1)
+        s = 2.0 * y - 1.0
+        z = s * logits.squeeze(-1)  # (m, B) margins
+        # each branch reads z only where it is selected (the other side sees 1): no inf or NaN leaks through
+        tail = -a * torch.where(z >= 1, z, torch.ones_like(z)) ** (-a - 1)
+        if kind == "linear":
+            tail = tail / (a - 1)
+        zl = torch.where(z < 1, z, torch.ones_like(z))
+        left = {"logit": -torch.sigmoid(-zl) / c, "linear": -torch.ones_like(zl), "exp": -torch.exp(1 - zl)}[kind]
+        return (torch.where(z >= 1, tail, left) * s * gw).unsqueeze(-1)  # (m, B, 1)
+
+    return grads
+
+
 def _autograd_grads(fn: Callable[..., Tensor], kwargs: Mapping[str, Any], binary: bool) -> Callable:
     def grads(logits: Tensor, y: Tensor, gw: Tensor) -> Tensor:
         with torch.enable_grad():
@@ -174,15 +231,28 @@ def logit_grads_fn(
     groups: dict[tuple, list[int]] = {}
     for i, m in enumerate(members):
         check_member_loss(m.loss, m.loss_kwargs, f"member {i}", out_dim)
-        groups.setdefault((m.loss, tuple(sorted((k, _key(v)) for k, v in m.loss_kwargs.items()))), []).append(i)
+        if binary and m.loss in ("ldam", "logit_adjusted", "vs"):
+            key: tuple = ("adjusted_logistic",)  # one closed form for all of them, per-member parameters
+        elif binary and m.loss == "poly":
+            key = ("poly", m.loss_kwargs.get("kind", "logit"))  # alpha is per member
+        else:
+            key = (m.loss, tuple(sorted((k, _key(v)) for k, v in m.loss_kwargs.items())))
+        groups.setdefault(key, []).append(i)
     if reweight is None and set(groups) <= {("ce", ())}:
         return None
     parts = []
-    for (loss, _), rows in groups.items():
+    for key, rows in groups.items():
+        loss = key[0]
         if loss == "ce":
             fn = lambda z, y, gw: ce_logit_grads(z, y, gw, binary)  # noqa: E731
         elif loss == "exponential":
             fn = _exponential_grads
+        elif loss == "adjusted_logistic":
+            rows_params = [_adjusted_logistic_params(members[i].loss, members[i].loss_kwargs) for i in rows]
+            fn = _adjusted_logistic_grads(torch.tensor(rows_params, dtype=torch.float64))
+        elif binary and loss == "poly":
+            alphas = torch.tensor([float(members[i].loss_kwargs["alpha"]) for i in rows], dtype=torch.float64)
+            fn = _poly_binary_grads(alphas, key[1])
         else:
             fn = _autograd_grads((_BINARY if binary else _MULTICLASS)[loss], members[rows[0]].loss_kwargs, binary)
         # a contiguous group is a slice (a view: no gather, no scatter), as when members are listed by loss
