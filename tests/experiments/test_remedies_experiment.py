@@ -121,3 +121,43 @@ def test_profiles_validate_and_the_summary_of_nothing_says_so():
     for profile in get_experiment("remedies").profiles:
         make_config("remedies", profile, [])
     assert summary(pd.DataFrame(), Config()) == "No remedies results recorded."
+
+
+def test_headline_needs_both_rows_interpolated_and_a_real_spread():
+    """Found by the break-it round: the headline checked only the ratio (0.001 vs 0.000 read "3.0x ... holds")."""
+    from iwlab.experiments.remedies_summary import headline
+
+    base = {"method": ["ce_iw", "poly_logit_iw"], "diverged": [False, False]}
+    zero = pd.DataFrame({**base, "spread_last": [0.0, 0.001], "train_acc": [1.0, 1.0]})
+    assert "fails" in headline(zero)
+    unfit = pd.DataFrame({**base, "spread_last": [0.05, 0.2], "train_acc": [0.5, 1.0]})
+    assert ": n/a (not interpolated" in headline(unfit)
+    real = pd.DataFrame({**base, "spread_last": [0.05, 0.2], "train_acc": [1.0, 1.0]})
+    assert "4.0x" in headline(real) and ": holds" in headline(real)
+
+
+def test_post_hoc_members_are_judged_by_the_shifted_classifier(tmp_path):
+    """LA (post-hoc) used the raw logits for train_acc and the shifted ones for the spread: its verdict came from
+    another classifier than the one measured (found by the break-it round)."""
+    over = ["parts=separable", "syn_steps=100", "weights=1,0.00390625", "methods=la_posthoc"]
+    run = run_experiment("remedies", "ci", over, out=tmp_path / "r", workers=1, progress=False)
+    df = load(run)
+    acc = df[(df.name == "train_acc") & (df.weight < 1) & (df.epoch == df.epoch.max())].value
+    assert float(acc.min()) < 0.95  # w = 1/256 shifts the boundary through class 1's training points
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("syn_steps=150", "not a multiple of syn_steps_per_epoch"), ("lt_warmup=200", "must come after lt_warmup")],
+)
+def test_more_config_rejections(override, message):
+    with pytest.raises((ConfigError, ValueError), match=re.escape(message)):
+        make_config("remedies", "quick", [override])
+
+
+def test_count_losses_need_their_counts():
+    from iwlab.losses.remedies import LDAMLoss, LogitAdjustedLoss, VSLoss
+
+    for cls in (LDAMLoss, LogitAdjustedLoss, VSLoss):
+        with pytest.raises(TypeError, match="needs class_counts"):
+            cls(None)

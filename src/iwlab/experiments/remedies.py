@@ -114,6 +114,10 @@ class Config(TwoClassConfig, LTSettings):
                     raise ValueError(f"{key}: unknown {v!r}; valid: {', '.join(valid)}")
         if any(not 0 < w <= 1 for w in self.weights):
             raise ValueError(f"weights are those of the down-weighted class 1, in (0, 1]; got {self.weights}")
+        if self.syn_steps % self.syn_steps_per_epoch:
+            raise ValueError(
+                f"syn_steps={self.syn_steps} is not a multiple of syn_steps_per_epoch={self.syn_steps_per_epoch}"
+            )
 
     def eval_epochs_for(self, epochs: int) -> list[int]:
         """The evaluation epochs of a part that trains ``epochs`` epochs (log-spaced, or every ``eval_every``).
@@ -224,7 +228,9 @@ def run_cell(cfg: Config, cell_id: str, params: dict, ctx: CellContext) -> CellR
     grid_d = grid.to(ctx.device) if grid is not None else None
 
     def metrics(tr: EnsembleTrainer, epoch: int) -> dict[str, Tensor]:
-        out = binary_metrics(tr.logits(Xtd).squeeze(-1) + off[:, None], ytd, tr.logits(Xd).squeeze(-1), yd, Wd, ws)
+        # the post-hoc members are judged by the shifted classifier everywhere, training accuracy included
+        z_train = tr.logits(Xd).squeeze(-1) + off[:, None]
+        out = binary_metrics(tr.logits(Xtd).squeeze(-1) + off[:, None], ytd, z_train, yd, Wd, ws)
         if grid_d is not None:  # the fraction of the plane predicted as class 1: where the boundary lies
             out["frac_down_grid"] = ((tr.logits(grid_d).squeeze(-1) + off[:, None]) > 0).double().mean(1)
         return out

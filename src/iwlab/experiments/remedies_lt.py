@@ -7,11 +7,17 @@ epochs 160 and 180, random crops (4-pixel shifts) and flips; DRW switches to cla
 0.9999) at epoch 160. LDAM members use the cosine head (``NormedLinear``, scale 30, max margin 0.5), so they
 train in a second ensemble next to the plain-head one; both are one cell.
 
-Methods (multiclass): ``ce``; ``ce_iw`` (class weights proportional to 1/n_c, mean 1); ``focal_iw`` (focal loss,
-the same weights); ``cb`` (class-balanced weights, beta 0.9999); ``ldam``; ``ldam_drw``; ``la`` (logit-adjusted
-loss) and ``la_posthoc`` (cross-entropy, logits - tau log pi at prediction); ``vs``; ``poly_*_iw`` (the
-polynomially tailed losses with the ``ce_iw`` weights); ``subsample`` is not defined here (it is the
-balanced-subset baseline of the binary parts) and is skipped.
+Methods (multiclass):
+
+* ``ce``; ``ce_iw`` (class weights proportional to 1/n_c, mean 1);
+* ``focal_iw``: focal loss, unweighted with gamma ``lt_focal_gamma`` = 1, as the papers' Focal rows;
+* ``cb`` (class-balanced weights, beta 0.9999); ``ldam``; ``ldam_drw``;
+* ``la`` (logit-adjusted loss) and ``la_posthoc`` (cross-entropy, logits - tau log pi at prediction); ``vs``;
+* ``poly_*_iw``: the polynomially tailed losses with the ``ce_iw`` weights;
+* ``subsample`` is not defined here (it is the balanced-subset baseline of the binary parts) and is skipped.
+
+The loss is normalized by the batch's weight sum, as the recipe's ``F.cross_entropy(weight=...)``. With the
+default ``lt_epochs`` (a CPU-sized 2) LDAM-DRW never reaches its switch at epoch 161: it is plain LDAM there.
 """
 
 from __future__ import annotations
@@ -93,6 +99,8 @@ class LTSettings:
         """
         if list(self.lt_milestones) != sorted(set(self.lt_milestones)):
             raise ValueError(f"lt_milestones must increase strictly, got {self.lt_milestones}")
+        if self.lt_milestones and self.lt_milestones[0] <= self.lt_warmup:
+            raise ValueError(f"lt_milestones {self.lt_milestones} must come after lt_warmup={self.lt_warmup}")
 
 
 def lt_member(name: str, m: Method, counts: list[int], cfg: Any, seed: int) -> Member | None:
@@ -104,7 +112,7 @@ def lt_member(name: str, m: Method, counts: list[int], cfg: Any, seed: int) -> M
     class_weight = None
     if m.weighting == "subsample":
         return None
-    if m.weighting == "iw":
+    if m.weighting == "iw" and m.loss != "focal":  # the papers' focal rows are unweighted (gamma 1)
         class_weight = tuple(inverse)
     elif m.weighting == "cb":
         class_weight = tuple(cb)
@@ -170,6 +178,8 @@ def _train(
         members,
         batch_size=cfg.lt_batch_size,
         momentum=cfg.lt_momentum,
+        # the recipe's F.cross_entropy(weight=...) divides by the batch's weight sum
+        normalization="weight_sum",
         device=ctx.device,
         backend="func",
         lr_schedule=step_warmup_schedule(cfg.lt_warmup, tuple(cfg.lt_milestones), 0.01),

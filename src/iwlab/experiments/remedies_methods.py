@@ -6,7 +6,9 @@ method turns ``w`` into what it acts on:
 * ``ce``: plain cross-entropy, ignoring ``w`` (the control: its spread across ``w`` is 0 by construction);
 * ``ce_iw``, ``focal_iw``, ``poly_*_iw``: the loss with class weights ``(1, w)`` (importance weighting);
 * ``ldam``, ``la``, ``vs``: the class counts that ``w`` stands for, ``(n, n / w)``: the down-weighted class
-  plays the majority, as in the long-tail papers, where the weights are inverse frequencies;
+  plays the majority, as in the long-tail papers, where the weights are inverse frequencies. On a binary model
+  (logits ``(0, f)``) VS equals LA exactly: its multiplicative factor is 1 for the majority class 1 and multiplies
+  the logit 0 of class 0, so ``vs_gamma`` has no effect there (it acts on the multiclass long-tailed part);
 * ``ldam_drw``: LDAM, then class-balanced weights of those counts from 80 % of the epochs on (Cao et al.'s DRW);
 * ``la_posthoc``: cross-entropy, then post-hoc logit adjustment ``f + tau log w`` at prediction time
   (Menon et al. 2021: the additive shift of the counts above);

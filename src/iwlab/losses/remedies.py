@@ -213,6 +213,8 @@ class LDAMLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
+        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
+            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.max_margin = check_finite_real(max_margin, "max_margin", 0.0)
         self.scale = check_finite_real(scale, "scale", 0.0, strict=True)
@@ -253,6 +255,8 @@ class LogitAdjustedLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
+        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
+            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.tau = check_finite_real(tau, "tau")
 
@@ -295,6 +299,8 @@ class VSLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
+        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
+            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.tau = check_finite_real(tau, "tau")
         self.gamma = check_finite_real(gamma, "gamma")
