@@ -33,6 +33,7 @@ class _RemedyLoss(_WeightedLoss):
 
     class_counts: Tensor | None
     _function: staticmethod  # the functional loss a subclass calls
+    _needs_counts = True  # False for the poly modules, which pass class_counts=None
 
     def __init__(
         self,
@@ -43,6 +44,8 @@ class _RemedyLoss(_WeightedLoss):
         validate: bool,
     ) -> None:
         super().__init__(class_weight, normalization, reduction, validate)
+        if class_counts is None and self._needs_counts:
+            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         counts = None if class_counts is None else check_class_counts(class_counts)  # (C,) float64
         if counts is not None and self.class_weight is not None and self.class_weight.shape[-1] != counts.numel():
             raise ValueError(
@@ -113,6 +116,7 @@ class PolyTailedLoss(_RemedyLoss):
     """
 
     _function = staticmethod(poly_tailed_loss)
+    _needs_counts = False
 
     def __init__(
         self,
@@ -213,8 +217,6 @@ class LDAMLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
-        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
-            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.max_margin = check_finite_real(max_margin, "max_margin", 0.0)
         self.scale = check_finite_real(scale, "scale", 0.0, strict=True)
@@ -255,8 +257,6 @@ class LogitAdjustedLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
-        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
-            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.tau = check_finite_real(tau, "tau")
 
@@ -299,8 +299,6 @@ class VSLoss(_RemedyLoss):
         *,
         validate: bool = True,
     ) -> None:
-        if class_counts is None:  # the base class takes None for the poly modules, which need no counts
-            raise TypeError(f"{type(self).__name__} needs class_counts: the training set's (C,) class counts")
         super().__init__(class_counts, class_weight, normalization, reduction, validate)
         self.tau = check_finite_real(tau, "tau")
         self.gamma = check_finite_real(gamma, "gamma")
