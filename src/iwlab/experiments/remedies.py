@@ -37,6 +37,7 @@ from iwlab.experiments.remedies_methods import (
     subsample_weights,
 )
 from iwlab.experiments.remedies_summary import summary
+from iwlab.experiments.synthetic import TEST_SEED_OFFSET  # the same test set as the synthetic experiment's
 from iwlab.models import MLP
 from iwlab.train import EnsembleTrainer
 from iwlab.train.schedule import log_epochs
@@ -46,7 +47,6 @@ DESCRIPTION = "Remedy losses vs importance weighting after interpolation (Wang e
 Part = Literal["separable", "cifar_catdog", "cifar10_lt"]
 PARTS: tuple[Part, ...] = typing.get_args(Part)
 METHODS = tuple(methods(1.0, 2.0, 1.0, 1.0, 1.0, 0.2))
-TEST_SEED_OFFSET = 10_007  # the synthetic test set: the training generator with data_seed + this
 
 
 @dataclass

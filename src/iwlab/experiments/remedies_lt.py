@@ -137,10 +137,12 @@ def lt_member(name: str, m: Method, counts: list[int], cfg: Any, seed: int) -> M
 def run_long_tailed(cfg: Any, table: dict[str, Method], ctx: CellContext) -> CellResult:
     """Train the plain-head and the cosine-head (LDAM) ensembles on CIFAR-10-LT; top-1 test accuracy per member."""
     check_data(cfg)
-    task = long_tailed_task(load_arrays(cfg), imbalance=cfg.lt_imbalance, seed=cfg.data_seed)
+    per_class = cfg.lt_n_test_per_class or None  # 0: the whole test set
+    arrays = load_arrays(cfg)
+    task = long_tailed_task(arrays, imbalance=cfg.lt_imbalance, seed=cfg.data_seed, n_test_per_class=per_class)
     counts = [int(c) for c in task.class_counts]
     x, y = task.x_train, task.y_train
-    xt, yt = _test_subset(task.x_test, task.y_test, cfg.lt_n_test_per_class)
+    xt, yt = task.x_test, task.y_test
     labels, rows, diverged = [], [], []
     for normed in (False, True):
         chosen = {k: m for k, m in table.items() if (m.loss == "ldam") == normed}
@@ -154,14 +156,6 @@ def run_long_tailed(cfg: Any, table: dict[str, Method], ctx: CellContext) -> Cel
         rows += [(e, i + offset, k, v) for e, i, k, v in result.rows]
         diverged += result.diverged
     return CellResult(labels, rows, diverged)
-
-
-def _test_subset(x: Tensor, y: Tensor, per_class: int) -> tuple[Tensor, Tensor]:
-    """The first ``per_class`` test images of each class (0: all)."""
-    if not per_class:
-        return x, y
-    keep = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(int(y.max()) + 1)])
-    return x[keep], y[keep]
 
 
 def _train(
