@@ -1,7 +1,9 @@
 """The CIFAR-10 experiments end to end on the generated fixture, plus the agreement and weighted-accuracy maths."""
 
+import itertools
 import json
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,8 +14,12 @@ from iwlab.cli import main as cli_main
 from iwlab.config import ConfigError
 from iwlab.data.cifar10 import make_fixture, write_cifar_batches
 from iwlab.experiments import cifar_binary, cifar_imbalanced, cifar_multiclass, make_config
+from iwlab.experiments.base import CellContext
+from iwlab.experiments.cifar_fig4 import dropout_claim, noise_claim, paper_lines
 from iwlab.experiments.cifar_multiclass import multiclass_frame
-from iwlab.experiments.cifar_summary import agreement_table
+from iwlab.experiments.cifar_summary import agreement_table, null_verdict
+from iwlab.files import atomic_save
+from iwlab.functional.metrics import agreement, member_grid
 from iwlab.functional.weighting import class_weights_from_ratio, one_class_share_weights
 from iwlab.plots.cifar import agreement_from_artifacts
 from iwlab.runner import run_experiment
@@ -60,12 +66,23 @@ def test_binary_end_to_end(binary_run):
     for variant, ws in (("plain", {0.25, 1.0, 4.0}), ("l2", {0.25, 1.0}), ("dropout", {0.25, 1.0})):
         d = df[(df.variant == variant) & (df.name == "frac_dog_test")]
         assert set(d.weight) == ws and set(d.seed) == {0, 1} and set(d.epoch) == {1, 2, 3}
-    frac = df[df.name.str.startswith(("frac_", "train_acc", "test_acc", "agree_"))].value
+    fractions = ("frac_", "train_acc", "test_acc", "agree_weights_", "agree_seeds_", "agree_p_")
+    frac = df[df.name.str.startswith(fractions)].value
     assert frac.between(0, 1).all()
+    # the calibrated agreement: one cell-level row (member 0) per metric and set, the null interval around its mean
+    for name in ("test", "other", "noise"):
+        cell = df[df.name.str.endswith(f"_{name}") & df.name.str.match("agree_(gap|null|p_)")]
+        assert set(cell.member) == {0} and cell.groupby("variant").size().eq(6).all()
+        wide = cell.pivot_table(index="variant", columns="name", values="value")
+        assert (wide[f"agree_null_lo_{name}"] <= wide[f"agree_null_gap_{name}"]).all()
+        assert (wide[f"agree_null_gap_{name}"] <= wide[f"agree_null_hi_{name}"]).all()
+        assert (wide[f"agree_p_above_{name}"] > 0).all() and (wide[f"agree_p_below_{name}"] > 0).all()
     # the paper's learning rates: 0.05 for the unweighted dropout model, 1e-4 for Adam
     lr = df.drop_duplicates(["variant", "weight"]).set_index(["variant", "weight"]).lr
     assert lr[("dropout", 1.0)] == 0.05 and lr[("dropout", 0.25)] == 0.1 and lr[("adam", 4.0)] == 1e-4
-    assert "Spread across weights" in md and "Agreement between models" in md
+    assert "Spread across weights" in md and "Agreement between models" in md and "null 95% interval" in md
+    assert "is not beyond what the statistic gives with no weight effect" in md or "weight effect (null" in md
+    assert "Time budget" not in md  # no budget: nothing said about one
     for name in ("fig4abc_fraction_vs_epoch", "fig4def_fraction_vs_weight", "figA3_l2", "figA9_adam"):
         assert any(p.name.startswith(name) for p in (binary_run / "figures").glob("*.png")), name
 
@@ -77,14 +94,119 @@ def test_binary_agreement_matches_artifacts(binary_run):
     again = agreement_from_artifacts(binary_run).set_index(["cell", "set"])
     assert len(table) == len(again) == 12  # 4 variants x test/other/noise
     for key, row in again.iterrows():
-        assert table.loc[key, "across_weightings"] == pytest.approx(row.across_weightings)
-        assert table.loc[key, "across_seeds"] == pytest.approx(row.across_seeds)
+        for col in ("across_weightings", "across_seeds", "gap", "null_gap", "null_lo", "null_hi", "p_above", "p_below"):
+            assert table.loc[key, col] == pytest.approx(row[col], abs=1e-12), (key, col)
+        assert row.gap == pytest.approx(row.across_weightings - row.across_seeds, abs=1e-12)
+    # the recorded gap is the difference of the per-member means the table shows
+    assert (table.gap - (table.across_weightings - table.across_seeds)).abs().max() < 1e-12
+    # the recorded null (1000 sampled permutations) against every reassignment within the 2 seed columns
+    with np.load(binary_run / "artifacts" / "plain_predictions.npz") as z:
+        grid = member_grid(z["pred_other"], z["weight"].tolist(), z["seed"].tolist())  # (3, 2, 16)
+    gaps = []
+    for perms in itertools.product(itertools.permutations(range(3)), repeat=2):
+        a = agreement(np.stack([grid[list(p), j] for j, p in enumerate(perms)], axis=1))
+        gaps.append(a["across_weightings"] - a["across_seeds"])
+    assert table.loc[("plain", "other"), "null_gap"] == pytest.approx(np.mean(gaps), abs=4 * np.std(gaps) / 1000**0.5)
     with np.load(binary_run / "artifacts" / "plain_predictions.npz") as z:
         pred = {k: z[f"pred_{k}"] for k in ("test", "other", "noise")}
     assert pred["test"].shape == (6, 8) and pred["other"].shape == (6, 16) and pred["noise"].shape == (6, 8)
     # the stored last-epoch fraction is the mean of the stored predictions
     last = df[(df.variant == "plain") & (df.name == "frac_dog_test") & (df.epoch == 3)].sort_values("member")
     np.testing.assert_allclose(last.value, pred["test"].mean(1), atol=1e-6)
+
+
+def test_slice_profile_is_the_paper_setting_for_a_few_epochs():
+    cfg = make_config("cifar_binary", "slice")
+    assert cfg.variants == ("plain", "l2", "dropout") and cfg.seeds == 9 and cfg.epochs == 6 and cfg.eval_every == 1
+    assert cfg.weights == cfg.weights_regularized and len(cfg.weights) == 17
+    assert min(cfg.weights) == 2.0**-8 and max(cfg.weights) == 2.0**8
+    assert (cfg.n_train_per_class, cfg.n_test_per_class, cfg.n_other, cfg.n_noise, cfg.size) == (0, 0, 0, 1000, 32)
+    assert cfg.width == 1.0 and cfg.dense == (512, 128) and cfg.init == "glorot"
+    assert (cfg.lr, cfg.lr_dropout_unweighted, cfg.batch_size) == (0.1, 0.05, 16)
+    assert cfg.time_budget_s == 150.0 and cfg.agreement_permutations == 1000
+    fixture = make_config("cifar_binary", "slice", ["fixture=true"])
+    assert [len(cifar_binary.members(fixture, v)) for v in fixture.variants] == [153, 153, 153]
+
+
+def test_slice_report_on_the_fixture(tmp_path):
+    """The slice profile's config with the fixture and tiny overrides: a budget that stops every cell after
+    its first epoch, and the report's sections on the budget, the agreement null and the paper's Fig. 4."""
+    out = tmp_path / "slice"
+    args = ["run", "cifar_binary", "--profile", "slice", "--set", "fixture=true", "--set", "epochs=2"]
+    tiny = [*BINARY_FAST, "seeds=2", "weights=1/4,1,4", "weights_regularized=1/4,4", "time_budget_s=1e-9"]
+    args += [f"--set={o}" for o in tiny]
+    assert cli_main([*args, "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    df = load(out)
+    assert set(df.variant) == {"plain", "l2", "dropout"} and set(df.epoch) == {1}
+    stopped = df[df.name == "trained_epochs"]
+    assert set(stopped.value) == {1.0} and set(stopped.member) == {0} and len(stopped) == 3
+    assert {1} == set(df[df.name.str.startswith("agree_")].epoch)  # the agreement at the epoch it stopped at
+    with np.load(out / "artifacts" / "plain_predictions.npz") as z:
+        last = df[(df.variant == "plain") & (df.name == "frac_dog_test")].sort_values("member")
+        np.testing.assert_allclose(last.value, z["pred_test"].mean(1), atol=1e-6)  # predictions of epoch 1
+    md = (out / "report.md").read_text()
+    assert "Time budget 1e-09 s per cell" in md and "plain stopped at epoch 1 of 2" in md
+    assert "null 95% interval" in md and "### Accuracy at epoch 1 (the last" in md
+    assert "### Against Byrd & Lipton's Fig. 4" in md and "| plain | 1 | noise |" in md
+    assert "Test accuracy (paper: 80%-85%" in md
+    assert "Noise-image claim (Sec. 4.1" in md and ("plain: holds at epoch 1" in md or "plain: fails at epoch 1" in md)
+    assert "Dropout claim (Fig. 4 f" in md and ("holds at epoch 1" in md or "fails at epoch 1" in md)
+
+
+def _cell_rows(result):
+    return sorted(r for r in result.rows if r[2] not in ("train_seconds", "trained_epochs"))
+
+
+def test_time_budget_stops_resumes_and_otherwise_changes_nothing(tmp_path):
+    cfg = make_config("cifar_binary", "ci", [*BINARY_FAST, "seeds=2", "variants=plain", "eval_every=1"])
+
+    def run(where, **changes):
+        ctx = CellContext(run_dir=tmp_path / where, cell_id="plain", progress=False)
+        return cifar_binary.run_cell(replace(cfg, **changes), "plain", {"variant": "plain"}, ctx), ctx
+
+    plain, _ = run("plain")  # no budget: one fit to epoch 3
+    ample, ample_ctx = run("ample", time_budget_s=1e6)  # a fit per evaluated epoch, never stopped: the same numbers
+    assert _cell_rows(ample) == _cell_rows(plain)
+    assert ("trained_epochs", 3.0) in {(r[2], r[3]) for r in ample.rows}
+    # killed after the last checkpoint, before the record of the fit (or of the cell) was written: reloads
+    record = ample_ctx.checkpoint_path.with_suffix(".budget.pt")
+    for epoch in (2, 3):
+        atomic_save({"epoch": epoch, "seconds": 0.0, "stopped": False}, record)
+        assert _cell_rows(run("ample", time_budget_s=1e6)[0]) == _cell_rows(plain)
+    short, ctx = run("short", time_budget_s=1e-9)
+    assert max(r[0] for r in short.rows) == 1 and (1, 0, "trained_epochs", 1.0) in short.rows
+    again, _ = run("short", time_budget_s=1e-9)  # a rerun of the stopped cell reloads epoch 1, trains no further
+    assert _cell_rows(again) == _cell_rows(short)
+    # as if interrupted after epoch 1 with time to spare: it continues from its checkpoint to epoch 3
+    atomic_save({"epoch": 1, "seconds": 0.0, "stopped": False}, ctx.checkpoint_path.with_suffix(".budget.pt"))
+    resumed, _ = run("short", time_budget_s=1e6)
+    assert _cell_rows(resumed) == _cell_rows(plain)
+
+
+def test_agreement_and_fig4_verdicts_follow_the_numbers():
+    row = {"gap": 0.01, "null_gap": 0.05, "null_lo": 0.03, "null_hi": 0.07, "p_above": 0.999, "p_below": 0.004}
+    assert null_verdict(pd.Series(row)).startswith("the gap +0.010 is below what the statistic gives with no weight")
+    assert "p = 0.004" in null_verdict(pd.Series(row))
+    assert "+0.090 is beyond what" in null_verdict(pd.Series({**row, "gap": 0.09, "p_above": 0.01}))
+    assert "+0.050 is not beyond what" in null_verdict(pd.Series({**row, "gap": 0.05}))
+    rows = []
+    for w, (noise, test, acc) in {0.25: (0.2, 0.30, 0.7), 4.0: (0.4, 0.70, 1.0)}.items():
+        for v in ("plain", "dropout"):
+            rows += [(v, w, 0, 1, "frac_dog_test", 0.5), (v, w, 0, 6, "frac_dog_test", test)]
+            rows += [(v, w, 0, 6, "frac_dog_noise", noise), (v, w, 0, 6, "train_acc", acc)]
+            rows += [(v, w, 0, 6, "test_acc", 0.82)]
+    df = pd.DataFrame(rows, columns=["variant", "weight", "seed", "epoch", "name", "value"])
+    noise = "fails at epoch 6: mean dog fraction on noise 0.300 (max over models 0.400)"
+    assert noise_claim(df, "plain", "dog") == noise
+    assert dropout_claim(df, "dog").startswith("fails at epoch 6: spread across weights test 0.400, noise 0.200 (not")
+    assert "lowest training accuracy 0.700" in dropout_claim(df, "dog")
+    close = df.assign(value=np.where(df.name.str.startswith("frac_dog") & (df.epoch == 6), 0.05, df.value))
+    holds = "holds at epoch 6: spread across weights test 0.000, noise 0.000 (all below 0.1)"
+    assert dropout_claim(close, "dog") == holds
+    assert noise_claim(close, "dropout", "dog").startswith("holds at epoch 6")
+    md = "\n".join(paper_lines(df, make_config("cifar_binary", "ci")))
+    assert "- plain: 0.820 / 0.820 / 0.820 (min / mean / max), mean within the paper's range." in md
+    assert "| dropout | 6 | test | 0.500 | 0.300 / 0.700 | 0.30-0.70 |" in md
 
 
 def test_class_weights_down_weight_one_class():
@@ -326,6 +448,10 @@ def test_keys_an_experiment_does_not_use_are_refused(name, key):
         ("cifar_binary", "weight_decay=-1", "weight_decay: must be >= 0"),
         ("cifar_imbalanced", "subsampled=truck", "subsampled must name classes"),
         ("cifar_label_noise", "label_noise=0.5", "label_noise: must be in"),
+        ("cifar_binary", "time_budget_s=-1", "time_budget_s: must be"),
+        ("cifar_binary", "agreement_permutations=-1", "agreement_permutations: must be"),
+        ("cifar_binary", "agreement_permutations=1.5", "agreement_permutations"),
+        ("cifar_imbalanced", "agreement_permutations=10", "cifar_imbalanced records no agreement"),
     ],
 )
 def test_bad_values_fail_at_config_time(name, override, message):

@@ -1,4 +1,10 @@
-"""``iwlab run EXPERIMENT [--profile P] [--set k=v ...] [--out DIR] [--device cpu|cuda]``."""
+"""``iwlab run EXPERIMENT [--profile P] [--set k=v ...] [--out DIR] [--device cpu|cuda] [--executor local|ray|slurm]``.
+
+The options shared with ``iwlab sweep`` live here (:func:`add_common`), among them where cells run:
+``--executor local`` (in-process, or ``--workers`` processes; with ``--device cuda`` one per visible GPU
+times ``--cells-per-gpu``, each on its own GPU), ``ray`` (``--address``) or ``slurm`` (the
+``--slurm-*`` options, :class:`~iwlab.executors.SlurmOptions`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from iwlab.executors import SlurmOptions
 from iwlab.experiments import EXPERIMENTS, get_experiment
 from iwlab.runner import failed_cells, run
 
@@ -73,9 +80,34 @@ def add_common(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"cells trained at once, each in its own process (default: one per CPU core this process may use, "
-        f"at most {MAX_DEFAULT_WORKERS}, and never more than there are cells to run; torch's threads are "
-        "split between them)",
+        f"at most {MAX_DEFAULT_WORKERS}, and never more than there are cells to run; with --device cuda and the "
+        "local executor: one per visible GPU times --cells-per-gpu)",
     )
+    p.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads of each worker process, Ray or Slurm task (default 1, on Slurm --slurm-cpus-per-task: "
+        "several multi-threaded processes oversubscribe the cores; a run in this process keeps torch's default)",
+    )
+    p.add_argument(
+        "--cells-per-gpu",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --device cuda: up to K cells share one GPU at a time (default 1); local workers get the "
+        "visible GPUs (CUDA_VISIBLE_DEVICES, else all) in turn",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray", "slurm"),
+        default="local",
+        help="where cells run: local processes (default), Ray (iwlab[ray]) or Slurm array jobs through "
+        "submitit (iwlab[slurm]; run on the login node, pass --device cuda for GPUs)",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    add_slurm(p)
     p.add_argument(
         "--figure-format",
         choices=("png", "pdf", "svg"),
@@ -84,6 +116,92 @@ def add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def add_slurm(p: argparse.ArgumentParser) -> None:
+    """The ``--slurm-*`` options of ``--executor slurm`` (:class:`~iwlab.executors.SlurmOptions`)."""
+    g = p.add_argument_group("slurm (--executor slurm: one array task per cell, logs in OUT/slurm/)")
+    g.add_argument("--slurm-partition", default=None, metavar="NAME", help="partition (default: the cluster's)")
+    g.add_argument(
+        "--slurm-time",
+        type=int,
+        default=None,
+        metavar="MIN",
+        help="minutes per task (default 60); a cell that needs longer is requeued and resumes from its checkpoint",
+    )
+    g.add_argument(
+        "--slurm-gpus-per-task", type=int, default=None, metavar="N", help="default: 1 with --device cuda, else 0"
+    )
+    g.add_argument(
+        "--slurm-cpus-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="default 1; also each task's torch threads unless --threads-per-worker",
+    )
+    g.add_argument(
+        "--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per task (default: the partition's)"
+    )
+    g.add_argument(
+        "--slurm-array-parallelism", type=int, default=None, metavar="N", help="cells running at once (default 256)"
+    )
+    g.add_argument(
+        "--slurm-additional",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. account=abc or qos=high; repeatable",
+    )
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions | None:
+    """The ``--slurm-*`` options as :class:`~iwlab.executors.SlurmOptions`; None when none is given and
+    the executor is not Slurm.
+
+    Raises:
+        ValueError: a ``--slurm-additional`` without ``=``, or a value out of range (the message names it).
+
+    Example:
+        >>> from iwlab.cli import build_parser
+        >>> args = build_parser().parse_args(["run", "synthetic", "--executor=slurm", "--slurm-additional=qos=high"])
+        >>> slurm_options(args).additional, slurm_options(args).time_min
+        ({'qos': 'high'}, 60)
+    """
+    given = {
+        "partition": args.slurm_partition,
+        "time_min": args.slurm_time,
+        "gpus_per_task": args.slurm_gpus_per_task,
+        "cpus_per_task": args.slurm_cpus_per_task,
+        "mem_gb": args.slurm_mem_gb,
+        "array_parallelism": args.slurm_array_parallelism,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    extra = {}
+    for item in args.slurm_additional:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--slurm-additional expects KEY=VALUE, got {item!r}")
+        extra[key.strip()] = value
+    if not given and not extra and args.executor != "slurm":
+        return None
+    return SlurmOptions(**given, additional=extra)
+
+
+def executor_kwargs(args: argparse.Namespace, device: str) -> dict:
+    """``run()`` keywords for where cells run (``--executor``, ``--workers``, GPUs, threads, Slurm).
+
+    ``--workers`` left out with ``--device cuda`` and the local executor gives None: one worker per
+    visible GPU times ``--cells-per-gpu`` (:func:`~iwlab.runner.execute.gpu_slots`).
+    """
+    gpu_pool = args.workers is None and args.executor == "local" and device == "cuda"
+    return {
+        "executor": args.executor,
+        "workers": None if gpu_pool else default_workers(args.workers),
+        "address": args.address,
+        "cells_per_gpu": args.cells_per_gpu,
+        "threads_per_worker": args.threads_per_worker,
+        "slurm": slurm_options(args),
+    }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -121,13 +239,14 @@ def default_workers(workers: int | None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Run the experiment (a sweep without a grid) and print where its report is."""
+    device = resolve_device(args.device)
     run_dir = run(
         args.experiment,
         args.profile,
         args.overrides,
         out=args.out,
-        device=resolve_device(args.device),
-        workers=default_workers(args.workers),
+        device=device,
+        **executor_kwargs(args, device),
         progress=not args.no_progress,
         debug=args.debug,
         figure_format=args.figure_format,

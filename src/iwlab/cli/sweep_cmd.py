@@ -1,10 +1,14 @@
-"""``iwlab sweep EXPERIMENT --grid key=v1,v2 [--seeds N] [--executor local|ray] [--workers N] --out DIR``."""
+"""``iwlab sweep EXPERIMENT --grid key=v1,v2 [--seeds N] [--executor local|ray|slurm] [--workers N] --out DIR``.
+
+Where cells run (``--executor``, ``--workers``, ``--cells-per-gpu``, ``--threads-per-worker``, ``--slurm-*``)
+is shared with ``iwlab run`` (:func:`~iwlab.cli.run_cmd.add_common`).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from iwlab.cli.run_cmd import add_common, default_workers, report_and_status, resolve_device
+from iwlab.cli.run_cmd import add_common, executor_kwargs, report_and_status, resolve_device
 from iwlab.runner import run
 
 
@@ -12,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``sweep`` subcommand."""
     p = sub.add_parser(
         "sweep",
-        help="run a grid of configs (resumable; local processes or Ray)",
+        help="run a grid of configs (resumable; local processes, Ray or Slurm)",
         add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -26,13 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "of both)",
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (packed into each ensemble)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.set_defaults(command="sweep")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the sweep (the same path as ``iwlab run``, with a grid) and print where its report is."""
+    device = resolve_device(args.device)
     run_dir = run(
         args.experiment,
         args.profile,
@@ -40,10 +43,8 @@ def main(args: argparse.Namespace) -> int:
         list(args.grid),
         seeds=args.seeds,
         out=args.out,
-        device=resolve_device(args.device),
-        executor=args.executor,
-        workers=default_workers(args.workers),
-        address=args.address,
+        device=device,
+        **executor_kwargs(args, device),
         progress=not args.no_progress,
         debug=args.debug,
         figure_format=args.figure_format,

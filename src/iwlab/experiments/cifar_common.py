@@ -19,7 +19,15 @@ classes' test images, on the test images of the other 8 classes and on uniform-n
 ``test_acc``, ``train_loss`` (the weighted objective), ``train_acc`` (and ``train_acc_flipped`` with
 label noise). At the last epoch each cell stores every member's predictions
 (``artifacts/<cell>_predictions.npz``) and, from the same arrays, the per-member agreement metrics
-``agree_weights_<set>`` and ``agree_seeds_<set>`` (:func:`iwlab.functional.metrics.agreement_per_member`).
+``agree_weights_<set>`` and ``agree_seeds_<set>`` (:func:`iwlab.functional.metrics.agreement_per_member`)
+and the cell-level ones (recorded on member 0): ``agree_gap_<set>`` (across weightings - across seeds),
+its permutation null ``agree_null_gap_<set>`` (mean), ``agree_null_lo_<set>`` / ``agree_null_hi_<set>``
+(central 95% interval) and the one-sided p-values ``agree_p_above_<set>`` / ``agree_p_below_<set>``
+(:func:`iwlab.functional.agreement.agreement_null`, ``agreement_permutations`` permuted grids; a weight
+effect on which examples are predicted shows as a gap *below* the null). With ``time_budget_s > 0`` a cell
+stops at the end of the first evaluated epoch past the budget and records ``trained_epochs`` and
+``train_seconds`` (member 0); "the last epoch" is then that epoch
+(:func:`~iwlab.experiments.cifar_train.train_two_class`).
 
 Initialization. The paper does not say; its networks were presumably Keras models, whose default is
 Glorot-uniform weights and zero biases (``init="glorot"``, used by the paper profiles). The CNN quick
@@ -32,7 +40,8 @@ epochs, 9 seeds, weights 2^-8 ... 2^8; a GPU job). ``quick`` (the defaults): a C
 finding, 100 images per class at 16x16, 1/8 of the channels, 300 epochs and weights 2^-4 ... 2^4: a member
 with weight 2^-8 needs roughly 16 times as many updates as one with 2^-4 before it fits the down-weighted
 class ("models with more extreme weighting converge more slowly"). ``ci``: the generated fixture, a few
-epochs, seconds.
+epochs, seconds. cifar_binary also has ``slice``: the paper's data, network and grid for as many epochs as
+fit in 8 minutes on one GPU.
 
 Data: ``load_cifar10(data_root or $IWLAB_DATA)``; ``fixture=true`` uses a tiny generated fake CIFAR-10
 (:func:`iwlab.data.cifar10.make_fixture`), so CI runs every experiment end to end without the dataset.
@@ -58,6 +67,9 @@ from iwlab.train import Member
 from iwlab.train.schedule import log_epochs
 
 SETS = ("test", "other", "noise")  # evaluation sets: the two classes' test images, the other 8, noise
+# seed of the agreement null's permutations: the report and iwlab.plots.cifar.agreement_from_artifacts draw
+# the same ones from the same predictions, so their numbers are equal
+AGREEMENT_SEED = 0
 # every variant label, in report order; each experiment's Config allows its own subset
 VARIANT_ORDER = ("plain", "l2", "dropout", "adam", "batchnorm")
 Normalization = Literal["batch_size", "weight_sum"]
@@ -150,6 +162,13 @@ class TwoClassConfig(DataConfig):
     normalization: Normalization = "batch_size"
     ALLOW_REPEATS: ClassVar[tuple[str, ...]] = ("dense",)  # layer widths may repeat: (64, 64)
     pack_size: int = 0  # models trained together; 0: all of a cell at once, halved on out-of-memory
+    agreement_permutations: int = 1000  # permuted grids of the agreement null (0: the gap only, no null)
+    time_budget_s: float = 0.0  # > 0: a cell stops at the end of the first evaluated epoch past this wall time
+    # the many-CNN step's options (iwlab.train.precision; issue 17): "fp32" is today's step bit for bit
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    channels_last: bool = False
+    conv_impl: Literal["vmap", "grouped"] = "vmap"
+    compile: bool = False
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "n_other": count(8000, lo=0),
@@ -158,13 +177,15 @@ class TwoClassConfig(DataConfig):
         "dense": count(65_536),
         "lr": RATE,
         "pack_size": count(1_000_000, lo=0),
+        "agreement_permutations": count(100_000, lo=0),
+        "time_budget_s": Bound(0, 1e7),
     }
 
     def validate(self) -> None:
         """Check values beyond their types and ranges.
 
         Raises:
-            ValueError: ``classes`` not two different CIFAR-10 class names, or a bad data setting.
+            ValueError: ``classes`` not two different CIFAR-10 class names, or a bad data, agreement or budget setting.
         """
         super().validate()
         if len(self.classes) != 2 or len(set(self.classes)) != 2 or any(c not in CLASSES for c in self.classes):
@@ -175,8 +196,10 @@ class TwoClassConfig(DataConfig):
             raise ValueError(f"lr must be finite and >= 0, got {self.lr}")
         if self.width <= 0 or not self.dense or min(self.dense) < 1:
             raise ValueError(f"width must be > 0 and dense non-empty and positive, got {self.width}, {self.dense}")
-        if min(self.n_other, self.n_noise, self.pack_size) < 0:
-            raise ValueError("n_other, n_noise and pack_size must be >= 0")
+        if min(self.n_other, self.n_noise, self.pack_size, self.agreement_permutations) < 0:
+            raise ValueError("n_other, n_noise, pack_size and agreement_permutations must be >= 0")
+        if not (self.time_budget_s >= 0 and math.isfinite(self.time_budget_s)):
+            raise ValueError(f"time_budget_s must be finite and >= 0, got {self.time_budget_s}")
 
 
 def check_weight_grid(key: str, ws: Sequence[float]) -> None:

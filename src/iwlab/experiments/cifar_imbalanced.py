@@ -57,9 +57,12 @@ class ImbalancedConfig(TwoClassConfig):
         """Check values beyond their types and ranges.
 
         Raises:
-            ValueError: ``subsampled`` names a class outside ``classes``, or a factor below 1 or not finite.
+            ValueError: ``subsampled`` names a class outside ``classes``, a factor below 1 or not finite, or
+                ``agreement_permutations`` changed (these cells are no weight x seed grid: no agreement).
         """
         super().validate()
+        if self.agreement_permutations != TwoClassConfig.agreement_permutations:
+            raise ValueError("agreement_permutations: cifar_imbalanced records no agreement (no weight x seed grid)")
         if not self.subsampled or any(c not in self.classes for c in self.subsampled):
             raise ValueError(f"subsampled must name classes of {self.classes}, got {self.subsampled}")
         if not self.factors or any(not (f >= 1 and math.isfinite(f)) for f in self.factors):

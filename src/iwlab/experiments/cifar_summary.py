@@ -4,8 +4,10 @@ Per variant (plain, L2, dropout, Adam, batch norm): the spread across weights of
 as class 1 at the first and the last recorded epoch, with a verdict computed from the numbers
 (:data:`iwlab.experiments.findings.LEVEL_RULE`) and compared with Byrd & Lipton's claim (2019, Secs. 4-5:
 the weights' effect fades without regularization, with dropout and with Adam, and persists with L2 or
-batch norm); accuracies; and the agreement between models (their Sec. 4.1: 82% across weightings vs 78%
-across seeds on the test set).
+batch norm); accuracies (at each cell's own last epoch, with the epoch a time budget stopped it at); and the
+agreement between models (their Sec. 4.1: 82% across weightings vs 78% across seeds on the test set) with
+the gap's permutation null (:func:`iwlab.functional.agreement.agreement_null`), which says whether the gap
+is beyond what the statistic gives with no weight effect.
 
 Example:
     >>> df = pd.DataFrame({"variant": ["plain"] * 2, "weight": [0.25, 4.0], "epoch": [5, 5],
@@ -72,11 +74,24 @@ def spreads(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# cell-level agreement metrics (cifar_train.agreement_metrics) -> agreement_table columns
+NULL_COLUMNS = {
+    "agree_gap": "gap",
+    "agree_null_gap": "null_gap",
+    "agree_null_lo": "null_lo",
+    "agree_null_hi": "null_hi",
+    "agree_p_above": "p_above",
+    "agree_p_below": "p_below",
+}
+
+
 def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant and set: mean agreement across weightings and across seeds, from the stored metrics.
+    """Per variant and set: mean agreement across weightings and across seeds, and the gap's permutation null.
 
     Returns:
-        Columns ``variant, set, across_weightings, across_seeds, n_weightings, n_seeds``.
+        Columns ``variant, set, across_weightings, across_seeds, n_weightings, n_seeds`` and the cell-level
+        ``gap, null_gap, null_lo, null_hi, p_above, p_below`` (NaN where not recorded, e.g. with
+        ``agreement_permutations=0``).
 
     Example:
         >>> agreement_table(pd.DataFrame(columns=["variant", "name", "weight", "seed", "value"])).empty
@@ -89,6 +104,10 @@ def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
             s = g[g.name == f"agree_seeds_{name}"]
             if w.empty or s.empty:
                 continue
+            cell = {}
+            for metric, col in NULL_COLUMNS.items():
+                v = g[g.name == f"{metric}_{name}"].value
+                cell[col] = float(v.iloc[0]) if len(v) else float("nan")  # one row per cell (member 0)
             rows.append(
                 {
                     "variant": variant,
@@ -97,9 +116,115 @@ def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
                     "across_seeds": float(s.value.mean()),
                     "n_weightings": int(w.weight.nunique()),
                     "n_seeds": int(s.seed.nunique()),
+                    **cell,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def null_verdict(r: Any) -> str:
+    """One sentence: is the observed agreement gap beyond what the statistic gives with no weight effect?
+
+    Args:
+        r: a row of :func:`agreement_table` (``gap``, ``null_lo``, ``null_hi``, ``null_gap``, ``p_above``,
+            ``p_below``).
+
+    Example:
+        >>> null_verdict(pd.Series({"gap": 0.028, "null_gap": 0.02, "null_lo": 0.01, "null_hi": 0.03,
+        ...                         "p_above": 0.1, "p_below": 0.9}))
+        'the gap +0.028 is not beyond what the statistic gives with no weight effect (null mean +0.020, 95% interval [+0.010, +0.030])'
+    """  # noqa: E501
+    if math.isnan(r["null_lo"]):
+        return f"the gap {r['gap']:+.3f} is not calibrated (agreement_permutations=0)"
+    where = f"null mean {r['null_gap']:+.3f}, 95% interval [{r['null_lo']:+.3f}, {r['null_hi']:+.3f}]"
+    if r["gap"] > r["null_hi"]:
+        return (
+            f"the gap {r['gap']:+.3f} is beyond what the statistic gives with no weight effect ({where}; "
+            f"p = {r['p_above']:.3g}): models that share a weight agree less than random regroupings of them"
+        )
+    if r["gap"] < r["null_lo"]:
+        return (
+            f"the gap {r['gap']:+.3f} is below what the statistic gives with no weight effect ({where}; "
+            f"p = {r['p_below']:.3g}): models that share a weight agree with each other more than with the "
+            "others, a weight effect on which examples are predicted"
+        )
+    return f"the gap {r['gap']:+.3f} is not beyond what the statistic gives with no weight effect ({where})"
+
+
+def agreement_lines(df: pd.DataFrame) -> list[str]:
+    """The agreement section of the report: the table with the calibrated gap and one verdict per row."""
+    agree = agreement_table(df)
+    if agree.empty:
+        return []
+    lines = [
+        "### Agreement between models at the last epoch",
+        "",
+        "Across weightings: per example, the fraction of the weightings (each a majority vote over seeds) "
+        "that give the modal label. Across seeds: per example and weighting, the fraction of seeds that give "
+        "the weighting's majority label. The paper (9 seeds, 17 weightings): 82% vs 78% on the test set, "
+        "74% vs 71% on the other 8 classes, near 100% on noise.",
+        "",
+        "The gap (across weightings - across seeds) is positive even when the weights do nothing: votes over "
+        "seeds are less noisy than single models. The null reassigns the models to weightings at random within "
+        "each seed (a model keeps its seed, i.e. its initialization) and recomputes the gap; the null 95% "
+        "interval is the central 95% of those gaps: the range the statistic gives with no weight effect. "
+        "p above / p below: one-sided permutation p-values, (1 + #{null gap >= gap}) / (1 + n) and the same "
+        "with <=. A weight effect on which examples are predicted shows as a gap *below* the interval.",
+        "",
+        "| variant | set | across weightings | across seeds | gap | null gap (mean) | null 95% interval "
+        "| p above | p below | weightings x seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in agree.to_dict("records"):
+        interval = "-" if math.isnan(r["null_lo"]) else f"[{r['null_lo']:+.3f}, {r['null_hi']:+.3f}]"
+
+        def num(v: float, fmt: str) -> str:
+            return "-" if math.isnan(v) else format(v, fmt)
+
+        lines.append(
+            f"| {r['variant']} | {r['set']} | {r['across_weightings']:.3f} | {r['across_seeds']:.3f} "
+            f"| {num(r['gap'], '+.3f')} | {num(r['null_gap'], '+.3f')} | {interval} | {num(r['p_above'], '.3g')} "
+            f"| {num(r['p_below'], '.3g')} | {r['n_weightings']} x {r['n_seeds']} |"
+        )
+    lines.append("")
+    lines += [f"- {r['variant']}, {r['set']}: {null_verdict(r)}." for r in agree.to_dict("records")]
+    lines.append("")
+    return lines
+
+
+def last_epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each cell at its own last recorded epoch (cells stopped by a time budget end earlier).
+
+    Example:
+        >>> d = pd.DataFrame({"run_id": ["a", "a", "b"], "epoch": [1, 2, 1], "value": [0.1, 0.2, 0.3]})
+        >>> last_epoch_rows(d).value.tolist()
+        [0.2, 0.3]
+    """
+    key = "run_id" if "run_id" in df else "variant"
+    return df[df.epoch == df.groupby(key).epoch.transform("max")]
+
+
+def budget_lines(df: pd.DataFrame, cfg: Any) -> list[str]:
+    """A sentence per cell on the time budget: the epoch it stopped at and its seconds (none: no lines)."""
+    b = df[df.name == "trained_epochs"]
+    if b.empty:
+        return []
+    secs = df[df.name == "train_seconds"].set_index("run_id").value
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    b = b.assign(_o=b.variant.map(order) if "variant" in b else 0).sort_values(["_o", "run_id"])
+    parts = []
+    for cell, e in b.set_index("run_id").value.items():
+        took = f"{secs[cell]:.1f} s" if cell in secs else "? s"
+        parts.append(
+            f"{cell} trained all {int(e)} epochs ({took})"
+            if int(e) >= cfg.epochs
+            else f"{cell} stopped at epoch {int(e)} of {cfg.epochs} ({took}, budget reached)"
+        )
+    return [
+        f"Time budget {cfg.time_budget_s:g} s per cell (training stops at the end of the first evaluated epoch "
+        f"past it; the last epoch below is each cell's own): {'; '.join(parts)}.",
+        "",
+    ]
 
 
 def _train_acc_range(df: pd.DataFrame, variant: str) -> tuple[float, float]:
@@ -138,11 +263,13 @@ def header_lines(df: pd.DataFrame, cfg: Any, arch: str, label_noise: float = 0.0
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, seeds {cfg.seeds}.",
         "",
     ]
-    last = df[df.epoch == df.epoch.max()]
+    lines += budget_lines(df, cfg)
+    last = last_epoch_rows(df)
     acc = last[last.name.isin(["train_acc", "test_acc"])].groupby(["variant", "name"]).value.agg(["min", "mean", "max"])
+    epochs = sorted({int(e) for e in last.epoch})
     if not acc.empty:
         lines += [
-            f"### Accuracy at epoch {int(df.epoch.max())} (min / mean / max over models)",
+            f"### Accuracy at epoch {', '.join(map(str, epochs))} (the last; min / mean / max over models)",
             "",
             "| variant | train accuracy | test accuracy |",
             "|---|---|---|",
@@ -170,7 +297,7 @@ def variant_summary(df: pd.DataFrame, cfg: Any, arch: str, label_noise: float = 
         return "(no results)"
     pos = cfg.classes[1]
     lines = header_lines(df, cfg, arch, label_noise)
-    last = df[df.epoch == df.epoch.max()]
+    last = last_epoch_rows(df)
     rows = _spread_verdicts(df, f"frac_{pos}")
     lines += [
         f"### Spread across weights of the fraction predicted as {pos}",
@@ -198,25 +325,7 @@ def variant_summary(df: pd.DataFrame, cfg: Any, arch: str, label_noise: float = 
             f"| {r['verdict']} | {r['claim']} | {r['matches']} |"
         )
     lines.append("")
-    agree = agreement_table(df)
-    if not agree.empty:
-        lines += [
-            "### Agreement between models at the last epoch",
-            "",
-            "Across weightings: per example, the fraction of the weightings (each a majority vote over seeds) "
-            "that give the modal label. Across seeds: per example and weighting, the fraction of seeds that give "
-            "the weighting's majority label. The paper (9 seeds, 17 weightings): 82% vs 78% on the test set, "
-            "74% vs 71% on the other 8 classes, near 100% on noise.",
-            "",
-            "| variant | set | across weightings | across seeds | weightings x seeds |",
-            "|---|---|---|---|---|",
-        ]
-        for r in agree.itertuples():
-            lines.append(
-                f"| {r.variant} | {r.set} | {r.across_weightings:.3f} | {r.across_seeds:.3f} "
-                f"| {r.n_weightings} x {r.n_seeds} |"
-            )
-        lines.append("")
+    lines += agreement_lines(df)
     if "train_acc_flipped" in set(df.name):
         fl = last[last.name == "train_acc_flipped"].value
         lines += [f"Flipped training labels fitted at the last epoch: {fl.mean():.3f} (mean over models).", ""]

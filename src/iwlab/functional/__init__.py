@@ -2,7 +2,8 @@
 
 Public modules: :mod:`~iwlab.functional.losses` (weighted cross-entropy, IW-ERM),
 :mod:`~iwlab.functional.checks` (argument checks shared by every layer), :mod:`~iwlab.functional.weighting`,
-:mod:`~iwlab.functional.sampling`, :mod:`~iwlab.functional.metrics`, :mod:`~iwlab.functional.label_shift`
+:mod:`~iwlab.functional.sampling`, :mod:`~iwlab.functional.metrics`, :mod:`~iwlab.functional.agreement`
+(Byrd & Lipton's agreement with a permutation null), :mod:`~iwlab.functional.label_shift`
 (label-shift estimators: BBSE, RLLS, MLLS, prior adjustment, bootstrap intervals; it re-exports
 :mod:`~iwlab.functional.calibration`, :mod:`~iwlab.functional.label_shift_em` and
 :mod:`~iwlab.functional.prob_checks`). ``_scaling`` (exact power-of-two weight rescaling) and ``_validation``

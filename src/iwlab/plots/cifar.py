@@ -3,8 +3,8 @@ saved prediction artifacts.
 
 :func:`figures` is the entry of every CIFAR-10 experiment in :data:`iwlab.plots.FIGURES`; it picks the
 figures by the run's Config class and captions them with what to look for (Byrd & Lipton's claim for
-each variant). :func:`agreement_from_artifacts` recomputes the agreement table from the stored
-``*_predictions.npz`` files. The drawings live in :mod:`iwlab.plots.cifar_curves`.
+each variant). :func:`agreement_from_artifacts` recomputes the agreement table, with the permutation null
+of the gap, from the stored ``*_predictions.npz`` files. The drawings live in :mod:`iwlab.plots.cifar_curves`.
 
 Example:
     >>> _fmt_cfg("Fig. A.3: weight decay {weight_decay:g}", BinaryConfig())
@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ import pandas as pd
 
 from iwlab.experiments.cifar_binary import BinaryConfig
 from iwlab.experiments.cifar_cars_trucks import CarsTrucksConfig
-from iwlab.experiments.cifar_common import SETS, VARIANT_ORDER
+from iwlab.experiments.cifar_common import SETS, VARIANT_ORDER, TwoClassConfig
 from iwlab.experiments.cifar_imbalanced import ImbalancedConfig
 from iwlab.experiments.cifar_label_noise import LabelNoiseConfig
 from iwlab.experiments.cifar_multiclass import MulticlassConfig
 from iwlab.experiments.cifar_resnet import ResNetConfig
+from iwlab.experiments.cifar_summary import NULL_COLUMNS
+from iwlab.experiments.cifar_train import agreement_metrics
 from iwlab.functional.metrics import agreement, member_grid
 from iwlab.plots import style as S
 from iwlab.plots.cifar_curves import (
@@ -83,17 +86,28 @@ def _fmt_cfg(template: str, cfg: Any) -> str:
     return template.format(pos=cfg.classes[1] if hasattr(cfg, "classes") else "", **asdict(cfg))
 
 
-def agreement_from_artifacts(run_dir: str | Path) -> pd.DataFrame:
+def _permutations(run_dir: Path) -> int:
+    """The run's ``agreement_permutations`` (from ``config.json``; the default for runs made before it)."""
+    path = run_dir / "config.json"
+    cfg = json.loads(path.read_text()).get("config", {}) if path.exists() else {}
+    return int(cfg.get("agreement_permutations", TwoClassConfig.agreement_permutations))
+
+
+def agreement_from_artifacts(run_dir: str | Path, n_permutations: int | None = None) -> pd.DataFrame:
     """Recompute the agreement table from the stored ``artifacts/*_predictions.npz`` (one row per cell and set).
 
-    Cells with a diverged model are left out, as in the summary.
+    Cells with a diverged model are left out, as in the summary. The calibrated columns come from the same
+    code and permutation seed as the recorded metrics
+    (:func:`iwlab.experiments.cifar_train.agreement_metrics`), so they equal the summary's.
 
     Args:
         run_dir: the run folder.
+        n_permutations: permuted grids of the null; None: the run's ``agreement_permutations``.
 
     Returns:
-        Columns ``cell, set, across_weightings, across_seeds`` (:func:`iwlab.functional.metrics.agreement`);
-        empty when no predictions were stored.
+        Columns ``cell, set, across_weightings, across_seeds`` (:func:`iwlab.functional.metrics.agreement`)
+        and ``gap, null_gap, null_lo, null_hi, p_above, p_below`` (the last five absent with 0
+        permutations or one weighting); empty when no predictions were stored.
 
     Raises:
         ValueError: a file whose models do not form a weight x seed grid.
@@ -103,8 +117,10 @@ def agreement_from_artifacts(run_dir: str | Path) -> pd.DataFrame:
         >>> agreement_from_artifacts(tempfile.mkdtemp()).empty
         True
     """
+    run_dir = Path(run_dir)
+    n = _permutations(run_dir) if n_permutations is None else n_permutations
     rows = []
-    for path in sorted((Path(run_dir) / "artifacts").glob("*_predictions.npz")):
+    for path in sorted((run_dir / "artifacts").glob("*_predictions.npz")):
         with np.load(path) as z:
             if "diverged" in z and z["diverged"].any():
                 continue  # as in the summary: agreement only where every model trained
@@ -112,8 +128,17 @@ def agreement_from_artifacts(run_dir: str | Path) -> pd.DataFrame:
             for name in SETS:
                 if f"pred_{name}" not in z or z[f"pred_{name}"].shape[1] == 0:
                     continue
-                a = agreement(member_grid(z[f"pred_{name}"], weights, seeds))
-                rows.append({"cell": path.name.removesuffix("_predictions.npz"), "set": name, **a})
+                grid = member_grid(z[f"pred_{name}"], weights, seeds)  # (W, S, N)
+                a = agreement(grid)
+                calibrated = agreement_metrics(grid, n)
+                rows.append(
+                    {
+                        "cell": path.name.removesuffix("_predictions.npz"),
+                        "set": name,
+                        **a,
+                        **{NULL_COLUMNS[k]: v for k, v in calibrated.items()},
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -1,9 +1,16 @@
-"""Execute cells: register them in the store, run the unfinished ones (in-process, a process pool or Ray),
-record each outcome. Only this driver process writes to the store.
+"""Execute cells: register them in the store, run the unfinished ones (in-process, a process pool, Ray or
+Slurm), record each outcome. Only this driver process writes to the store.
 
 A task is ``(cell_id, config dict, params)``. ``params`` may carry ``_cell`` (the experiment's own cell
 id, when ``cell_id`` has a sweep prefix) and ``_grid`` (the sweep point, added to every member's
 labels when recorded).
+
+Workers (pool processes, Ray tasks, Slurm tasks) run torch with one thread each (a Slurm task: one per
+CPU it asked for) unless ``threads_per_worker`` says otherwise: multi-threaded processes oversubscribe
+few cores (two-thread workers on 2 busy cores were measured 10-40x slower). The in-process path keeps
+torch's default. With ``device="cuda"`` the pool gives its workers the visible GPUs in turn (each
+worker's ``CUDA_VISIBLE_DEVICES`` names one GPU, set before torch initialises CUDA there), at most
+``cells_per_gpu`` workers per GPU; by default one worker per GPU and cell slot (:func:`gpu_slots`).
 
 Example::
 
@@ -14,11 +21,13 @@ Example::
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,7 @@ from typing import Any
 import torch
 
 from iwlab.config import config_from_dict
-from iwlab.executors import run_ray
+from iwlab.executors import SlurmOptions, run_ray, run_slurm
 from iwlab.experiments import get_experiment
 from iwlab.experiments.base import CellContext, CellResult
 from iwlab.runner.progress import EpochReporter, cells_bar, eta_text, follow_progress
@@ -34,6 +43,7 @@ from iwlab.runner.rundir import RunError
 from iwlab.store import Store, failure_reason
 
 Task = tuple[str, dict, dict]
+EXECUTORS = ("local", "ray", "slurm")
 
 
 def run_cell_task(
@@ -105,6 +115,144 @@ def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | 
         print(f"iwlab: cell {cell_id} failed: {failure_reason(payload)}", file=sys.stderr)
 
 
+def check_executor_options(
+    executor: str,
+    device: str,
+    *,
+    workers: int | None = None,
+    cells_per_gpu: int | None = None,
+    threads_per_worker: int | None = None,
+    slurm: SlurmOptions | None = None,
+) -> None:
+    """Refuse options that cannot go together, before anything is written or trained.
+
+    Args:
+        executor: ``"local"``, ``"ray"`` or ``"slurm"``.
+        device: the cells' device (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+        workers: ``--workers`` (None: the default).
+        cells_per_gpu: ``--cells-per-gpu`` (None: not given).
+        threads_per_worker: ``--threads-per-worker`` (None: not given).
+        slurm: the ``--slurm-*`` options (None: none given).
+
+    Raises:
+        RunError: an unknown executor, ``--cells-per-gpu`` without CUDA or with Slurm, Slurm options
+            without ``--executor slurm``, a count below 1 (each message names the option).
+
+    Example:
+        >>> check_executor_options("local", "cpu", cells_per_gpu=2)
+        Traceback (most recent call last):
+        ...
+        iwlab.runner.rundir.RunError: --cells-per-gpu needs --device cuda (got --device cpu)
+    """
+    if executor not in EXECUTORS:
+        raise RunError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    for opt, value in (
+        ("--workers", workers),
+        ("--cells-per-gpu", cells_per_gpu),
+        ("--threads-per-worker", threads_per_worker),
+    ):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise RunError(f"{opt} must be an integer >= 1, got {value!r}")
+    if cells_per_gpu is not None:
+        if not device.startswith("cuda"):
+            raise RunError(f"--cells-per-gpu needs --device cuda (got --device {device})")
+        if executor == "slurm":
+            raise RunError(
+                "--cells-per-gpu applies to --executor local and ray; a Slurm task gets --slurm-gpus-per-task"
+            )
+    if slurm is not None and executor != "slurm":
+        raise RunError(f"--slurm-* options need --executor slurm (got --executor {executor})")
+    if executor == "local" and device == "cuda" and cells_per_gpu is not None and workers is not None:
+        gpu_slots(visible_gpus(), workers, cells_per_gpu)  # raises when workers exceed the GPU slots
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs the driver may use: its ``CUDA_VISIBLE_DEVICES`` entries if set, else ``0 .. device_count - 1``.
+
+    Entries are passed on as they are (indices or ``GPU-<uuid>``), so a worker's ``CUDA_VISIBLE_DEVICES``
+    names the same physical GPU as the driver's.
+
+    Example:
+        >>> all(isinstance(g, str) for g in visible_gpus())
+        True
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(visible: Sequence[str], n_workers: int, cells_per_gpu: int | None = None) -> list[str]:
+    """Each pool worker's ``CUDA_VISIBLE_DEVICES``: the visible GPUs in turn, at most ``cells_per_gpu`` per GPU.
+
+    Args:
+        visible: the GPUs to share (:func:`visible_gpus`), e.g. ``["0", "1"]``.
+        n_workers: worker processes.
+        cells_per_gpu: most workers on one GPU (None: no limit, ``--workers`` alone decides).
+
+    Returns:
+        ``n_workers`` entries of ``visible``, worker ``i`` on ``visible[i % len(visible)]``, so the
+        GPUs' loads differ by at most one worker.
+
+    Raises:
+        ValueError: no GPU visible, ``n_workers < 1``, or more workers than ``len(visible) * cells_per_gpu``.
+
+    Example:
+        >>> gpu_slots(["0", "1"], 4, cells_per_gpu=2)
+        ['0', '1', '0', '1']
+    """
+    if not visible:
+        raise ValueError("visible: no GPU to share (CUDA_VISIBLE_DEVICES is empty or torch sees no CUDA device)")
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    if cells_per_gpu is not None and n_workers > len(visible) * cells_per_gpu:
+        raise ValueError(
+            f"--workers {n_workers} with --cells-per-gpu {cells_per_gpu} needs {-(-n_workers // cells_per_gpu)} GPUs; "
+            f"{len(visible)} visible ({','.join(visible)})"
+        )
+    return [visible[i % len(visible)] for i in range(n_workers)]
+
+
+def make_pool(n_workers: int, *, threads: int = 1, slots: Sequence[str] | None = None) -> ProcessPoolExecutor:
+    """A spawn-context process pool whose workers use ``threads`` torch threads and, given ``slots``, one GPU each.
+
+    Args:
+        n_workers: worker processes.
+        threads: ``torch.set_num_threads`` of every worker.
+        slots: each worker's ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_slots`), handed out in the order
+            the workers start; None leaves the driver's.
+
+    Raises:
+        ValueError: ``slots`` does not have ``n_workers`` entries.
+
+    Example::
+
+        with make_pool(2, slots=["0", "1"]) as pool:
+            pool.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result()  # "0" or "1"
+    """
+    ctx = mp.get_context("spawn")  # fork after torch initialised its thread pools is unsafe
+    queue = None
+    if slots is not None:
+        if len(slots) != n_workers:
+            raise ValueError(f"slots: need {n_workers} entries (one per worker), got {len(slots)}")
+        queue = ctx.Queue()
+        for slot in slots:
+            queue.put(slot)
+    return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads))
+
+
+def _init_worker(slots: Any, threads: int) -> None:
+    # Workers leave Ctrl-C to the driver, which checkpoints nothing itself but owns the store.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if slots is not None:
+        # CUDA reads CUDA_VISIBLE_DEVICES once, when torch first initialises it; importing iwlab never
+        # does, so a spawned worker still can take its GPU here, before its first cell
+        if torch.cuda.is_initialized():
+            raise RuntimeError("CUDA was initialised in a pool worker before it got its GPU")
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get(timeout=60)
+    torch.set_num_threads(threads)
+
+
 def run_tasks(
     store: Store,
     name: str,
@@ -116,16 +264,37 @@ def run_tasks(
     workers: int | None,
     address: str | None,
     progress: bool,
+    *,
+    cells_per_gpu: int | None = None,
+    threads_per_worker: int | None = None,
+    slurm: SlurmOptions | None = None,
 ) -> None:
     """Register ``tasks`` and execute those not finished yet; prints how many a resumed run finds done.
 
+    Args:
+        store: the run's store; only this process writes to it.
+        name: experiment name.
+        tasks: every cell of the run, ``(cell_id, config dict, params)``.
+        prov: provenance recorded with each cell.
+        run_dir: the run directory.
+        device: torch device of every cell.
+        executor: ``"local"`` (in-process, or a process pool when more than one worker), ``"ray"`` or ``"slurm"``.
+        workers: cells at once (None: 1 on CPU; with ``device="cuda"`` and the local executor, one per
+            visible GPU times ``cells_per_gpu``).
+        address: a Ray cluster's address (None: a local Ray).
+        progress: progress bars on stderr.
+        cells_per_gpu: cells sharing one GPU at a time (local pool and Ray).
+        threads_per_worker: torch threads of each worker process or task (None: 1, on Slurm the task's
+            ``cpus_per_task``; the in-process path keeps torch's default unless this is given).
+        slurm: the Slurm tasks' resources (``executor="slurm"``; None: :class:`SlurmOptions` defaults).
+
     Raises:
-        RunError: an unknown executor.
-        ImportError: ``executor="ray"`` without ray installed.
+        RunError: an unknown executor or options that cannot go together (:func:`check_executor_options`).
+        ImportError: ``executor="ray"`` or ``"slurm"`` without ray or submitit installed.
         KeyboardInterrupt: after putting unfinished cells back to ``pending`` (they resume next time).
     """
-    if executor not in ("local", "ray"):
-        raise RunError(f"unknown executor '{executor}'; valid: local, ray")
+    opts = {"cells_per_gpu": cells_per_gpu, "threads_per_worker": threads_per_worker}
+    check_executor_options(executor, device, workers=workers, slurm=slurm, **opts)
     store.add_runs(name, [(cid, {"config": c, "cell": p}) for cid, c, p in tasks], provenance=prov)
     todo = [t for t in tasks if store.status(t[0]) not in ("done", "diverged")]
     already = len(tasks) - len(todo)
@@ -134,27 +303,39 @@ def run_tasks(
         print(f"iwlab: {already} of {len(tasks)} cells already done; {rest}", file=sys.stderr)
     if not todo:
         return
-    n_workers = min(workers or 1, len(todo))  # a process per cell at most
+    threads = threads_per_worker or 1
+    slots = None
+    if executor == "local" and device == "cuda" and (workers is None or workers > 1):
+        visible = visible_gpus()
+        n_workers = min(workers or len(visible) * (cells_per_gpu or 1), len(todo))
+        slots = gpu_slots(visible, n_workers, cells_per_gpu) if n_workers > 1 else None
+    else:
+        n_workers = min(workers or 1, len(todo))  # a process per cell at most
     bar = cells_bar(name, len(todo), progress)
     try:
         if executor == "ray":
-            run_ray(store, name, todo, run_dir, device, n_workers, address, bar, _record, run_cell_task)
+            ray_kw = {"threads": threads, "cells_per_gpu": cells_per_gpu}
+            run_ray(store, name, todo, run_dir, device, n_workers, address, bar, _record, run_cell_task, **ray_kw)
+        elif executor == "slurm":
+            resources = slurm if slurm is not None else SlurmOptions()
+            threads = threads_per_worker or resources.cpus_per_task  # the CPUs Slurm gives each task
+            run_slurm(store, name, todo, run_dir, device, bar, _record, run_cell_task, resources, threads=threads)
         elif n_workers <= 1:
-            _run_in_process(store, name, todo, run_dir, device, progress, bar)
+            _run_in_process(store, name, todo, run_dir, device, progress, bar, threads_per_worker)
         else:
-            _run_in_pool(store, name, todo, run_dir, device, progress, bar, n_workers)
+            _run_in_pool(store, name, todo, run_dir, device, progress, bar, n_workers, threads, slots)
     finally:
         bar.close()
 
 
 def _run_in_process(
-    store: Store, name: str, todo: list[Task], run_dir: Path, device: str, progress: bool, bar: Any
+    store: Store, name: str, todo: list[Task], run_dir: Path, device: str, progress: bool, bar: Any, threads: int | None
 ) -> None:
     t0 = time.monotonic()
     for cid, cfg_dict, params in todo:
         store.set_status(cid, "running")
         try:
-            status, payload = run_cell_task(name, cfg_dict, cid, params, str(run_dir), device, progress, None)
+            status, payload = run_cell_task(name, cfg_dict, cid, params, str(run_dir), device, progress, threads)
         except KeyboardInterrupt:
             store.set_status(cid, "pending")  # resumes from its checkpoint on the next run
             raise
@@ -164,24 +345,32 @@ def _run_in_process(
 
 
 def _run_in_pool(
-    store: Store, name: str, todo: list[Task], run_dir: Path, device: str, progress: bool, bar: Any, n_workers: int
+    store: Store,
+    name: str,
+    todo: list[Task],
+    run_dir: Path,
+    device: str,
+    progress: bool,
+    bar: Any,
+    n_workers: int,
+    threads: int,
+    slots: list[str] | None,
 ) -> None:
-    threads = max(1, torch.get_num_threads() // n_workers)
-    ctx = mp.get_context("spawn")  # fork after torch initialised its thread pools is unsafe
-    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_ignore_sigint)
+    pool = make_pool(n_workers, threads=threads, slots=slots)
+    task_device = "cuda" if slots is not None else device  # each worker sees its one GPU as cuda:0
     pending = {}
     queue: Any = False
     follower = None
     frac: dict[str, float] = {}
     if progress:
-        queue = ctx.Manager().Queue()
+        queue = mp.get_context("spawn").Manager().Queue()
         follower = threading.Thread(target=follow_progress, args=(queue, bar, frac), daemon=True)
         follower.start()
     try:
         grids = {cid: params.get("_grid") for cid, _, params in todo}
         for cid, cfg_dict, params in todo:
             store.set_status(cid, "running")
-            fut = pool.submit(run_cell_task, name, cfg_dict, cid, params, str(run_dir), device, queue, threads)
+            fut = pool.submit(run_cell_task, name, cfg_dict, cid, params, str(run_dir), task_device, queue, threads)
             pending[fut] = cid
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -212,8 +401,3 @@ def _run_in_pool(
             queue.put(None)
             follower.join(timeout=5)
     pool.shutdown()
-
-
-def _ignore_sigint() -> None:
-    # Workers leave Ctrl-C to the driver, which checkpoints nothing itself but owns the store.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

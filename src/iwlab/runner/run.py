@@ -11,6 +11,8 @@ Example::
 
     run("synthetic", "quick", ["epochs=50"], out="runs/demo")                    # iwlab run
     run("synthetic", "quick", grid=["lr_scale=1,2"], seeds=2, out="runs/sweep")   # iwlab sweep
+    run("synthetic", "quick", grid=["lr_scale=1,2"], executor="slurm", slurm=SlurmOptions(partition="gpu"),
+        device="cuda", out="runs/sweep")                                           # on a Slurm cluster
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from iwlab.config import ConfigError, apply_overrides, config_to_dict
+from iwlab.executors import SlurmOptions
 from iwlab.experiments import get_experiment, make_config
 from iwlab.provenance import provenance
-from iwlab.runner.execute import Task, run_tasks
+from iwlab.runner.execute import Task, check_executor_options, run_tasks
 from iwlab.runner.grid import check_set_and_grid, parse_grid, point_label
 from iwlab.runner.report import check_figure_format, write_report
 from iwlab.runner.rundir import check_device, check_same_config, default_out, preflight
@@ -42,6 +45,9 @@ def run(
     executor: str = "local",
     workers: int | None = None,
     address: str | None = None,
+    cells_per_gpu: int | None = None,
+    threads_per_worker: int | None = None,
+    slurm: SlurmOptions | None = None,
     progress: bool = True,
     debug: bool = False,
     figure_format: str = "png",
@@ -60,9 +66,14 @@ def run(
         seeds: ``--seeds N``: sets the config's ``seeds`` (packed into each ensemble).
         out: run directory (default ``runs/NAME-PROFILE``, ``-sweep`` appended for sweeps).
         device: torch device of every cell.
-        executor: ``"local"`` (in-process, or a process pool when ``workers > 1``) or ``"ray"``.
-        workers: cells trained at once.
+        executor: ``"local"`` (in-process, or a process pool when ``workers > 1``), ``"ray"`` or ``"slurm"``.
+        workers: cells trained at once (None: 1; with ``device="cuda"`` and the local executor, one per
+            visible GPU times ``cells_per_gpu``).
         address: a Ray cluster's address (None: a local Ray).
+        cells_per_gpu: with ``device="cuda"``, cells sharing one GPU at a time (local pool and Ray).
+        threads_per_worker: torch threads of each worker process or task (None: 1; in-process: torch's default).
+        slurm: resources of each Slurm task (``executor="slurm"``; None: :class:`~iwlab.executors.SlurmOptions`'s
+            defaults).
         progress: progress bars and messages on stderr.
         debug: re-raise when figures fail instead of noting it in the report.
         figure_format: ``png``, ``pdf`` or ``svg``.
@@ -74,7 +85,8 @@ def run(
     Raises:
         ValueError: an unknown experiment or figure format.
         ConfigError: a bad key, value, grid, or a key given with both ``--set`` and ``--grid``.
-        RunError: a bad device, an unwritable or full output directory, another config in ``out``.
+        RunError: a bad device, executor options that do not go together, an unwritable or full output
+            directory, another config in ``out``.
     """
     exp = get_experiment(name)
     check_figure_format(figure_format)
@@ -93,7 +105,10 @@ def run(
     base = apply_overrides(base, packed)
     # every point's config is built (and validated) before anything runs
     configs = [(point, apply_overrides(base, point)) for point in points]
-    check_device(device, need_cuda=address is None)  # a Ray cluster may have GPUs the driver lacks
+    # a Ray or Slurm cluster may have GPUs the driver lacks
+    check_device(device, need_cuda=address is None and executor != "slurm")
+    executor_opts = {"cells_per_gpu": cells_per_gpu, "threads_per_worker": threads_per_worker}
+    check_executor_options(executor, device, workers=workers, slurm=slurm, **executor_opts)
     run_dir = Path(out) if out is not None else default_out(name, profile, sweep=sweep)
     preflight(run_dir)
     base_dict = config_to_dict(base)
@@ -117,7 +132,8 @@ def run(
                     tasks.append((full, point_dict, {**params, "_cell": cid, "_grid": point}))
                 else:
                     tasks.append((cid, point_dict, params))
-        run_tasks(store, exp.name, tasks, prov, run_dir, device, executor, workers, address, progress)
+        run_args = (store, exp.name, tasks, prov, run_dir, device, executor, workers, address, progress)
+        run_tasks(*run_args, slurm=slurm, **executor_opts)
     finally:
         store.close()
     if report:

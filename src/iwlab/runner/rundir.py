@@ -1,4 +1,5 @@
-"""The run directory: where a run goes, whether it can be written, and whether it holds the same run.
+"""The run directory: where a run goes, whether it can be written (and whether it is on a network file
+system, where results.db's SQLite WAL is unsafe across hosts), and whether it holds the same run.
 
 A run directory holds ``config.json``, ``provenance.json``, ``results.db``, ``checkpoints/``,
 ``artifacts/``, ``figures/`` and ``report.md``/``report.html``.
@@ -11,7 +12,10 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +24,12 @@ from iwlab.experiments import canonical_name
 from iwlab.store import Store
 
 MIN_FREE_BYTES = 50 * 2**20
+# File systems shared over a network: SQLite's locks and its WAL index (shared memory) are unreliable
+# there across hosts (https://www.sqlite.org/wal.html, "WAL does not work over a network filesystem").
+NETWORK_FS = frozenset(
+    "nfs nfs4 cifs smb3 smbfs lustre gpfs beegfs ceph fuse.ceph-fuse 9p glusterfs fuse.glusterfs fuse.sshfs afs "
+    "orangefs pvfs2 ocfs2 gfs2 wekafs fuse.s3fs fuse.gcsfuse".split()
+)
 
 
 class RunError(RuntimeError):
@@ -31,8 +41,8 @@ def check_device(device: str, *, need_cuda: bool = True) -> None:
 
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ...
-        need_cuda: whether a ``cuda`` device must exist here (False when cells run on a Ray cluster,
-            which may have GPUs the driver lacks).
+        need_cuda: whether a ``cuda`` device must exist here (False when cells run on a Ray or Slurm
+            cluster, which may have GPUs the driver lacks).
 
     Raises:
         RunError: e.g. ``--device foo`` (the message lists the usual choices), or ``cuda`` without CUDA.
@@ -56,8 +66,72 @@ def default_out(name: str, profile: str, *, sweep: bool = False) -> Path:
     return Path("runs") / f"{name}-{profile}{'-sweep' if sweep else ''}"
 
 
+def _unescape_mount(field: str) -> str:
+    r"""A /proc/mounts field with its octal escapes (``\040`` for a space) decoded."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def filesystem_type(path: str | Path, mounts_text: str | None = None) -> str | None:
+    r"""The type of the file system ``path`` lies on: that of the longest mount point containing it.
+
+    Args:
+        path: a file or directory (resolved first: symbolic links followed, made absolute).
+        mounts_text: the text of ``/proc/mounts`` (``device mountpoint fstype options 0 0`` per line);
+            None reads the real one.
+
+    Returns:
+        The type as the kernel names it (``"ext4"``, ``"nfs4"``, ``"lustre"``, ...), or None when it is
+        unknown (no ``/proc/mounts``, as on macOS, or no mount point matches).
+
+    Source: proc(5), ``/proc/mounts``; a later mount on the same point hides an earlier one, so the last wins.
+
+    Example:
+        >>> mounts = "/dev/sda1 / ext4 rw 0 0\nserver:/home /home nfs4 rw 0 0\n"
+        >>> filesystem_type("/home/me/runs/x", mounts), filesystem_type("/tmp/x", mounts)
+        ('nfs4', 'ext4')
+    """
+    if mounts_text is None:
+        try:
+            mounts_text = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = Path(os.path.realpath(path))
+    best, best_len = None, -1
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(_unescape_mount(fields[1]))
+        n = len(point.parts)
+        if n >= best_len and (target == point or point in target.parents):
+            best, best_len = fields[2], n
+    return best
+
+
+def network_fs_warning(out: Path, fs_type: str | None = None) -> str | None:
+    """The warning line for a run directory on a network file system (:data:`NETWORK_FS`), else None.
+
+    Args:
+        out: the run directory.
+        fs_type: its file system type (None: :func:`filesystem_type` finds it).
+
+    Example:
+        >>> network_fs_warning(Path("runs/x"), "ext4") is None, network_fs_warning(Path("runs/x"), "nfs4")[:33]
+        (True, 'iwlab: warning: run directory run')
+    """
+    fs_type = filesystem_type(out) if fs_type is None else fs_type
+    if fs_type not in NETWORK_FS and not (fs_type or "").startswith("nfs"):
+        return None
+    return (
+        f"iwlab: warning: run directory {out} is on a network file system ({fs_type}); SQLite's WAL in "
+        "results.db is unsafe across hosts: open it from one host at a time (iwlab's driver is its only writer)"
+    )
+
+
 def preflight(out: Path) -> None:
     """Fail before training if ``out`` cannot be written or its disk is nearly full.
+
+    Warns (one line on stderr, :func:`network_fs_warning`) when ``out`` is on a network file system.
 
     Raises:
         RunError: the directory cannot be created or written, or has under :data:`MIN_FREE_BYTES` free.
@@ -77,6 +151,9 @@ def preflight(out: Path) -> None:
         raise RunError(
             f"only {free / 2**20:.0f} MiB free on the disk of {out}; need at least {MIN_FREE_BYTES // 2**20} MiB"
         )
+    warning = network_fs_warning(out)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _config_diff(old: dict, new: dict) -> str:

@@ -59,10 +59,11 @@ from iwlab.train.fit import Clock, FitState
 from iwlab.train.fit import fit as fit_loop
 from iwlab.train.inputs import as_data, check_settings, check_shapes, class_indices, data_record, example_weights, rates
 from iwlab.train.member_losses import Reweight, logit_grads_fn
-from iwlab.train.members import History, Member, ensemble_rng_seed
+from iwlab.train.members import History, Member
 from iwlab.train.optim import init_state
+from iwlab.train.precision import ConvImpl, Precision, channels_last_weights, check_step_options
 from iwlab.train.schedule import log_epochs
-from iwlab.train.stacked import mlp_grads, stack_mlps
+from iwlab.train.stacked import stack_mlps
 
 Callback = Callable[["EnsembleTrainer", int], dict[str, Tensor]]
 ModelFn = Callable[[torch.Generator], nn.Module]
@@ -94,7 +95,9 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         normalization: ``"batch_size"`` (IW-ERM, default) or ``"weight_sum"``.
         device: ``"cpu"`` or ``"cuda"``.
         backend: ``"auto"`` (stacked for MLPs, func otherwise), ``"stacked"`` or ``"func"``.
-        compile: run the stacked step under ``torch.compile`` (faster after a one-off compile).
+        compile: run the step under ``torch.compile`` (faster after a one-off compile).
+        precision, channels_last, conv_impl: the func step's ``"fp32"`` (default), ``"tf32"`` or ``"bf16"``, memory
+            layout and ``"vmap"`` or ``"grouped"`` convolutions (:mod:`iwlab.train.precision`); in :attr:`step_options`.
         reweight: learned example weights ``fn(logits (M, B, out), y (M, B), x (M, B, ...), params) -> (M, B)``,
             multiplied into every step's weights (see :mod:`iwlab.train.member_losses`; ``params`` is the
             stacked parameter list, or the func backend's parameters in ``named_parameters`` order).
@@ -113,6 +116,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         params: stacked parameters (a list for the stacked backend, ``{name: (M, ...)}`` for func).
         buffers: ``{name: (M, ...)}`` stacked buffers of the func backend (e.g. BatchNorm running
             statistics); empty for the stacked backend.
+        step_options: ``{"precision", "channels_last", "conv_impl", "compile"}`` as given (checked).
 
     Example:
         >>> import torch
@@ -143,6 +147,9 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         device: str | torch.device = "cpu",
         backend: Literal["auto", "stacked", "func"] = "auto",
         compile: bool = False,
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+        conv_impl: ConvImpl = "vmap",
         steps_per_epoch: int = 1,
         reweight: Reweight | None = None,
         lr_schedule: Callable[[int], float] | None = None,
@@ -207,6 +214,9 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
             self.params: list[Tensor] | dict[str, Tensor] = stack_mlps(modules, self.device)
         else:
             self.params, self.buffers, self.template = func_backend.stack_modules(modules, self.device)
+        self.step_options = check_step_options(precision, channels_last, conv_impl, compile, backend, self.params)
+        if channels_last:
+            self.params = channels_last_weights(self.params)  # each member's conv weights channels-last
         for i, m in enumerate(self.members):
             for name, v in (("lr", m.lr), ("weight_decay", m.weight_decay)):
                 if not (math.isfinite(check_real(v, f"member {i} {name}")) and v >= 0):
@@ -223,15 +233,7 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
         self._data_spec: dict[str, Any] | None = None
         self._pending_data: tuple[dict[str, Any], str | Path | None] | None = None
         self._epoch_data: _EpochData | None = None
-        self._step = torch.compile(mlp_grads, dynamic=False) if compile and backend == "stacked" else mlp_grads
-        self._func_step: Callable | None = None
-        # the func backend's private RNG stream (dropout masks), see the module docstring
-        self._rng = self._initial_rng() if backend == "func" else None
-        # the transform's own stream: apart from the members' shuffles and the dropout stream, so adding a
-        # transform leaves both as they were; + 1 keeps it distinct from the dropout stream's seed
-        self._transform_gen = None
-        if transform is not None:
-            self._transform_gen = torch.Generator().manual_seed(ensemble_rng_seed([m.seed for m in self.members]) + 1)
+        self._init_steps(compile)  # the step functions and the private RNG streams (EnsembleSteps)
 
     # -- the loop's state, as attributes ------------------------------------------------------
     @property

@@ -62,6 +62,7 @@ class EnsembleState:
     _pending_data: tuple[dict[str, Any], str | Path | None] | None
     lr_schedule: Any
     transform: Any
+    step_options: dict[str, Any]
     _transform_gen: torch.Generator | None
 
     def _config_record(self) -> dict[str, Any]:
@@ -97,6 +98,9 @@ class EnsembleState:
             **({"transform": describe(self.transform)} if self.transform is not None else {}),
             "normalization": self.normalization,
             "backend": self.backend,
+            # only when set: bf16/tf32 change the numbers; channels_last, conv_impl and compile only how they are
+            # computed (float32 round-off; conv_impl and compile draw other dropout masks), as device does
+            **({"precision": self.step_options["precision"]} if self.step_options["precision"] != "fp32" else {}),
             "dropout": self.dropout,
             "parameters": {n: [list(p.shape), str(p.dtype)] for n, p in self.template.named_parameters()},
             "buffers": {n: [list(b.shape), str(b.dtype)] for n, b in self.template.named_buffers()},
@@ -170,8 +174,8 @@ class EnsembleState:
 
         ``"spec"`` records what the state was made from: the members (seed, configured lr, weight decay,
         class weights), the optimizer (name, momentum, betas, eps), batch size, normalization, backend,
-        dropout (stacked), ``lr_schedule`` and ``transform`` when set (see :func:`describe`), the model's
-        parameter and buffer names, shapes and dtypes and a hash of its ``repr``,
+        dropout (stacked), ``precision`` when not ``"fp32"``, ``lr_schedule`` and ``transform`` when set (see
+        :func:`describe`), the model's parameter and buffer names, shapes and dtypes and a hash of its ``repr``,
         and under ``"data"`` (once :meth:`fit` has run) ``per_member``, the shapes and dtypes of ``x``,
         ``y`` and ``sample_weight`` and a :func:`~iwlab.files.fingerprint` of the inputs
         ``x`` (up to 65,536 evenly spaced elements), the labels and the sample weights.
@@ -179,7 +183,8 @@ class EnsembleState:
         What the record does not catch: changes to elements of a large ``x`` between the sampled ones
         (e.g. a different preprocessing that leaves those equal); model code changes invisible in the
         ``repr`` and the parameter shapes (a different activation or initialisation in custom code);
-        ``callbacks`` and ``eval_epochs`` (they do not change training); ``device`` and ``compile``; the code of
+        ``callbacks`` and ``eval_epochs`` (they do not change training); ``device``, ``compile``, ``channels_last``
+        and ``conv_impl`` (how a step is computed, not what: a resume may switch them); the code of
         an ``lr_schedule`` or ``transform`` that is a plain function (only its name is recorded).
 
         Example:

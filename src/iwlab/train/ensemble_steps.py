@@ -19,6 +19,8 @@ from iwlab.train.batches import member_shuffles
 from iwlab.train.fit import global_rng_state, set_global_rng_state
 from iwlab.train.members import ensemble_rng_seed
 from iwlab.train.optim import adam_update, sgd_update
+from iwlab.train.stacked import mlp_grads
+from iwlab.train.stacked_fused import compiled_sgd_steps, steps_per_call
 
 Callback = Callable[[Any, int], dict[str, Tensor]]
 
@@ -71,12 +73,32 @@ class EnsembleSteps:
     _step: Callable
     _logit_grads: Callable | None
     _func_step: Callable | None
+    _fused: Callable | None
+    step_options: dict[str, Any]
     _decay: Tensor | None
 
     members: Any
     _rng: dict[str, Tensor] | None
 
     _param_list: Callable[[], list[Tensor]]  # from EnsembleViews
+
+    def _init_steps(self, compile: bool) -> None:
+        """The step functions (the settings' compiled or eager kernels) and the trainer's private RNG streams."""
+        stacked = self.backend == "stacked"
+        self._step = torch.compile(mlp_grads, dynamic=False) if compile and stacked else mlp_grads
+        # compile: plain-SGD epochs run their full batches K steps per compiled call (iwlab.train.stacked_fused)
+        self._fused = compiled_sgd_steps() if compile and stacked else None
+        self._func_step = None
+        if not stacked:  # built once, with its options (precision, layout, conv form, compile)
+            opts = {**self.step_options, "device": self.device}
+            self._func_step = func_backend.make_step(self.template, self.binary, self._logit_grads, **opts)
+        # the func backend's private RNG stream (dropout masks), see iwlab.train.func_backend
+        self._rng = None if stacked else self._initial_rng()
+        # the transform's own stream: apart from the members' shuffles and the dropout stream, so adding a
+        # transform leaves both as they were; + 1 keeps it distinct from the dropout stream's seed
+        self._transform_gen = None
+        if self.transform is not None:
+            self._transform_gen = torch.Generator().manual_seed(ensemble_rng_seed([m.seed for m in self.members]) + 1)
 
     # -- the func backend's private RNG stream ---------------------------------------------------
     def _initial_rng(self) -> dict[str, Tensor]:
@@ -185,9 +207,43 @@ class EnsembleSteps:
             grads = list(grad_dict.values())
         with torch.no_grad():
             if self.optimizer == "sgd":
-                sgd_update(self._param_list(), grads, self.opt_state, lr, self.weight_decay, self.momentum)
+                # _decay is None when no member decays (set once per epoch: no device sync per step)
+                wd = None if self._decay is None else self.weight_decay
+                sgd_update(self._param_list(), grads, self.opt_state, lr, wd, self.momentum)
             else:
                 adam_update(self._param_list(), grads, self.opt_state, lr, self.weight_decay, self.betas, self.eps)
+
+    def _fused_full_batches(
+        self,
+        x_epoch: Tensor,
+        y_epoch: Tensor,
+        w_epoch: Tensor,
+        lr: Tensor,
+        stacked_masks: list[Tensor] | None,
+        inv_keep: float,
+        n_full: int,
+        tiny: float,
+    ) -> int:
+        """The epoch's ``n_full`` full batches, K steps per compiled call (:mod:`iwlab.train.stacked_fused`); returns
+        ``n_full``, the step the per-step loop goes on from (a last, partial batch)."""
+        if n_full == 0:
+            return 0
+        bsz = x_epoch.shape[1] if self.batch_size is None else self.batch_size
+        k = steps_per_call(n_full)
+        span = n_full * bsz
+        if self.normalization == "batch_size":
+            gw = w_epoch[:, :span] / bsz  # (M, span); w_epoch already carries lr
+        else:  # as the per-step path: each batch's weights over their sum, then lr
+            wb = w_epoch[:, :span].reshape(self.M, n_full, bsz)  # (M, steps, B)
+            gw = (wb / wb.sum(2, keepdim=True).clamp_min(tiny) * lr.view(-1, 1, 1)).reshape(self.M, span)
+        for c in range(n_full // k):
+            sl = slice(c * k * bsz, (c + 1) * k * bsz)
+            mk = [m[:, c * k : (c + 1) * k, :bsz] for m in stacked_masks] if stacked_masks else None  # (M, k, B, h)
+            self._fused(
+                self.params, x_epoch[:, sl], y_epoch[:, sl], gw[:, sl], self._decay, mk, inv_keep, self.binary,
+                self.bias, k,
+            )  # fmt: skip
+        return n_full
 
     def _full_batch_epoch(self, d: _EpochData, epoch: int) -> None:
         """``steps_per_epoch`` steps of full-batch gradient descent: no shuffling, every step on all N examples."""
@@ -243,8 +299,12 @@ class EnsembleSteps:
         if fast and self.normalization == "batch_size":
             # fold lr into the per-example gradient weights: p -= grad(sum_i lr*w_i/B * l_i)
             w_epoch = w_epoch * lr.unsqueeze(1)
+        first = 0  # the first step the per-step loop below takes
+        if fast and self._fused is not None and self._logit_grads is None and self.transform is None:
+            assert x_epoch is not None
+            first = self._fused_full_batches(x_epoch, y_epoch, w_epoch, lr, stacked_masks, inv_keep, n // bsz, tiny)
         with self._own_rng():  # func backend: dropout masks from the trainer's own stream
-            for s in range(n_steps):
+            for s in range(first, n_steps):
                 sl = slice(s * bsz, (s + 1) * bsz)
                 wb = w_epoch[:, sl]
                 if self.normalization == "batch_size":

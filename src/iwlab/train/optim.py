@@ -24,7 +24,7 @@ def _bcast(v: Tensor, p: Tensor) -> Tensor:
 
 
 def sgd_update(
-    params: list[Tensor], grads: list[Tensor], state: dict, lr: Tensor, weight_decay: Tensor, momentum: float
+    params: list[Tensor], grads: list[Tensor], state: dict, lr: Tensor, weight_decay: Tensor | None, momentum: float
 ) -> None:
     """One in-place SGD step of every member (``torch.optim.SGD`` with ``dampening=0``, no Nesterov).
 
@@ -33,11 +33,14 @@ def sgd_update(
         grads: their gradients, same shapes.
         state: ``{"momentum": [buffers]}`` when ``momentum > 0`` (see :func:`init_state`), else ``{}``.
         lr: ``(M,)`` learning rates.
-        weight_decay: ``(M,)`` coupled weight decay.
+        weight_decay: ``(M,)`` coupled weight decay, or None when every member's is 0: the same update for
+            finite parameters (``g + 0 * p`` is ``g``) without two passes over them, which dominate the step of a
+            big model stacked M times.
         momentum: the momentum factor (0: plain SGD).
     """
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        g = g + _bcast(weight_decay, p) * p  # coupled decay, as torch.optim.SGD(weight_decay=...)
+        if weight_decay is not None:
+            g = g + _bcast(weight_decay, p) * p  # coupled decay, as torch.optim.SGD(weight_decay=...)
         if momentum:
             buf = state["momentum"][i]
             buf.mul_(momentum).add_(g)
