@@ -12,6 +12,7 @@ Usage (the data come from ``IWLAB_DATA``; the real datasets, not fixtures)::
     IWLAB_DATA=../shared/data python benchmarks/compare_exports.py --before /tmp/before --after .
     IWLAB_DATA=../shared/data python benchmarks/compare_exports.py --after . --only-run --out /tmp/exports
     IWLAB_DATA=../shared/data python benchmarks/compare_exports.py --after . --baseline /tmp/exports/after
+    ... --new-metrics agree_gap_ agree_null_ agree_p_     # metrics a change adds: left out of --after only
 
 Before comparing, two things that are not numbers of the experiment are normalized, in both exports:
 
@@ -80,28 +81,32 @@ TIMING = frozenset({"time_scoring", "time_training", "time_total", "seconds"})
 RENAMED = {"l2": "weight_decay"}
 
 
-def normalized(path: Path) -> list[tuple[str, ...]]:
-    """The export's header and rows as text: timing rows left out, renamed columns, one column order."""
+def normalized(path: Path, drop: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The export's header and rows as text: timing rows (and metrics starting with a ``drop`` prefix) left out,
+    renamed columns, one column order."""
     rows = list(csv.reader(io.StringIO(path.read_text())))
     header = [RENAMED.get(c, c) for c in rows[0]]
     order = sorted(range(len(header)), key=lambda i: header[i])
     name = header.index("name")
     out = [tuple(header[i] for i in order)]
-    out += [tuple(r[i] for i in order) for r in rows[1:] if r[name] not in TIMING]
+    out += [tuple(r[i] for i in order) for r in rows[1:] if r[name] not in TIMING and not r[name].startswith(drop)]
     return out
 
 
-def compare(before: dict[str, Path], after: dict[str, Path]) -> int:
-    """Print equal/differs per run; returns how many differ or are missing."""
+def compare(before: dict[str, Path], after: dict[str, Path], new_metrics: tuple[str, ...] = ()) -> int:
+    """Print equal/differs per run; returns how many differ or are missing. Metrics whose names start with a
+    ``new_metrics`` prefix (added by the change) are left out of the *after* export only, and counted."""
     bad = 0
     for key in sorted(set(before) | set(after)):
         if key not in before or key not in after:
             print(f"{key}: MISSING in {'before' if key not in before else 'after'}")
             bad += 1
             continue
-        a, b = normalized(before[key]), normalized(after[key])
+        a, b = normalized(before[key]), normalized(after[key], new_metrics)
+        added = len(normalized(after[key])) - len(b)
         if a == b:
-            print(f"{key}: equal, byte for byte ({len(a) - 1} rows besides timing)")
+            extra = f"; {added} rows of new metrics left out" if added else ""
+            print(f"{key}: equal, byte for byte ({len(a) - 1} rows besides timing{extra})")
             continue
         bad += 1
         if len(a) != len(b):
@@ -120,6 +125,9 @@ def main() -> int:
     p.add_argument("--only-run", action="store_true", help="run --after and keep the exports; no comparison")
     p.add_argument("--out", type=Path, help="where runs and exports go (default: a temporary folder)")
     p.add_argument("--only", nargs="*", help="experiment names to run (default: all)")
+    p.add_argument(
+        "--new-metrics", nargs="*", default=[], help="name prefixes of metrics the change adds (left out of --after)"
+    )
     args = p.parse_args()
     if "IWLAB_DATA" not in os.environ:
         p.error("set IWLAB_DATA to the folder holding mnist/, cifar10/, ptb/ and mrpc/")
@@ -136,7 +144,7 @@ def main() -> int:
         before = run_tree(args.before, out / "before", runs)
     else:
         p.error("give --before TREE, --baseline DIR or --only-run")
-    return 1 if compare(before, after) else 0
+    return 1 if compare(before, after, tuple(args.new_metrics)) else 0
 
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ def test_cells_per_gpu_with_cpu_is_a_one_line_error(tmp_path, capsys):
         ({"threads_per_worker": 0}, "--threads-per-worker must be an integer >= 1, got 0"),
         ({"cells_per_gpu": 0, "device": "cuda"}, "--cells-per-gpu must be an integer >= 1, got 0"),
         ({"cells_per_gpu": 2, "device": "cuda", "executor": "slurm"}, "--cells-per-gpu applies to --executor local"),
+        # cuda:N pins every cell to GPU N: --cells-per-gpu would be ignored, so it is refused
+        ({"cells_per_gpu": 1, "device": "cuda:0", "workers": 4}, "--cells-per-gpu spreads cells over the visible GPUs"),
+        ({"address": "auto"}, "--address names a Ray cluster; it needs --executor ray (got --executor local)"),
     ],
 )
 def test_executor_option_checks(kw, message):

@@ -230,12 +230,27 @@ def test_missing_submitit_has_clear_message(tmp_path, monkeypatch):
 
 def test_cli_slurm_without_sbatch_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", FakeSubmitit())
-    monkeypatch.setattr("iwlab.executors.shutil.which", lambda cmd: None)
+    monkeypatch.setattr("iwlab.runner.placement.shutil.which", lambda cmd: None)
     args = ["run", "synthetic", *(f"--set={o}" for o in OVERRIDES), "--out", str(tmp_path / "d")]
     assert main([*args, "--executor", "slurm", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "iwlab: error: --executor slurm needs Slurm's sbatch on PATH: run iwlab on the cluster's login node"
-    assert {r["status"] for r in Store(tmp_path / "d" / "results.db").runs()} == {"pending"}
+    assert not (tmp_path / "d").exists()  # refused before the run directory is made
+
+
+@pytest.mark.parametrize(
+    "device, gpus, why",
+    [("cuda", "0", "the tasks would have no GPU"), ("cpu", "2", "the cells would not use them")],
+)
+def test_cli_slurm_gpus_must_match_the_device(tmp_path, monkeypatch, capsys, device, gpus, why):
+    monkeypatch.setitem(sys.modules, "submitit", FakeSubmitit())
+    monkeypatch.setattr("iwlab.runner.placement.shutil.which", lambda cmd: "/usr/bin/sbatch")
+    args = ["run", "synthetic", *(f"--set={o}" for o in OVERRIDES), "--out", str(tmp_path / "d")]
+    code = main([*args, "--executor", "slurm", "--device", device, "--slurm-gpus-per-task", gpus, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"iwlab: error: --slurm-gpus-per-task {gpus} with --device {device}: {why}"
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(
@@ -243,7 +258,12 @@ def test_cli_slurm_without_sbatch_is_one_line(tmp_path, monkeypatch, capsys):
     [
         ({"time_min": 0}, "--slurm-time must be an integer >= 1, got 0"),
         ({"gpus_per_task": -1}, "--slurm-gpus-per-task must be an integer >= 0, got -1"),
-        ({"mem_gb": 0.0}, "--slurm-mem-gb must be > 0, got 0.0"),
+        ({"mem_gb": 0.0}, "--slurm-mem-gb must be a finite number > 0, got 0.0"),
+        ({"mem_gb": float("inf")}, "--slurm-mem-gb must be a finite number > 0, got inf"),
+        ({"mem_gb": True}, "--slurm-mem-gb must be a finite number > 0, got True"),
+        ({"mem_gb": "4"}, "--slurm-mem-gb must be a finite number > 0, got '4'"),
+        ({"poll_s": -1.0}, "poll_s must be a finite number > 0, got -1.0"),
+        ({"poll_s": float("nan")}, "poll_s must be a finite number > 0, got nan"),
         ({"array_parallelism": 2.5}, "--slurm-array-parallelism must be an integer >= 1, got 2.5"),
         ({"cluster": "pbs"}, "cluster must be 'slurm' or 'local', got 'pbs'"),
     ],
@@ -256,3 +276,14 @@ def test_slurm_options_are_checked(kw, message):
 def test_cli_slurm_additional_needs_key_value(capsys):
     assert main(["sweep", "synthetic", "--executor", "slurm", "--slurm-additional", "account"]) == 2
     assert capsys.readouterr().err.strip() == "iwlab: error: --slurm-additional expects KEY=VALUE, got 'account'"
+
+
+def test_threads_per_worker_must_fit_the_task(monkeypatch):
+    from iwlab.runner.execute import check_executor_options
+    from iwlab.runner.rundir import RunError
+
+    monkeypatch.setitem(sys.modules, "submitit", FakeSubmitit())
+    monkeypatch.setattr("iwlab.runner.placement.shutil.which", lambda cmd: "/usr/bin/sbatch")
+    with pytest.raises(RunError, match=r"^--threads-per-worker 4 exceeds the 1 CPU\(s\) each Slurm task asks for"):
+        check_executor_options("slurm", "cpu", threads_per_worker=4)
+    check_executor_options("slurm", "cpu", threads_per_worker=4, slurm=SlurmOptions(cpus_per_task=4))  # fits

@@ -284,3 +284,31 @@ def test_compiled_step_equals_eager(impl):
     compiled = _fit(1, conv_impl=impl, compile=True)
     for k, v in eager.params.items():
         torch.testing.assert_close(compiled.params[k], v, atol=FP32_ATOL, rtol=0, msg=k)
+
+
+def test_bf16_with_batchnorm_on_cpu_is_refused():
+    """vmap(grad(batch_norm)) under CPU autocast fails inside torch: refused at construction, in one line."""
+
+    def model_fn(g):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+
+    with pytest.raises(ValueError, match=r"^precision='bf16' with BatchNorm does not run on the CPU"):
+        EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, precision="bf16")
+
+
+def test_channels_last_is_restored_on_resume(tmp_path):
+    """A checkpoint saved without channels_last, resumed with it: the conv weights are laid out channels-last."""
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,))
+
+    def model_fn(g):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+
+    ckpt = tmp_path / "ck.pt"
+    EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4).fit(x, y, epochs=1, checkpoint_path=ckpt, progress=False)
+    fresh = EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, channels_last=True)
+    resumed = EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, channels_last=True)
+    resumed.fit(x, y, epochs=2, checkpoint_path=ckpt, progress=False)
+    name = next(k for k, v in resumed.params.items() if v.dim() == 5)  # the stacked conv weight (M, O, I, kh, kw)
+    assert resumed.params[name].stride() == fresh.params[name].stride()

@@ -30,6 +30,7 @@ Example (shell commands)::
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 import traceback
@@ -58,7 +59,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _import_submitit() -> Any:
+def import_submitit() -> Any:
     try:
         import submitit  # optional dependency (the `slurm` extra): imported only when Slurm is asked for
     except ImportError as e:
@@ -204,8 +205,10 @@ class SlurmOptions:
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ValueError(f"{opt} must be an integer >= {low}, got {value!r}")
-        if self.mem_gb is not None and not self.mem_gb > 0:
-            raise ValueError(f"--slurm-mem-gb must be > 0, got {self.mem_gb!r}")
+        for opt, num in (("--slurm-mem-gb", self.mem_gb), ("poll_s", self.poll_s)):
+            ok = isinstance(num, int | float) and not isinstance(num, bool) and math.isfinite(num) and num > 0
+            if num is not None and not ok:
+                raise ValueError(f"{opt} must be a finite number > 0, got {num!r}")
         if self.cluster not in ("slurm", "local"):
             raise ValueError(f"cluster must be 'slurm' or 'local', got {self.cluster!r}")
 
@@ -260,7 +263,7 @@ class CellJob:
         """submitit calls this on preemption or timeout: the same cell to resubmit, or None past the limit."""
         if self.requeues >= MAX_REQUEUES:
             return None
-        submitit = _import_submitit()  # only ever called inside a submitit job
+        submitit = import_submitit()  # only ever called inside a submitit job
         return submitit.helpers.DelayedSubmission(CellJob(self.task_fn, self.args, self.requeues + 1))
 
 
@@ -302,7 +305,7 @@ def run_slurm(
 
         run_slurm(store, "synthetic", todo, run_dir, "cuda", bar, record, run_cell_task, SlurmOptions(partition="gpu"))
     """
-    submitit = _import_submitit()
+    submitit = import_submitit()
     if options.cluster == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("--executor slurm needs Slurm's sbatch on PATH: run iwlab on the cluster's login node")
     run_dir = Path(run_dir).resolve()

@@ -153,3 +153,31 @@ def test_bad_arguments_fail_with_one_line(kwargs, error, match):
     args = {"preds": np.zeros((3, 2, 4), int), **kwargs}
     with pytest.raises(error, match=match):
         agreement_null(**args)
+
+
+def test_exact_refuses_huge_grids_at_once():
+    """(W!)^(S-1) is compared in logs: a paper-size or absurd grid is refused at once, in one line."""
+    import time
+
+    for W, S in ((17, 9), (3000, 3000)):
+        preds = np.zeros((W, S, 1), dtype=np.int8)
+        t = time.perf_counter()
+        with pytest.raises(ValueError, match=r"^exact=True would enumerate \(W!\)\^\(S-1\) ~ 10\^[0-9.]+ arrangements"):
+            agreement_null(preds, exact=True)
+        assert time.perf_counter() - t < 5.0
+
+
+def test_exact_ignores_n_permutations():
+    p = np.array([[[1, 1], [1, 0], [1, 0]], [[0, 0], [0, 0], [1, 0]]])
+    assert agreement_null(p, n_permutations=0, exact=True).n_permutations == 4
+
+
+def test_chunked_draws_equal_one_draw(monkeypatch):
+    """Permutations are drawn chunk by chunk (bounded memory); the null is the same as with one big chunk."""
+    import iwlab.functional.agreement as mod
+
+    rng = np.random.default_rng(3)
+    preds = (rng.random((4, 3, 50)) < 0.4).astype(np.int8)
+    whole = agreement_null(preds, n_permutations=300, seed=7).null_gaps
+    monkeypatch.setattr(mod, "CHUNK_ELEMENTS", preds.size * 7)  # chunks of 7 grids
+    np.testing.assert_array_equal(agreement_null(preds, n_permutations=300, seed=7).null_gaps, whole)

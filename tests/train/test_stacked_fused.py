@@ -111,3 +111,41 @@ def test_kernel_gradient_equals_mlp_grads():
 
 def test_steps_per_call():
     assert [steps_per_call(n) for n in (0, 1, 6, 11, 16, 128, 125)] == [1, 1, 6, 1, 8, 8, 5]
+
+
+def test_each_trainer_compiles_its_own_copy(monkeypatch):
+    """Dynamo gives up on a code object after ``recompile_limit`` variants; a sweep of shapes must not reach it.
+
+    With the limit at 2 and failing loudly, three trainers of three widths all compile (each on its own code
+    copy); the eager backend keeps it fast (dynamo still traces and counts every variant).
+    """
+    import functools
+
+    import torch._dynamo.config as dynamo_config
+
+    monkeypatch.setattr(dynamo_config, "recompile_limit", 2)
+    monkeypatch.setattr(dynamo_config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    x, y = _data(16)
+    for h in (3, 5, 7):
+        tr = EnsembleTrainer(lambda g, h=h: MLP(2, (h,), 1, generator=g), [Member(seed=0)], batch_size=8, compile=True)
+        tr.fit(x, y, epochs=2, progress=False)
+        assert torch.isfinite(tr.params[0]).all()
+
+
+def test_compile_failure_is_one_line(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken(fn, **kw):
+        def call(*a):
+            raise BackendCompilerFailed("inductor", RuntimeError("no C++ compiler found\nmore detail"), None)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    x, y = _data(16)
+    tr = EnsembleTrainer(MODELS["mlp"][0], [Member(seed=0)], batch_size=8, compile=True)
+    with pytest.raises(
+        RuntimeError, match=r"^compile=True: torch.compile of the fused SGD steps failed .*compile=False$"
+    ):
+        tr.fit(x, y, epochs=1, progress=False)

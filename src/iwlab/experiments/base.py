@@ -82,6 +82,7 @@ class Experiment:
         summary: ``summary(df, cfg) -> str``, Markdown with the numbers for the report.
         pack_keys: config keys whose values one cell trains together (a sweep over them stays in one cell).
         aliases: older names that still resolve to this experiment.
+        gpu_profiles: profiles sized for a GPU (hours per epoch on a CPU): a run of one on the CPU warns.
 
     Example:
         >>> from iwlab.experiments import get_experiment
@@ -98,3 +99,4 @@ class Experiment:
     summary: Callable[[pd.DataFrame, Any], str]
     pack_keys: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    gpu_profiles: tuple[str, ...] = ()

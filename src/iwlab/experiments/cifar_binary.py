@@ -188,6 +188,7 @@ EXPERIMENT = Experiment(
     description="CIFAR-10 cats vs dogs, CNN: class weights vs epochs; plain, L2, dropout, Adam (Figs 4, A.3, A.4, A.9)",
     config=BinaryConfig,
     profiles=PROFILES,
+    gpu_profiles=("paper", "slice"),
     cells=cells,
     run_cell=run_cell,
     summary=summary,

@@ -56,9 +56,11 @@ class ResNetConfig(TwoClassConfig):
         """Check values beyond their types and ranges.
 
         Raises:
-            ValueError: repeated variants, a bad weight grid, or more than one dense layer.
+            ValueError: repeated variants, a bad weight grid, more than one dense layer, or ``conv_impl="grouped"``.
         """
         super().validate()
+        if self.conv_impl == "grouped":  # refused here, before anything runs, not by every cell at training time
+            raise ValueError("conv_impl: 'grouped' runs nn.Sequential chains; the ResNet is not one (use 'vmap')")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants repeat: {self.variants}")
         if len(self.dense) != 1:

@@ -122,33 +122,46 @@ def agreement_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: one-sided test level of each direction: together the two sides make the 95% of the null interval
+ALPHA_ONE_SIDED = 0.025
+
+
 def null_verdict(r: Any) -> str:
     """One sentence: is the observed agreement gap beyond what the statistic gives with no weight effect?
 
+    The decision reads the one-sided permutation p-values at :data:`ALPHA_ONE_SIDED` (``p_below`` for a weight
+    effect, ``p_above`` for the other direction); the interval is shown for scale. With one seed there are no
+    seeds to compare and nothing to permute, so no verdict.
+
     Args:
         r: a row of :func:`agreement_table` (``gap``, ``null_lo``, ``null_hi``, ``null_gap``, ``p_above``,
-            ``p_below``).
+            ``p_below``, ``n_seeds``).
 
     Example:
         >>> null_verdict(pd.Series({"gap": 0.028, "null_gap": 0.02, "null_lo": 0.01, "null_hi": 0.03,
-        ...                         "p_above": 0.1, "p_below": 0.9}))
-        'the gap +0.028 is not beyond what the statistic gives with no weight effect (null mean +0.020, 95% interval [+0.010, +0.030])'
+        ...                         "p_above": 0.1, "p_below": 0.9, "n_seeds": 3}))
+        'the gap +0.028 is not beyond what the statistic gives with no weight effect (null mean +0.020, 95% interval [+0.010, +0.030]; p below 0.9, p above 0.1)'
     """  # noqa: E501
+    if r.get("n_seeds", 2) < 2:
+        return "not calibrated: agreement across seeds needs at least 2 seeds (this run has 1)"
     if math.isnan(r["null_lo"]):
         return f"the gap {r['gap']:+.3f} is not calibrated (agreement_permutations=0)"
     where = f"null mean {r['null_gap']:+.3f}, 95% interval [{r['null_lo']:+.3f}, {r['null_hi']:+.3f}]"
-    if r["gap"] > r["null_hi"]:
-        return (
-            f"the gap {r['gap']:+.3f} is beyond what the statistic gives with no weight effect ({where}; "
-            f"p = {r['p_above']:.3g}): models that share a weight agree less than random regroupings of them"
-        )
-    if r["gap"] < r["null_lo"]:
+    if r["p_below"] <= ALPHA_ONE_SIDED:
         return (
             f"the gap {r['gap']:+.3f} is below what the statistic gives with no weight effect ({where}; "
-            f"p = {r['p_below']:.3g}): models that share a weight agree with each other more than with the "
+            f"p below = {r['p_below']:.3g}): models that share a weight agree with each other more than with the "
             "others, a weight effect on which examples are predicted"
         )
-    return f"the gap {r['gap']:+.3f} is not beyond what the statistic gives with no weight effect ({where})"
+    if r["p_above"] <= ALPHA_ONE_SIDED:
+        return (
+            f"the gap {r['gap']:+.3f} is above what the statistic gives with no weight effect ({where}; "
+            f"p above = {r['p_above']:.3g}): models that share a weight agree less than random regroupings of them"
+        )
+    return (
+        f"the gap {r['gap']:+.3f} is not beyond what the statistic gives with no weight effect ({where}; "
+        f"p below {r['p_below']:.3g}, p above {r['p_above']:.3g})"
+    )
 
 
 def agreement_lines(df: pd.DataFrame) -> list[str]:
@@ -168,11 +181,14 @@ def agreement_lines(df: pd.DataFrame) -> list[str]:
         "seeds are less noisy than single models. The null reassigns the models to weightings at random within "
         "each seed (a model keeps its seed, i.e. its initialization) and recomputes the gap; the null 95% "
         "interval is the central 95% of those gaps: the range the statistic gives with no weight effect. "
-        "p above / p below: one-sided permutation p-values, (1 + #{null gap >= gap}) / (1 + n) and the same "
-        "with <=. A weight effect on which examples are predicted shows as a gap *below* the interval.",
+        "p below / p above: one-sided permutation p-values, (1 + #{null gap <= gap}) / (1 + n) and the same "
+        "with >=. **Read p below**: a weight effect on which examples are predicted makes models that share a "
+        "weight agree more, so the gap falls *below* the null; the verdicts call a gap beyond the null when "
+        "p below (or p above, the other direction) is at most 0.025. With one seed there is nothing to compare "
+        "across seeds and no verdict.",
         "",
         "| variant | set | across weightings | across seeds | gap | null gap (mean) | null 95% interval "
-        "| p above | p below | weightings x seeds |",
+        "| p below | p above | weightings x seeds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in agree.to_dict("records"):
@@ -183,8 +199,8 @@ def agreement_lines(df: pd.DataFrame) -> list[str]:
 
         lines.append(
             f"| {r['variant']} | {r['set']} | {r['across_weightings']:.3f} | {r['across_seeds']:.3f} "
-            f"| {num(r['gap'], '+.3f')} | {num(r['null_gap'], '+.3f')} | {interval} | {num(r['p_above'], '.3g')} "
-            f"| {num(r['p_below'], '.3g')} | {r['n_weightings']} x {r['n_seeds']} |"
+            f"| {num(r['gap'], '+.3f')} | {num(r['null_gap'], '+.3f')} | {interval} | {num(r['p_below'], '.3g')} "
+            f"| {num(r['p_above'], '.3g')} | {r['n_weightings']} x {r['n_seeds']} |"
         )
     lines.append("")
     lines += [f"- {r['variant']}, {r['set']}: {null_verdict(r)}." for r in agree.to_dict("records")]

@@ -178,7 +178,8 @@ def agreement_null(
 
     Args:
         preds: ``(W, S, N)`` integer (or bool) class labels >= 0: W >= 2 weightings, S seeds, N examples.
-        n_permutations: permuted grids drawn (>= 1); ignored with ``exact=True``.
+        n_permutations: permuted grids drawn (>= 1; drawn and evaluated in chunks of about 4 MiB); ignored with
+            ``exact=True``.
         seed: seed of the permutations (numpy ``default_rng``), so a report is reproducible.
         level: coverage of the central null interval, in (0, 1).
         exact: enumerate every arrangement ((W!)^(S-1) of them, at most :data:`MAX_EXACT`) instead of sampling.
@@ -208,23 +209,32 @@ def agreement_null(
         raise ValueError(f"preds must have at least 2 weightings for a permutation null, got {W}")
     if not isinstance(exact, bool):
         raise TypeError(f"exact must be True or False, got {exact!r}")
-    n = check_int(n_permutations, "n_permutations", minimum=1)
+    # ignored with exact=True (any count is fine there); sampled grids are drawn chunk by chunk, so memory
+    # stays bounded however many are asked for
+    n = check_int(n_permutations, "n_permutations", minimum=0 if exact else 1)
     rng = np.random.default_rng(check_seed(seed))
     level = check_real(level, "level")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if exact:
+        # compare in logs first: (W!)^(S-1) of a paper-size grid has over a hundred digits
+        log10_n = (S - 1) * math.lgamma(W + 1) / math.log(10)
+        if log10_n > math.log10(MAX_EXACT) + 1e-9:
+            raise ValueError(
+                f"exact=True would enumerate (W!)^(S-1) ~ 10^{log10_n:.1f} arrangements (at most {MAX_EXACT:,}); "
+                "sample with exact=False"
+            )
         n = math.factorial(W) ** (S - 1)
-        if n > MAX_EXACT:
-            raise ValueError(f"exact=True would enumerate (W!)^(S-1) = {n:,} arrangements (at most {MAX_EXACT:,})")
     aw, a_s = _grid_agreement(g[None], n_labels)
     gap = float(aw[0] - a_s[0])
-    order = _arrangements(W, S, n, rng, exact)  # (n, S, W)
+    order = _arrangements(W, S, n, rng, exact) if exact else None  # (n, S, W)
     cols = np.arange(S)[None, None, :]  # (1, 1, S)
     chunk = max(1, CHUNK_ELEMENTS // g.size)
     null = np.empty(n)
     for lo in range(0, n, chunk):
-        rows = order[lo : lo + chunk].transpose(0, 2, 1)  # (p, W, S): the model each (weighting, seed) gets
+        # sampled: each chunk's permutations drawn as it is needed (the same stream as drawing all at once)
+        part = order[lo : lo + chunk] if order is not None else _arrangements(W, S, min(chunk, n - lo), rng, False)
+        rows = part.transpose(0, 2, 1)  # (p, W, S): the model each (weighting, seed) gets
         w_p, s_p = _grid_agreement(g[rows, cols], n_labels)  # g[rows, cols]: (p, W, S, N)
         null[lo : lo + chunk] = w_p - s_p
     above, below = int((null >= gap - TIE_TOL).sum()), int((null <= gap + TIE_TOL).sum())

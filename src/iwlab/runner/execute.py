@@ -38,12 +38,11 @@ from iwlab.config import config_from_dict
 from iwlab.executors import SlurmOptions, run_ray, run_slurm
 from iwlab.experiments import get_experiment
 from iwlab.experiments.base import CellContext, CellResult
+from iwlab.runner.placement import check_executor_options, gpu_slots, visible_gpus
 from iwlab.runner.progress import EpochReporter, cells_bar, eta_text, follow_progress
-from iwlab.runner.rundir import RunError
 from iwlab.store import Store, failure_reason
 
 Task = tuple[str, dict, dict]
-EXECUTORS = ("local", "ray", "slurm")
 
 
 def run_cell_task(
@@ -113,104 +112,6 @@ def _record(store: Store, cell_id: str, status: str, payload: Any, grid: dict | 
     else:
         store.set_status(cell_id, "failed", error=payload)
         print(f"iwlab: cell {cell_id} failed: {failure_reason(payload)}", file=sys.stderr)
-
-
-def check_executor_options(
-    executor: str,
-    device: str,
-    *,
-    workers: int | None = None,
-    cells_per_gpu: int | None = None,
-    threads_per_worker: int | None = None,
-    slurm: SlurmOptions | None = None,
-) -> None:
-    """Refuse options that cannot go together, before anything is written or trained.
-
-    Args:
-        executor: ``"local"``, ``"ray"`` or ``"slurm"``.
-        device: the cells' device (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
-        workers: ``--workers`` (None: the default).
-        cells_per_gpu: ``--cells-per-gpu`` (None: not given).
-        threads_per_worker: ``--threads-per-worker`` (None: not given).
-        slurm: the ``--slurm-*`` options (None: none given).
-
-    Raises:
-        RunError: an unknown executor, ``--cells-per-gpu`` without CUDA or with Slurm, Slurm options
-            without ``--executor slurm``, a count below 1 (each message names the option).
-
-    Example:
-        >>> check_executor_options("local", "cpu", cells_per_gpu=2)
-        Traceback (most recent call last):
-        ...
-        iwlab.runner.rundir.RunError: --cells-per-gpu needs --device cuda (got --device cpu)
-    """
-    if executor not in EXECUTORS:
-        raise RunError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
-    for opt, value in (
-        ("--workers", workers),
-        ("--cells-per-gpu", cells_per_gpu),
-        ("--threads-per-worker", threads_per_worker),
-    ):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise RunError(f"{opt} must be an integer >= 1, got {value!r}")
-    if cells_per_gpu is not None:
-        if not device.startswith("cuda"):
-            raise RunError(f"--cells-per-gpu needs --device cuda (got --device {device})")
-        if executor == "slurm":
-            raise RunError(
-                "--cells-per-gpu applies to --executor local and ray; a Slurm task gets --slurm-gpus-per-task"
-            )
-    if slurm is not None and executor != "slurm":
-        raise RunError(f"--slurm-* options need --executor slurm (got --executor {executor})")
-    if executor == "local" and device == "cuda" and cells_per_gpu is not None and workers is not None:
-        gpu_slots(visible_gpus(), workers, cells_per_gpu)  # raises when workers exceed the GPU slots
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs the driver may use: its ``CUDA_VISIBLE_DEVICES`` entries if set, else ``0 .. device_count - 1``.
-
-    Entries are passed on as they are (indices or ``GPU-<uuid>``), so a worker's ``CUDA_VISIBLE_DEVICES``
-    names the same physical GPU as the driver's.
-
-    Example:
-        >>> all(isinstance(g, str) for g in visible_gpus())
-        True
-    """
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g.strip() for g in env.split(",") if g.strip()]
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def gpu_slots(visible: Sequence[str], n_workers: int, cells_per_gpu: int | None = None) -> list[str]:
-    """Each pool worker's ``CUDA_VISIBLE_DEVICES``: the visible GPUs in turn, at most ``cells_per_gpu`` per GPU.
-
-    Args:
-        visible: the GPUs to share (:func:`visible_gpus`), e.g. ``["0", "1"]``.
-        n_workers: worker processes.
-        cells_per_gpu: most workers on one GPU (None: no limit, ``--workers`` alone decides).
-
-    Returns:
-        ``n_workers`` entries of ``visible``, worker ``i`` on ``visible[i % len(visible)]``, so the
-        GPUs' loads differ by at most one worker.
-
-    Raises:
-        ValueError: no GPU visible, ``n_workers < 1``, or more workers than ``len(visible) * cells_per_gpu``.
-
-    Example:
-        >>> gpu_slots(["0", "1"], 4, cells_per_gpu=2)
-        ['0', '1', '0', '1']
-    """
-    if not visible:
-        raise ValueError("visible: no GPU to share (CUDA_VISIBLE_DEVICES is empty or torch sees no CUDA device)")
-    if n_workers < 1:
-        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
-    if cells_per_gpu is not None and n_workers > len(visible) * cells_per_gpu:
-        raise ValueError(
-            f"--workers {n_workers} with --cells-per-gpu {cells_per_gpu} needs {-(-n_workers // cells_per_gpu)} GPUs; "
-            f"{len(visible)} visible ({','.join(visible)})"
-        )
-    return [visible[i % len(visible)] for i in range(n_workers)]
 
 
 def make_pool(n_workers: int, *, threads: int = 1, slots: Sequence[str] | None = None) -> ProcessPoolExecutor:

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,11 @@ def run(
     # a Ray or Slurm cluster may have GPUs the driver lacks
     check_device(device, need_cuda=address is None and executor != "slurm")
     executor_opts = {"cells_per_gpu": cells_per_gpu, "threads_per_worker": threads_per_worker}
-    check_executor_options(executor, device, workers=workers, slurm=slurm, **executor_opts)
+    check_executor_options(executor, device, workers=workers, slurm=slurm, address=address, **executor_opts)
+    if profile in exp.gpu_profiles and not device.startswith("cuda"):
+        print(
+            f"iwlab: warning: profile '{profile}' is sized for a GPU; on {device} an epoch takes hours", file=sys.stderr
+        )
     run_dir = Path(out) if out is not None else default_out(name, profile, sweep=sweep)
     preflight(run_dir)
     base_dict = config_to_dict(base)

@@ -214,7 +214,9 @@ class EnsembleTrainer(EnsembleSteps, EnsembleViews, EnsembleState):
             self.params: list[Tensor] | dict[str, Tensor] = stack_mlps(modules, self.device)
         else:
             self.params, self.buffers, self.template = func_backend.stack_modules(modules, self.device)
-        self.step_options = check_step_options(precision, channels_last, conv_impl, compile, backend, self.params)
+        self.step_options = check_step_options(
+            precision, channels_last, conv_impl, compile, backend, self.params, self.template, self.device
+        )
         if channels_last:
             self.params = channels_last_weights(self.params)  # each member's conv weights channels-last
         for i, m in enumerate(self.members):

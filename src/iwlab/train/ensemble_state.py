@@ -14,6 +14,7 @@ from torch import Tensor
 from iwlab.files import atomic_save, check_record
 from iwlab.train.fit import FitState, checkpoint_dict, restore
 from iwlab.train.members import Member
+from iwlab.train.precision import channels_last_weights
 
 
 def _plain(v: Any) -> Any:
@@ -57,6 +58,7 @@ class EnsembleState:
     device: torch.device
     params: Any
     buffers: dict[str, Tensor]
+    step_options: dict[str, Any]
     _run: FitState
     _data_spec: dict[str, Any] | None
     _pending_data: tuple[dict[str, Any], str | Path | None] | None
@@ -149,6 +151,8 @@ class EnsembleState:
         if self._transform_gen is not None and not isinstance(state.get("transform_rng"), Tensor):
             raise ValueError("the saved training state holds no transform generator state for this transform")
         self.params = dev(state["params"])
+        if self.step_options["channels_last"]:  # the saved layout may be the other one: a resume may switch it
+            self.params = channels_last_weights(self.params)
         self.buffers = dev(state["buffers"])
         self.opt_state = dev(state["opt_state"])
         self.lr = dev(state["lr"])  # the live lr: diverged members stay frozen

@@ -16,6 +16,7 @@ from torch import Tensor
 from iwlab.functional.checks import check_real
 from iwlab.train import func_backend
 from iwlab.train.batches import member_shuffles
+from iwlab.train.compiled import compile_step
 from iwlab.train.fit import global_rng_state, set_global_rng_state
 from iwlab.train.members import ensemble_rng_seed
 from iwlab.train.optim import adam_update, sgd_update
@@ -85,7 +86,7 @@ class EnsembleSteps:
     def _init_steps(self, compile: bool) -> None:
         """The step functions (the settings' compiled or eager kernels) and the trainer's private RNG streams."""
         stacked = self.backend == "stacked"
-        self._step = torch.compile(mlp_grads, dynamic=False) if compile and stacked else mlp_grads
+        self._step = compile_step(mlp_grads, "the stacked step") if compile and stacked else mlp_grads
         # compile: plain-SGD epochs run their full batches K steps per compiled call (iwlab.train.stacked_fused)
         self._fused = compiled_sgd_steps() if compile and stacked else None
         self._func_step = None

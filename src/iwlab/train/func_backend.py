@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
 
+from iwlab.train.compiled import own_code
 from iwlab.train.precision import channels_last_input, forward_autocast, strict_fp32, tf32_flags
 
 #: ``fn(params, buffers, x (M, B, ...), y (M, B), gw (M, B)) -> (grads, new_buffers)``: the func backend's step.
@@ -323,7 +324,8 @@ def make_step(
         inner = grads_fn(template, binary, precision, device.type)
     else:
         inner = logit_grads_step(template, logit_grads, precision, device.type)
-    fn = torch.compile(inner, dynamic=False) if compile else inner
+    # a private code copy per trainer: dynamo's recompile limit (8) counts per code object (iwlab.train.compiled)
+    fn = torch.compile(own_code(inner), dynamic=False) if compile else inner
     pending = {"check": conv_impl == "grouped", "compile": compile}
 
     def step(

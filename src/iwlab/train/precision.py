@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 Precision = Literal["fp32", "tf32", "bf16"]
 ConvImpl = Literal["vmap", "grouped"]
@@ -48,7 +48,14 @@ CONV_IMPLS: tuple[str, ...] = ("vmap", "grouped")
 
 
 def check_step_options(
-    precision: object, channels_last: object, conv_impl: object, compile: object, backend: str, params: Any
+    precision: object,
+    channels_last: object,
+    conv_impl: object,
+    compile: object,
+    backend: str,
+    params: Any,
+    template: nn.Module | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Refuse step options that are not valid, or not meaningful for this backend and parameter dtype.
 
@@ -60,6 +67,8 @@ def check_step_options(
         backend: the trainer's resolved backend, ``"stacked"`` or ``"func"``.
         params: the stacked parameters, a list or ``{name: tensor}`` (``"tf32"`` and ``"bf16"`` concern float32
             models only).
+        template, device: the members' architecture and device, if known: ``"bf16"`` with BatchNorm is refused
+            on the CPU, where ``vmap(grad(...))`` of batch norm under autocast fails inside torch.
 
     Returns:
         ``{"precision", "channels_last", "conv_impl", "compile"}``, the trainer's ``step_options``.
@@ -101,6 +110,12 @@ def check_step_options(
     param_dtype = next(iter(params.values() if isinstance(params, dict) else params)).dtype
     if precision != "fp32" and param_dtype != torch.float32:
         raise ValueError(f"precision={precision!r} is for float32 models; this model's parameters are {param_dtype}")
+    if precision == "bf16" and device is not None and torch.device(device).type == "cpu" and template is not None:
+        # vmap(grad(batch_norm)) under CPU autocast fails inside torch (a bf16/float32 mix in F.batch_norm)
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in template.modules()):
+            raise ValueError(
+                "precision='bf16' with BatchNorm does not run on the CPU (torch autocast under vmap); use fp32"
+            )
     return {"precision": precision, "channels_last": channels_last, "conv_impl": conv_impl, "compile": compile}
 
 

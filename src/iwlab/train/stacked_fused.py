@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from iwlab.train.compiled import compile_step
 from iwlab.train.stacked import ce_logit_grads
 
 #: A layer with at most this many inputs or outputs is computed as a broadcast and a sum (fused by inductor).
@@ -142,8 +143,14 @@ def _sgd_steps_in_place(
 
 def compiled_sgd_steps() -> Callable[..., None]:
     """``fn(params, x, y, gw, decay, masks, inv_keep, binary, bias, k)``: :func:`sgd_steps` compiled, updating
-    ``params`` in place. Compiles on the first call (a few seconds), again only for a new shape or setting."""
-    return torch.compile(_sgd_steps_in_place, dynamic=False)
+    ``params`` in place. Compiles on the first call (a few seconds; ~0.2 s for a graph compiled before), again
+    only for a new shape or setting; each call of this function compiles its own copy
+    (:func:`~iwlab.train.compiled.compile_step`: no shared recompile limit across trainers).
+
+    Raises:
+        RuntimeError: (from the call) torch.compile failed; one line, saying to run with ``compile=False``.
+    """
+    return compile_step(_sgd_steps_in_place, "the fused SGD steps")
 
 
 def steps_per_call(n_full: int) -> int:
