@@ -202,3 +202,14 @@ def test_preflight_is_quiet_on_local_fs(tmp_path, monkeypatch, capsys, fs):
     monkeypatch.setattr(rundir, "filesystem_type", lambda path, mounts_text=None: fs)
     preflight(tmp_path / "run")
     assert capsys.readouterr().err == "" and network_fs_warning(tmp_path, fs) is None
+
+
+def test_ray_missing_is_refused_before_the_run_dir(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    out = tmp_path / "d"
+    assert main(["sweep", "synthetic", "--executor", "ray", "--out", str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "iwlab: error: the Ray executor needs ray: pip install 'iwlab[ray]'"
+    assert not out.exists()

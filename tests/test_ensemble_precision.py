@@ -264,16 +264,34 @@ def test_tf32_flags_set_for_the_step_and_restored():
 
 
 def test_compile_failure_is_one_line(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
     def broken(fn, **kw):
         def call(*a):
-            raise RuntimeError("backend exploded\nlong traceback")
+            raise BackendCompilerFailed("inductor", RuntimeError("backend exploded\nlong traceback"), None)
 
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
     x, y = _data(1)
     t = EnsembleTrainer(_cnn(), _members(1), **KW, compile=True)
-    with pytest.raises(RuntimeError, match=r"^compile=True: .* \(RuntimeError: backend exploded\); run with compile="):
+    with pytest.raises(RuntimeError, match=r"^compile=True: .* \(BackendCompilerFailed: .*\); run with compile="):
+        t.fit(x, y, epochs=1, progress=False)
+
+
+def test_errors_of_the_step_are_not_called_compile_failures(monkeypatch):
+    """Only the backend's failure is relabelled; an error of the step itself passes through as it is."""
+
+    def bad_step(fn, **kw):
+        def call(*a):
+            raise ValueError("reweight must return (M, B) weights")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", bad_step)
+    x, y = _data(1)
+    t = EnsembleTrainer(_cnn(), _members(1), **KW, compile=True)
+    with pytest.raises(ValueError, match=r"^reweight must return \(M, B\) weights$"):
         t.fit(x, y, epochs=1, progress=False)
 
 
@@ -293,7 +311,7 @@ def test_bf16_with_batchnorm_on_cpu_is_refused():
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
         return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
 
-    with pytest.raises(ValueError, match=r"^precision='bf16' with BatchNorm does not run on the CPU"):
+    with pytest.raises(ValueError, match=r"^precision='bf16' with BatchNorm2d does not run on the CPU"):
         EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, precision="bf16")
 
 
@@ -312,3 +330,25 @@ def test_channels_last_is_restored_on_resume(tmp_path):
     resumed.fit(x, y, epochs=2, checkpoint_path=ckpt, progress=False)
     name = next(k for k, v in resumed.params.items() if v.dim() == 5)  # the stacked conv weight (M, O, I, kh, kw)
     assert resumed.params[name].stride() == fresh.params[name].stride()
+    # and back: a channels-last checkpoint resumed without it, momentum buffers in their parameters' layout too
+    ckpt2 = tmp_path / "ck2.pt"
+    kw = dict(batch_size=4, momentum=0.9)
+    EnsembleTrainer(model_fn, [Member(seed=0)], channels_last=True, **kw).fit(
+        x, y, epochs=1, checkpoint_path=ckpt2, progress=False
+    )
+    plain = EnsembleTrainer(model_fn, [Member(seed=0)], **kw)
+    back = EnsembleTrainer(model_fn, [Member(seed=0)], **kw)
+    back.fit(x, y, epochs=2, checkpoint_path=ckpt2, progress=False)
+    assert back.params[name].stride() == plain.params[name].stride()
+    for p, b in zip(back._param_list(), back.opt_state["momentum"], strict=True):
+        assert b.stride() == p.stride()
+
+
+@pytest.mark.parametrize("norm", [nn.InstanceNorm2d(4, affine=True), nn.LayerNorm([4, 6, 6])])
+def test_bf16_with_other_norms_on_cpu_is_refused(norm):
+    def model_fn(g):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        return nn.Sequential(nn.Conv2d(3, 4, 3), norm, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+
+    with pytest.raises(ValueError, match=f"^precision='bf16' with {type(norm).__name__} does not run on the CPU"):
+        EnsembleTrainer(model_fn, [Member(seed=0)], batch_size=4, precision="bf16")

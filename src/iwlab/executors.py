@@ -31,6 +31,7 @@ Example (shell commands)::
 from __future__ import annotations
 
 import math
+import numbers
 import shutil
 import time
 import traceback
@@ -205,10 +206,17 @@ class SlurmOptions:
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ValueError(f"{opt} must be an integer >= {low}, got {value!r}")
-        for opt, num in (("--slurm-mem-gb", self.mem_gb), ("poll_s", self.poll_s)):
-            ok = isinstance(num, int | float) and not isinstance(num, bool) and math.isfinite(num) and num > 0
-            if num is not None and not ok:
-                raise ValueError(f"{opt} must be a finite number > 0, got {num!r}")
+        for opt, num, low in (("--slurm-mem-gb", self.mem_gb, 1 / 1024), ("poll_s", self.poll_s, 0.0)):
+            if num is None and opt == "--slurm-mem-gb":  # None: the partition's default memory
+                continue
+            try:  # numbers.Real (numpy scalars too), not bool; 10**400 overflows float: refused, not raised
+                ok = isinstance(num, numbers.Real) and not isinstance(num, bool) and math.isfinite(num) and num > low
+            except OverflowError:
+                ok = False
+            if not ok:
+                # below 1 MB submitit would ask Slurm for --mem=0, which Slurm reads as all of the node's memory
+                floor = "at least 1/1024 (1 MB)" if low else "> 0"
+                raise ValueError(f"{opt} must be a finite number {floor}, got {num!r}")
         if self.cluster not in ("slurm", "local"):
             raise ValueError(f"cluster must be 'slurm' or 'local', got {self.cluster!r}")
 

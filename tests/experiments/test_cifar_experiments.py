@@ -197,6 +197,7 @@ def test_agreement_and_fig4_verdicts_follow_the_numbers():
     assert "+0.030 is below" in null_verdict(pd.Series({**row, "gap": 0.03, "p_below": 0.02}))
     # one seed: nothing to compare across seeds, no verdict
     assert null_verdict(pd.Series({**row, "n_seeds": 1})).startswith("not calibrated: agreement across seeds needs")
+    assert null_verdict(pd.Series({**row, "n_weightings": 1})).startswith("not calibrated: a permutation across")
     rows = []
     for w, (noise, test, acc) in {0.25: (0.2, 0.30, 0.7), 4.0: (0.4, 0.70, 1.0)}.items():
         for v in ("plain", "dropout"):
@@ -212,7 +213,15 @@ def test_agreement_and_fig4_verdicts_follow_the_numbers():
     noise = "fails at epoch 6: mean dog fraction on noise 0.300 (max over models 0.400)"
     assert noise_claim(fitted, "plain", "dog") == noise
     assert dropout_claim(fitted, "dog").startswith("fails at epoch 6: spread across weights test 0.400, noise 0.200")
-    close = df.assign(value=np.where(df.name.str.startswith("frac_dog") & (df.epoch == 6), 0.05, df.value))
+    close = fitted.assign(
+        value=np.where(fitted.name.str.startswith("frac_dog") & (fitted.epoch == 6), 0.05, fitted.value)
+    )
+    # holding is judged on trained models only, like failing
+    unfit_close = df.assign(value=np.where(df.name.str.startswith("frac_dog") & (df.epoch == 6), 0.05, df.value))
+    assert dropout_claim(unfit_close, "dog").startswith("not testable yet at epoch 6")
+    assert noise_claim(unfit_close, "dropout", "dog").startswith("not testable yet at epoch 6")
+    one_weight = fitted[fitted.weight == 4.0]
+    assert dropout_claim(one_weight, "dog").startswith("n/a at epoch 6: the dropout models have 1 weighting")
     holds = "holds at epoch 6: spread across weights test 0.000, noise 0.000 (all below 0.1)"
     assert dropout_claim(close, "dog") == holds
     assert noise_claim(close, "dropout", "dog").startswith("holds at epoch 6")

@@ -181,3 +181,10 @@ def test_chunked_draws_equal_one_draw(monkeypatch):
     whole = agreement_null(preds, n_permutations=300, seed=7).null_gaps
     monkeypatch.setattr(mod, "CHUNK_ELEMENTS", preds.size * 7)  # chunks of 7 grids
     np.testing.assert_array_equal(agreement_null(preds, n_permutations=300, seed=7).null_gaps, whole)
+
+
+def test_exact_with_one_seed_is_the_one_arrangement():
+    """S = 1: (W!)^0 = 1 arrangement, found without building the W! permutations of the column."""
+    preds = (np.random.default_rng(0).random((11, 1, 20)) < 0.5).astype(np.int8)
+    r = agreement_null(preds, exact=True)
+    assert r.n_permutations == 1 and r.null_gaps.tolist() == [r.gap] and r.p_below == 1.0

@@ -149,3 +149,17 @@ def test_compile_failure_is_one_line(monkeypatch):
         RuntimeError, match=r"^compile=True: torch.compile of the fused SGD steps failed .*compile=False$"
     ):
         tr.fit(x, y, epochs=1, progress=False)
+
+
+def test_errors_of_the_step_pass_through(monkeypatch):
+    def bad_step(fn, **kw):
+        def call(*a):
+            raise ValueError("a bad shape in the step")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", bad_step)
+    x, y = _data(16)
+    tr = EnsembleTrainer(MODELS["mlp"][0], [Member(seed=0)], batch_size=8, compile=True)
+    with pytest.raises(ValueError, match=r"^a bad shape in the step$"):
+        tr.fit(x, y, epochs=1, progress=False)

@@ -60,6 +60,7 @@ EXPERIMENT = Experiment(
     description="CIFAR-10 automobile vs truck, CNN: class weights vs epochs (Fig A.8)",
     config=CarsTrucksConfig,
     profiles=PROFILES,
+    gpu_profiles=("paper",),  # the paper's CNN at full size
     cells=cells,
     run_cell=run_cell,
     summary=summary,

@@ -88,8 +88,11 @@ def noise_claim(df: pd.DataFrame, variant: str, pos: str) -> str:
     if d.empty:
         return "n/a (no noise images evaluated)"
     epoch, mean, top = int(d.epoch.max()), float(d.value.mean()), float(d.value.max())
-    word = "holds" if mean < NOISE_CAT else (_not_fitted(df, variant, epoch) or "fails")
-    return f"{word} at epoch {epoch}: mean {pos} fraction on noise {mean:.3f} (max over models {top:.3f})"
+    seen = f"mean {pos} fraction on noise {mean:.3f} (max over models {top:.3f})"
+    not_yet = _not_fitted(df, variant, epoch)  # neither holds nor fails before the models are trained
+    if not_yet:
+        return f"{not_yet}; {seen}"
+    return f"{'holds' if mean < NOISE_CAT else 'fails'} at epoch {epoch}: {seen}"
 
 
 def dropout_claim(df: pd.DataFrame, pos: str) -> str:
@@ -107,14 +110,17 @@ def dropout_claim(df: pd.DataFrame, pos: str) -> str:
         return "n/a (no dropout variant)"
     epoch = max(e for _, _, e in rows)
     shown = ", ".join(f"{name} {s:.3f}" for name, s, _ in rows)
+    n_weights = df[(df.variant == "dropout") & df.name.str.startswith(f"frac_{pos}_")].weight.nunique()
+    if n_weights < 2:  # a spread across one weight is 0 by construction
+        return f"n/a at epoch {epoch}: the dropout models have {n_weights} weighting (a spread needs at least 2)"
+    not_yet = _not_fitted(df, "dropout", epoch)
+    if not_yet:
+        return f"{not_yet}; spread across weights {shown}"
     acc = df[(df.variant == "dropout") & (df.name == "train_acc")]
     acc = last_epoch_rows(acc).value
     fitted = f"; lowest training accuracy {acc.min():.3f}" if len(acc) else ""
     if all(s < FADED_SPREAD for _, s, _ in rows):
         return f"holds at epoch {epoch}: spread across weights {shown} (all below {FADED_SPREAD:g})"
-    not_yet = _not_fitted(df, "dropout", epoch)
-    if not_yet:
-        return f"{not_yet}; spread across weights {shown}"
     return (
         f"fails at epoch {epoch}: spread across weights {shown} (not all below {FADED_SPREAD:g}{fitted}; "
         "the paper's claim is for 1000 epochs)"

@@ -171,6 +171,7 @@ EXPERIMENT = Experiment(
     description="CIFAR-10 cats vs dogs, one class sub-sampled: weighting vs sub-sampling alone (Fig A.6)",
     config=ImbalancedConfig,
     profiles=PROFILES,
+    gpu_profiles=("paper",),  # the paper's CNN at full size
     cells=cells,
     run_cell=run_cell,
     summary=summary,

@@ -75,6 +75,7 @@ EXPERIMENT = Experiment(
     description="CIFAR-10 cats vs dogs with 5% label noise per class: class weights vs epochs (Fig A.7)",
     config=LabelNoiseConfig,
     profiles=PROFILES,
+    gpu_profiles=("paper",),  # the paper's CNN at full size
     cells=cells,
     run_cell=run_cell,
     summary=summary,

@@ -113,6 +113,7 @@ EXPERIMENT = Experiment(
     description="CIFAR-10 cats vs dogs, ResNet with and without batch norm: class weights vs epochs (Fig A.5)",
     config=ResNetConfig,
     profiles=PROFILES,
+    gpu_profiles=("paper",),  # the paper's CNN at full size
     cells=cells,
     run_cell=run_cell,
     summary=summary,

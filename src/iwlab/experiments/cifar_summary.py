@@ -144,6 +144,8 @@ def null_verdict(r: Any) -> str:
     """  # noqa: E501
     if r.get("n_seeds", 2) < 2:
         return "not calibrated: agreement across seeds needs at least 2 seeds (this run has 1)"
+    if r.get("n_weightings", 2) < 2:
+        return "not calibrated: a permutation across weightings needs at least 2 weightings (this run has 1)"
     if math.isnan(r["null_lo"]):
         return f"the gap {r['gap']:+.3f} is not calibrated (agreement_permutations=0)"
     where = f"null mean {r['null_gap']:+.3f}, 95% interval [{r['null_lo']:+.3f}, {r['null_hi']:+.3f}]"

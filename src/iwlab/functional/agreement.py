@@ -158,6 +158,8 @@ def _arrangements(W: int, S: int, n: int, rng: np.random.Generator, exact: bool)
         # the statistic does not change when the weightings are relabelled (the same permutation in every
         # column), so column 0 stays fixed and each of the (W!)^(S-1) arrangements stands for W! equally
         # likely ones: the exact null distribution
+        if S == 1:  # one column, held fixed: the one arrangement (never build the W! permutations)
+            return np.arange(W, dtype=np.int64).reshape(1, 1, W)
         rows = list(itertools.permutations(range(W)))
         combos = itertools.product(rows, repeat=S - 1)
         return np.array([[tuple(range(W)), *c] for c in combos], dtype=np.int64).reshape(-1, S, W)

@@ -8,13 +8,14 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
 
 import torch
 
-from iwlab.executors import SlurmOptions, import_submitit
+from iwlab.executors import RAY_MISSING, SlurmOptions, import_submitit
 from iwlab.runner.rundir import RunError
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -76,6 +77,13 @@ def check_executor_options(
         raise RunError(f"--slurm-* options need --executor slurm (got --executor {executor})")
     if address is not None and executor != "ray":
         raise RunError(f"--address names a Ray cluster; it needs --executor ray (got --executor {executor})")
+    if executor == "ray":
+        try:  # before the run directory is made (importing ray itself takes seconds; its spec is enough)
+            missing = importlib.util.find_spec("ray") is None
+        except ValueError:  # a module in sys.modules without a spec (a test's stand-in): importable
+            missing = False
+        if missing:
+            raise RunError(RAY_MISSING)
     if executor == "slurm":
         opts = slurm or SlurmOptions()
         _check_slurm(device, opts)

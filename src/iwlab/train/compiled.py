@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch._dynamo.exc import TorchDynamoException
+from torch._dynamo.exc import BackendCompilerFailed
 
 
 def own_code(fn: Callable) -> Callable:
@@ -49,7 +49,9 @@ def compile_step(fn: Callable, what: str) -> Callable:
     def call(*args: Any) -> Any:
         try:
             return compiled(*args)
-        except TorchDynamoException as err:  # compile failures; errors of the step itself pass through
+        # the backend (inductor) failed to compile; errors of the step itself (dynamo's TorchRuntimeError from
+        # tracing a bad shape, a hook's ValueError, ...) pass through as they are
+        except BackendCompilerFailed as err:
             text = str(err).strip()
             first = text.splitlines()[0][:200] if text else ""
             raise RuntimeError(

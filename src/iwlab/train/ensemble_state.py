@@ -58,7 +58,6 @@ class EnsembleState:
     device: torch.device
     params: Any
     buffers: dict[str, Tensor]
-    step_options: dict[str, Any]
     _run: FitState
     _data_spec: dict[str, Any] | None
     _pending_data: tuple[dict[str, Any], str | Path | None] | None
@@ -66,6 +65,7 @@ class EnsembleState:
     transform: Any
     step_options: dict[str, Any]
     _transform_gen: torch.Generator | None
+    _param_list: Any  # from EnsembleViews
 
     def _config_record(self) -> dict[str, Any]:
         """The trainer's settings for the checkpoint's settings record (see :meth:`state_dict`)."""
@@ -151,10 +151,19 @@ class EnsembleState:
         if self._transform_gen is not None and not isinstance(state.get("transform_rng"), Tensor):
             raise ValueError("the saved training state holds no transform generator state for this transform")
         self.params = dev(state["params"])
-        if self.step_options["channels_last"]:  # the saved layout may be the other one: a resume may switch it
+        # a resume may switch channels_last: the parameters take this trainer's layout, and the optimizer's buffers
+        # their parameters' (the in-place updates are several times slower on mismatched strides)
+        if self.step_options["channels_last"]:
             self.params = channels_last_weights(self.params)
+        elif isinstance(self.params, dict):
+            self.params = {n: p.contiguous() for n, p in self.params.items()}
         self.buffers = dev(state["buffers"])
         self.opt_state = dev(state["opt_state"])
+        for key, bufs in self.opt_state.items():
+            if isinstance(bufs, list):
+                self.opt_state[key] = [
+                    torch.empty_like(p).copy_(b) for p, b in zip(self._param_list(), bufs, strict=True)
+                ]
         self.lr = dev(state["lr"])  # the live lr: diverged members stay frozen
         for g, s in zip(self.generators, state["generators"], strict=True):
             g.set_state(s)

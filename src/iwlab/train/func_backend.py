@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch._dynamo.exc import BackendCompilerFailed
 from torch.func import functional_call, grad, vjp, vmap
 
 from iwlab.train.compiled import own_code
@@ -339,7 +340,7 @@ def make_step(
         with tf32_flags(precision, device):
             try:
                 grads, new_buffers = fn(params, buffers, x, y, gw)
-            except Exception as err:
+            except BackendCompilerFailed as err:  # inductor failed; errors of the step itself pass through
                 if not pending["compile"]:
                     raise
                 # the first call compiles: name what failed in one line

@@ -111,10 +111,13 @@ def check_step_options(
     if precision != "fp32" and param_dtype != torch.float32:
         raise ValueError(f"precision={precision!r} is for float32 models; this model's parameters are {param_dtype}")
     if precision == "bf16" and device is not None and torch.device(device).type == "cpu" and template is not None:
-        # vmap(grad(batch_norm)) under CPU autocast fails inside torch (a bf16/float32 mix in F.batch_norm)
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in template.modules()):
+        # vmap(grad(...)) of batch, instance and layer norm under CPU autocast fails inside torch (a bf16/float32
+        # mix in the norm's kernel); GroupNorm runs
+        norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm)
+        bad = next((type(m).__name__ for m in template.modules() if isinstance(m, norms)), None)
+        if bad is not None:
             raise ValueError(
-                "precision='bf16' with BatchNorm does not run on the CPU (torch autocast under vmap); use fp32"
+                f"precision='bf16' with {bad} does not run on the CPU (torch autocast under vmap); use fp32"
             )
     return {"precision": precision, "channels_last": channels_last, "conv_impl": conv_impl, "compile": compile}
 
