@@ -22,6 +22,7 @@ float round-off, not bitwise (``tests/train/test_stacked_fused.py`` states the t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -124,19 +125,9 @@ def sgd_steps(
     return params
 
 
-def _sgd_steps_in_place(
-    params: list[Tensor],
-    x: Tensor,
-    y: Tensor,
-    gw: Tensor,
-    decay: Tensor | None,
-    masks: list[Tensor] | None,
-    inv_keep: float,
-    binary: bool,
-    bias: bool,
-    k: int,
-) -> None:
-    new = sgd_steps(params, x, y, gw, decay, masks, inv_keep, binary, bias, k)
+def _sgd_steps_in_place(params: list[Tensor], *args: Any) -> None:
+    """:func:`sgd_steps` (same arguments), writing the new parameters into ``params``."""
+    new = sgd_steps(params, *args)
     for p, n in zip(params, new, strict=True):
         p.copy_(n)  # inside the graph: inductor writes the result straight into the trainer's tensors
 
