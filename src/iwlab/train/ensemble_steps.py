@@ -90,7 +90,8 @@ class EnsembleSteps:
         # compile: plain-SGD epochs run their full batches K steps per compiled call (iwlab.train.stacked_fused)
         self._fused = compiled_sgd_steps() if compile and stacked else None
         self._func_step = None
-        if not stacked:  # built once, with its options (precision, layout, conv form, compile)
+        if not stacked:  # built once, with its options (precision, layout, conv form, compile); per-member losses
+            # or a reweight hook pull d loss / d logits back through the forward (func_backend.logit_grads_step)
             opts = {**self.step_options, "device": self.device}
             self._func_step = func_backend.make_step(self.template, self.binary, self._logit_grads, **opts)
         # the func backend's private RNG stream (dropout masks), see iwlab.train.func_backend
@@ -198,11 +199,7 @@ class EnsembleSteps:
                 mk = [m[:, s, : xb.shape[1]] for m in stacked_masks]  # (M, B, h)
             grads = self._step(self.params, xb, yb, gw, mk, inv_keep, self.binary, self.bias, self._logit_grads)
         else:
-            if self._func_step is None:
-                if self._logit_grads is None:
-                    self._func_step = func_backend.grads_fn(self.template, self.binary)
-                else:  # per-member losses or a reweight hook: pull d loss / d logits back through the forward
-                    self._func_step = func_backend.logit_grads_step(self.template, self._logit_grads)
+            assert self._func_step is not None  # built with its options by _init_steps
             self.template.train()  # batch statistics and running-stat updates, dropout on
             grad_dict, self.buffers = self._func_step(self.params, self.buffers, xb, yb, gw)
             grads = list(grad_dict.values())

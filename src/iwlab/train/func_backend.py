@@ -36,10 +36,9 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch._dynamo.exc import BackendCompilerFailed
 from torch.func import functional_call, grad, vjp, vmap
 
-from iwlab.train.compiled import own_code
+from iwlab.train.compiled import compile_step
 from iwlab.train.precision import channels_last_input, forward_autocast, strict_fp32, tf32_flags
 
 #: ``fn(params, buffers, x (M, B, ...), y (M, B), gw (M, B)) -> (grads, new_buffers)``: the func backend's step.
@@ -299,8 +298,8 @@ def make_step(
     Raises:
         ValueError: ``channels_last`` on a model without ``nn.Conv2d``; a model ``"grouped"`` cannot run (at
             once, or from the first step's check).
-        RuntimeError: (from the step) ``torch.compile`` failed on the first step, with the first line of its
-            error.
+        RuntimeError: (from the step) ``torch.compile``'s backend failed, with the first line of its error
+            (:func:`~iwlab.train.compiled.compile_step`).
 
     Source: ``torch.func`` (https://pytorch.org/docs/stable/func.html); ``torch.compile``.
 
@@ -325,9 +324,9 @@ def make_step(
         inner = grads_fn(template, binary, precision, device.type)
     else:
         inner = logit_grads_step(template, logit_grads, precision, device.type)
-    # a private code copy per trainer: dynamo's recompile limit (8) counts per code object (iwlab.train.compiled)
-    fn = torch.compile(own_code(inner), dynamic=False) if compile else inner
-    pending = {"check": conv_impl == "grouped", "compile": compile}
+    # a private code copy per trainer, backend failures in one line (iwlab.train.compiled)
+    fn = compile_step(inner, "the func backend's step") if compile else inner
+    pending = {"check": conv_impl == "grouped"}
 
     def step(
         params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor, gw: Tensor
@@ -338,18 +337,7 @@ def make_step(
             _check_grouped(template, chain, params, buffers, x)
             pending["check"] = False
         with tf32_flags(precision, device):
-            try:
-                grads, new_buffers = fn(params, buffers, x, y, gw)
-            except BackendCompilerFailed as err:  # inductor failed; errors of the step itself pass through
-                if not pending["compile"]:
-                    raise
-                # the first call compiles: name what failed in one line
-                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise RuntimeError(
-                    f"compile=True: torch.compile of the func backend's step failed on the first step "
-                    f"({type(err).__name__}: {first[:200]}); run with compile=False"
-                ) from err
-        pending["compile"] = False
+            grads, new_buffers = fn(params, buffers, x, y, gw)
         # each gradient in its parameter's layout (grouped Linear gradients come transposed): the in-place
         # optimizer update then reads matching strides, which a CPU does several times faster
         return {
